@@ -1,0 +1,105 @@
+"""The im2col helper students import as ``cs231n.im2col``.
+
+Column layout (fixed by the course): rows are ordered (channel, dy, dx) and
+columns (out_y, out_x, n) with n fastest. ``col2im_indices`` is the exact
+adjoint of ``im2col_indices``: overlapping contributions are summed.
+Integer arithmetic throughout; geometry that does not tile the input raises a
+ValueError naming the sizes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["get_im2col_indices", "im2col_indices", "col2im_indices"]
+
+
+def _output_size(name: str, size: int, field: int, padding: int, stride: int) -> int:
+    """Number of field positions along one axis, or a ValueError if they do not tile it."""
+    padded = size + 2 * padding
+    if field > padded:
+        raise ValueError(
+            f"field {name} {field} is larger than the padded input {name} {padded} "
+            f"({size} + 2*{padding})"
+        )
+    if (padded - field) % stride != 0:
+        raise ValueError(
+            f"field {name} {field} with stride {stride} does not tile the padded input "
+            f"{name} {padded} ({size} + 2*{padding}): ({padded} - {field}) % {stride} != 0"
+        )
+    return (padded - field) // stride + 1
+
+
+def _check_geometry(
+    x_shape: tuple[int, ...], field_height: int, field_width: int, padding: int, stride: int
+) -> tuple[int, int]:
+    if len(x_shape) != 4:
+        raise ValueError(f"x must be 4-dimensional (N, C, H, W), got shape {tuple(x_shape)}")
+    for name, value, low in (
+        ("field_height", field_height, 1),
+        ("field_width", field_width, 1),
+        ("stride", stride, 1),
+        ("padding", padding, 0),
+    ):
+        if int(value) != value or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    _, _, height, width = x_shape
+    out_height = _output_size("height", height, field_height, padding, stride)
+    out_width = _output_size("width", width, field_width, padding, stride)
+    return out_height, out_width
+
+
+def get_im2col_indices(x_shape, field_height, field_width, padding=1, stride=1):
+    """Index arrays (k, i, j) such that ``x_padded[:, k, i, j]`` gathers every field."""
+    _, channels, _, _ = x_shape
+    out_height, out_width = _check_geometry(x_shape, field_height, field_width, padding, stride)
+    i0 = np.tile(np.repeat(np.arange(field_height), field_width), channels)
+    i1 = stride * np.repeat(np.arange(out_height), out_width)
+    j0 = np.tile(np.arange(field_width), field_height * channels)
+    j1 = stride * np.tile(np.arange(out_width), out_height)
+    i = i0.reshape(-1, 1) + i1.reshape(1, -1)
+    j = j0.reshape(-1, 1) + j1.reshape(1, -1)
+    k = np.repeat(np.arange(channels), field_height * field_width).reshape(-1, 1)
+    return k, i, j
+
+
+def _padded_channels_last(x, padding):
+    """x (N, C, H, W) as a zero-padded (C, H + 2p, W + 2p, N) array, N contiguous."""
+    n, c, h, w = x.shape
+    padded = np.zeros((c, h + 2 * padding, w + 2 * padding, n), dtype=x.dtype)
+    padded[:, padding : padding + h, padding : padding + w, :] = x.transpose(1, 2, 3, 0)
+    return padded
+
+
+def im2col_indices(x, field_height, field_width, padding=1, stride=1):
+    """Columns of every receptive field: shape (C*fh*fw, out_h*out_w*N)."""
+    x = np.asarray(x)
+    out_height, out_width = _check_geometry(x.shape, field_height, field_width, padding, stride)
+    n, c = x.shape[:2]
+    padded = _padded_channels_last(x, padding)
+    s_c, s_h, s_w, s_n = padded.strides
+    fields = np.lib.stride_tricks.as_strided(
+        padded,
+        shape=(c, field_height, field_width, out_height, out_width, n),
+        strides=(s_c, s_h, s_w, s_h * stride, s_w * stride, s_n),
+        writeable=False,
+    )
+    return fields.reshape(c * field_height * field_width, out_height * out_width * n)
+
+
+def col2im_indices(cols, x_shape, field_height=3, field_width=3, padding=1, stride=1):
+    """Adjoint of im2col_indices: scatter-add columns back into an array of x_shape."""
+    out_height, out_width = _check_geometry(x_shape, field_height, field_width, padding, stride)
+    n, c, h, w = x_shape
+    expected = (c * field_height * field_width, out_height * out_width * n)
+    cols = np.asarray(cols)
+    if cols.shape != expected:
+        raise ValueError(f"cols must have shape {expected} for x_shape {tuple(x_shape)}, got {cols.shape}")
+    fields = cols.reshape(c, field_height, field_width, out_height, out_width, n)
+    padded = np.zeros((c, h + 2 * padding, w + 2 * padding, n), dtype=cols.dtype)
+    row_stop = stride * (out_height - 1) + 1
+    col_stop = stride * (out_width - 1) + 1
+    for dy in range(field_height):
+        for dx in range(field_width):
+            padded[:, dy : dy + row_stop : stride, dx : dx + col_stop : stride, :] += fields[:, dy, dx]
+    interior = padded[:, padding : padding + h, padding : padding + w, :]
+    return interior.transpose(3, 0, 1, 2)
