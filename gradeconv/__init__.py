@@ -1,3 +1,21 @@
 """gradeconv: grade student conv and max-pool layers against a trusted reference."""
+from __future__ import annotations
+
+from pathlib import Path
 
 __version__ = "0.1.0"
+
+
+def grade(path, rubric=None, use_bwrap: bool | None = None):
+    """Grade the submission(s) at `path` with a rubric (a path, a Rubric, or None: the default).
+
+    Returns a list of SubmissionResult, one per submission found.
+    """
+    from gradeconv import rubric as rubrics
+    from gradeconv.grading import grade_submission
+    from gradeconv.submissions import discover
+
+    if not isinstance(rubric, rubrics.Rubric):
+        rubric = rubrics.load(rubric)
+    submissions = discover([Path(path)], rubric.module)
+    return [grade_submission(submission, rubric, use_bwrap) for submission in submissions]

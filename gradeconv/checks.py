@@ -1,0 +1,100 @@
+"""Judging what a student's function returned: structure, type, shape, values.
+
+Shapes and dtypes are checked explicitly before any value is compared, so
+broadcasting never hides a wrong shape. Outputs must be float64 ndarrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gradeconv import outcomes
+from gradeconv.results import CaseResult
+from gradeconv.rubric import ReferenceCheck
+from gradeconv.sandbox import Reply
+from gradeconv.specs import Spec
+
+
+def unpack(reply: Reply, spec: Spec) -> dict[str, np.ndarray] | CaseResult:
+    """The returned arrays by output name, or why the return value is unusable."""
+    value = reply.header.get("value", {})
+    if spec.returns_cache:
+        expected = f"{spec.name} must return a tuple (out, cache)"
+        if value.get("none"):
+            return CaseResult(outcomes.NOT_IMPLEMENTED, f"{spec.name} returned None: not implemented yet?")
+        if "sequence" not in value:
+            return CaseResult(outcomes.WRONG_TYPE, f"{expected}, got {_kind(value)}")
+        if len(value["items"]) != 2:
+            return CaseResult(outcomes.WRONG_TYPE, f"{expected}, got a {value['sequence']} of length "
+                                                   f"{len(value['items'])}")
+        items = value["items"][:1]
+    elif len(spec.outputs) == 1:
+        items = [value]
+    else:
+        names = ", ".join(spec.outputs)
+        if value.get("none"):
+            return CaseResult(outcomes.NOT_IMPLEMENTED, f"{spec.name} returned None: not implemented yet?")
+        if "sequence" not in value or len(value["items"]) != len(spec.outputs):
+            got = (f"a {value['sequence']} of length {len(value['items'])}" if "sequence" in value
+                   else _kind(value))
+            return CaseResult(outcomes.WRONG_TYPE, f"{spec.name} must return a tuple ({names}), got {got}")
+        items = value["items"]
+    arrays = {}
+    for name, item in zip(spec.outputs, items):
+        if item.get("none"):
+            return CaseResult(outcomes.NOT_IMPLEMENTED, f"{name} is None: not implemented yet?", output=name)
+        if "array" not in item:
+            return CaseResult(outcomes.WRONG_TYPE, f"{name} must be a numpy.ndarray, got {_kind(item)}",
+                              output=name)
+        index = item["array"]
+        if not isinstance(index, int) or not 0 <= index < len(reply.arrays):
+            return CaseResult(outcomes.ERROR, "the worker sent a malformed reply", output=name)
+        arrays[name] = reply.arrays[index]
+    return arrays
+
+
+def _kind(item: dict) -> str:
+    if item.get("none"):
+        return "None"
+    if "sequence" in item:
+        return f"a {item['sequence']}"
+    if "array" in item:
+        return "an ndarray"
+    return str(item.get("other", "something else"))
+
+
+def compare(name: str, got: np.ndarray, expected: np.ndarray, tolerance: ReferenceCheck) -> CaseResult | None:
+    """None when got matches expected; otherwise the first thing wrong, with where and by how much."""
+    if type(got) is not np.ndarray or got.dtype.kind not in "fiu" or got.dtype.fields is not None:
+        return CaseResult(outcomes.WRONG_TYPE, f"{name} has dtype {got.dtype}: return real float64 values",
+                          output=name)
+    if got.shape != expected.shape:
+        return CaseResult(outcomes.WRONG_SHAPE, f"{name} has shape {got.shape}, expected {expected.shape}",
+                          output=name, got_shape=got.shape, expected_shape=expected.shape)
+    if got.dtype != np.float64:
+        return CaseResult(outcomes.WRONG_TYPE, f"{name} has dtype {got.dtype}, expected float64 "
+                          "(the course asks for double precision)", output=name)
+    if not np.all(np.isfinite(got)):
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(got))[0])
+        return CaseResult(outcomes.WRONG_VALUE, f"{name} contains NaN or infinity, first at index {where}",
+                          output=name, where=where)
+    error = np.abs(got - expected)
+    allowed = tolerance.atol + tolerance.rtol * np.abs(expected)
+    if np.all(error <= allowed):
+        return None
+    where = tuple(int(i) for i in np.unravel_index(np.argmax(error - allowed), error.shape))
+    largest = float(error.max())
+    return CaseResult(
+        outcomes.WRONG_VALUE,
+        f"{name} is wrong: largest error {largest:.3g} at index {where} "
+        f"(got {got[where]:.6g}, expected {expected[where]:.6g})",
+        output=name, max_error=largest, where=where,
+    )
+
+
+def mutated(reply: Reply, names: list[str]) -> CaseResult | None:
+    """A mutated_input result if the call changed any array it was given."""
+    changed = [names[i] for i in reply.header.get("mutated", []) if isinstance(i, int) and 0 <= i < len(names)]
+    if not changed:
+        return None
+    listed = ", ".join(changed)
+    return CaseResult(outcomes.MUTATED_INPUT, f"changed its input {listed} in place: work on a copy")

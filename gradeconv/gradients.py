@@ -1,0 +1,82 @@
+"""Numeric gradient checks of a backward pass.
+
+Directional (the default): for k random directions v per input, one central
+difference of <forward, dout> along v (2 forward calls) against <grad, v>.
+Full: every element's central difference (2 forward calls per element), for
+small cases or to localise a failure.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from gradeconv import outcomes
+from gradeconv.results import CaseResult
+from gradeconv.rubric import GradientCheck
+
+Forward = Callable[[dict[str, np.ndarray]], np.ndarray]
+GRADIENT_OF = {"dx": "x", "dw": "w", "db": "b"}
+
+
+def _disagree(numeric: float, exact: float, tolerance: float) -> bool:
+    return abs(numeric - exact) > tolerance * max(1.0, abs(numeric), abs(exact))
+
+
+def check(forward: Forward, inputs: dict[str, np.ndarray], grads: dict[str, np.ndarray],
+          dout: np.ndarray, settings: GradientCheck, seed: int) -> tuple[CaseResult | None, int]:
+    """(failure or None, forward calls used) for the gradients in grads (keyed dx, dw, db)."""
+    if settings.mode == "full":
+        return _full(forward, inputs, grads, dout, settings)
+    rng = np.random.default_rng(seed)
+    calls = 0
+    h = settings.step
+    for name, grad in grads.items():
+        value = inputs[GRADIENT_OF[name]]
+        for _ in range(settings.directions):
+            direction = rng.standard_normal(value.shape)
+            plus = forward({GRADIENT_OF[name]: value + h * direction})
+            minus = forward({GRADIENT_OF[name]: value - h * direction})
+            calls += 2
+            numeric = float(np.sum((plus - minus) * dout) / (2 * h))
+            exact = float(np.sum(grad * direction))
+            if _disagree(numeric, exact, settings.tolerance):
+                return CaseResult(
+                    outcomes.WRONG_VALUE,
+                    f"{name} disagrees with the numeric gradient: along a random direction the "
+                    f"slope is {numeric:.6g}, your {name} gives {exact:.6g}",
+                    output=name, max_error=abs(numeric - exact),
+                ), calls
+    return None, calls
+
+
+def _full(forward: Forward, inputs: dict[str, np.ndarray], grads: dict[str, np.ndarray],
+          dout: np.ndarray, settings: GradientCheck) -> tuple[CaseResult | None, int]:
+    calls = 0
+    h = settings.step
+    for name, grad in grads.items():
+        value = inputs[GRADIENT_OF[name]]
+        numeric = np.zeros_like(value)
+        for index in np.ndindex(value.shape):
+            step = np.zeros_like(value)
+            step[index] = h
+            plus = forward({GRADIENT_OF[name]: value + step})
+            minus = forward({GRADIENT_OF[name]: value - step})
+            calls += 2
+            numeric[index] = np.sum((plus - minus) * dout) / (2 * h)
+        error = np.abs(numeric - grad)
+        allowed = settings.tolerance * np.maximum(1.0, np.maximum(np.abs(numeric), np.abs(grad)))
+        if np.any(error > allowed):
+            where = tuple(int(i) for i in np.unravel_index(np.argmax(error - allowed), error.shape))
+            return CaseResult(
+                outcomes.WRONG_VALUE,
+                f"{name} disagrees with the numeric gradient: largest error {error.max():.3g} at "
+                f"index {where} (numeric {numeric[where]:.6g}, yours {grad[where]:.6g})",
+                output=name, max_error=float(error.max()), where=where,
+            ), calls
+    return None, calls
+
+
+def full_calls(inputs: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> int:
+    """Forward calls the full numeric gradient would need for these gradients."""
+    return sum(2 * inputs[GRADIENT_OF[name]].size for name in grads)

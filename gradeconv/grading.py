@@ -1,0 +1,277 @@
+"""Grading one submission: ``grade_submission(submission, rubric) -> SubmissionResult``.
+
+A plain function with picklable inputs and outputs and no global state, so any
+executor can run it (a local process pool today, a distributed one later).
+Data flows one way: rubric -> cases -> calls into the sandbox -> checks -> results.
+"""
+from __future__ import annotations
+
+import ast
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gradeconv import checks, diagnosis, gradients, outcomes
+from gradeconv.cases import Case, build, from_explicit
+from gradeconv.results import CaseResult, SubmissionResult, TestResult
+from gradeconv.rubric import ReferenceCheck, Rubric, Space, Test
+from gradeconv.sandbox import Handle, Limits, Session, stage_module
+from gradeconv.search import smallest_failure
+from gradeconv.specs import SPECS, Spec, canonical_cache, forward_args, reference_forward, reference_outputs
+from gradeconv.submissions import Submission, SubmissionError, Unpacked
+
+DIAGNOSIS_EXAMPLES = 8
+DEFAULT_TOLERANCE = ReferenceCheck()
+
+
+def sandbox_limits(rubric: Rubric) -> Limits:
+    return Limits(call_seconds=rubric.limits.call_seconds,
+                  submission_seconds=rubric.limits.submission_seconds,
+                  memory_mb=rubric.limits.memory_mb,
+                  forbidden=tuple(rubric.forbidden_imports))
+
+
+def grade_submission(submission: Submission, rubric: Rubric, use_bwrap: bool | None = None) -> SubmissionResult:
+    """Grade every test of the rubric on one submission."""
+    started = time.monotonic()
+    try:
+        with Unpacked(submission, rubric.module) as module_file:
+            forbidden = forbidden_imports(module_file, rubric.forbidden_imports)
+            if forbidden:
+                message = f"imports {forbidden}, which this assignment forbids: use numpy only"
+                return _all_failed(submission, rubric, outcomes.FORBIDDEN, message, started)
+            stage = stage_module(module_file, rubric.package, rubric.module[:-3],
+                                 own_helper=rubric.helper == "submission")
+    except SubmissionError as error:
+        return _all_failed(submission, rubric, outcomes.ERROR, str(error), started)
+    with Session(stage, sandbox_limits(rubric), rubric.functions, use_bwrap) as session:
+        runner = CaseRunner(session, rubric)
+        tests = tuple(runner.run_test(number, test) for number, test in enumerate(rubric.tests, 1))
+        report = session.close()
+    lines = [f"sandbox: {report.sandbox}"]
+    if report.helper_note:
+        lines.append(f"im2col helper: {report.helper_note}")
+    if report.stdout.strip():
+        lines.append("your code printed:\n" + report.stdout.rstrip())
+    if report.stderr.strip():
+        lines.append("your code wrote to stderr:\n" + report.stderr.rstrip())
+    return SubmissionResult(
+        id=submission.id, late=submission.late, path=str(submission.path), tests=tests,
+        max_score=rubric.max_score, execution_time=time.monotonic() - started,
+        output="\n".join(lines), sandbox=report.sandbox, student_seconds=session.spent,
+        gradient_forward_calls=runner.gradient_calls, full_gradient_forward_calls=runner.full_calls,
+    )
+
+
+def forbidden_imports(module_file: Path, forbidden: tuple[str, ...]) -> str | None:
+    """The first forbidden module the source imports, found without running it."""
+    try:
+        tree = ast.parse(module_file.read_bytes())
+    except (SyntaxError, ValueError):
+        return None  # the worker reports the syntax error with its line
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            if name.partition(".")[0] in forbidden:
+                return name
+    return None
+
+
+def _all_failed(submission: Submission, rubric: Rubric, outcome: str, message: str,
+                started: float) -> SubmissionResult:
+    tests = tuple(
+        TestResult(name=test.name, number=number, function=test.function, points=test.points,
+                   score=0.0, outcome=outcome, visibility=test.visibility, tags=test.tags,
+                   output=message)
+        for number, test in enumerate(rubric.tests, 1)
+    )
+    return SubmissionResult(id=submission.id, late=submission.late, path=str(submission.path),
+                            tests=tests, max_score=rubric.max_score,
+                            execution_time=time.monotonic() - started, output=message)
+
+
+class CaseRunner:
+    """Runs cases of the rubric's tests against one submission's session."""
+
+    def __init__(self, session: Session, rubric: Rubric):
+        self.session, self.rubric = session, rubric
+        self.gradient_calls = 0
+        self.full_calls = 0
+
+    def run_test(self, number: int, test: Test) -> TestResult:
+        spec = SPECS[test.function]
+        failure = self.load_failure(spec)
+        if failure is None:
+            failure = self.first_explicit_failure(test, spec)
+        if failure is None and test.examples:
+            failure = smallest_failure(lambda case: self.run_case(test, spec, case), test.space,
+                                       spec.pool, test.examples, test.name, self.rubric.seed)
+        if failure is None:
+            return TestResult(name=test.name, number=number, function=test.function, points=test.points,
+                              score=test.points, outcome=outcomes.PASSED, visibility=test.visibility,
+                              tags=test.tags, output="passed")
+        explanation = self.diagnose(test, spec, failure)
+        return TestResult(
+            name=test.name, number=number, function=test.function, points=test.points, score=0.0,
+            outcome=failure.outcome, visibility=test.visibility, tags=test.tags,
+            output=_failure_text(failure, explanation),
+            counterexample=failure.case.as_dict() if failure.case else None,
+            diagnosis=explanation or None, cache=failure.cache,
+        )
+
+    def load_failure(self, spec: Spec) -> CaseResult | None:
+        reply = self.session.load()
+        if reply.status != "ok":
+            return CaseResult(*outcomes.failed_reply(reply, "importing your module", self.rubric.forbidden_imports))
+        state = reply.header.get("functions", {}).get(spec.name)
+        if state == "ok":
+            return None
+        if state == "not callable":
+            return CaseResult(outcomes.WRONG_TYPE, f"{spec.name} in {self.rubric.module} is not a function")
+        return CaseResult(outcomes.NOT_IMPLEMENTED, f"{self.rubric.module} has no function {spec.name}")
+
+    def first_explicit_failure(self, test: Test, spec: Spec) -> CaseResult | None:
+        for explicit in test.cases:
+            result = self.run_case(test, spec, from_explicit(explicit, spec.pool))
+            if result.outcome != outcomes.PASSED:
+                return result
+        return None
+
+    def run_case(self, test: Test, spec: Spec, case: Case) -> CaseResult:
+        try:
+            arrays = build(case)
+            result = (self._backward(test, spec, arrays, case) if spec.is_backward
+                      else self._forward(test, spec, arrays))
+        except ValueError as error:  # geometry the reference refuses: a rubric mistake
+            result = CaseResult(outcomes.ERROR, f"invalid case for the reference: {error}")
+        return CaseResult(**{**result.__dict__, "case": case})
+
+    def _call(self, function: str, args: list, keep: bool = False) -> tuple:
+        reply, handle = self.session.call(function, args, keep=keep)
+        if reply.status != "ok":
+            failure = CaseResult(*outcomes.failed_reply(reply, f"{function}", self.rubric.forbidden_imports))
+            return failure, None, None
+        return None, reply, handle
+
+    def _forward(self, test: Test, spec: Spec, arrays) -> CaseResult:
+        args = forward_args(spec.name, arrays)
+        failure, reply, _ = self._call(spec.name, args)
+        if failure:
+            return failure
+        if test.checks.inputs_unchanged:
+            failure = checks.mutated(reply, list(spec.inputs(arrays)))
+            if failure:
+                return failure
+        got = checks.unpack(reply, spec)
+        if isinstance(got, CaseResult):
+            return got
+        if test.checks.reference is not None:
+            expected = reference_outputs(spec, arrays)["out"]
+            failure = checks.compare("out", got["out"], expected, test.checks.reference)
+            if failure:
+                return _note_missing_bias(failure, got["out"], expected, arrays)
+        return CaseResult(outcomes.PASSED)
+
+    def _backward(self, test: Test, spec: Spec, arrays, case: Case) -> CaseResult:
+        cache, cache_kind, handle = self._own_cache(spec, arrays)
+        failure, reply, _ = self._call(spec.name, [arrays.dout, cache])
+        self.session.forget(handle)
+        if failure:
+            return CaseResult(**{**failure.__dict__, "cache": cache_kind})
+        given = ["dout"] + (list(spec.inputs(arrays)) if cache_kind == "canonical" else [])
+        result = self._judge_backward(test, spec, arrays, case, reply, given)
+        return CaseResult(**{**result.__dict__, "cache": cache_kind})
+
+    def _own_cache(self, spec: Spec, arrays) -> tuple[object, str, Handle | None]:
+        """The student's own cache when their forward was right for this case, else the canonical one."""
+        canonical = canonical_cache(spec, arrays)
+        forward = SPECS[spec.forward]
+        if self.load_failure(forward) is not None:
+            return canonical, "canonical", None
+        failure, reply, handle = self._call(spec.forward, forward_args(spec.name, arrays), keep=True)
+        if failure or checks.mutated(reply, list(spec.inputs(arrays))):
+            self.session.forget(handle)
+            return canonical, "canonical", None
+        got = checks.unpack(reply, forward)
+        ok = (not isinstance(got, CaseResult) and checks.compare(
+            "out", got["out"], reference_forward(spec, arrays), DEFAULT_TOLERANCE) is None)
+        if not ok:
+            self.session.forget(handle)
+            return canonical, "canonical", None
+        return handle.item(1), "submission", handle
+
+    def _judge_backward(self, test: Test, spec: Spec, arrays, case: Case, reply, given: list[str]) -> CaseResult:
+        if test.checks.inputs_unchanged:
+            failure = checks.mutated(reply, given)
+            if failure:
+                return failure
+        got = checks.unpack(reply, spec)
+        if isinstance(got, CaseResult):
+            return got
+        scored = test.outputs or spec.outputs
+        expected = reference_outputs(spec, arrays)
+        tolerance = test.checks.reference or DEFAULT_TOLERANCE
+        for name in scored:
+            failure = checks.compare(name, got[name], expected[name], tolerance)
+            if failure and (test.checks.reference is not None or failure.outcome != outcomes.WRONG_VALUE):
+                return failure
+        if test.checks.gradient is not None:
+            inputs = spec.inputs(arrays)
+            grads = {name: got[name] for name in scored}
+            failure, calls = gradients.check(self._forward_for_gradient(test, spec, arrays), inputs, grads,
+                                             arrays.dout, test.checks.gradient, case.seed)
+            self.gradient_calls += calls
+            self.full_calls += gradients.full_calls(inputs, grads)
+            if failure:
+                return failure
+        return CaseResult(outcomes.PASSED)
+
+    def _forward_for_gradient(self, test: Test, spec: Spec, arrays):
+        if test.checks.gradient.forward == "reference":
+            return lambda inputs: reference_forward(spec, arrays, inputs)
+        forward = SPECS[spec.forward]
+
+        def submission_forward(inputs):
+            failure, reply, _ = self._call(spec.forward, forward_args(spec.name, arrays, inputs))
+            got = None if failure else checks.unpack(reply, forward)
+            if got is None or isinstance(got, CaseResult):
+                return np.full(reference_forward(spec, arrays).shape, np.nan)
+            return got["out"]
+
+        return submission_forward
+
+    def diagnose(self, test: Test, spec: Spec, failure: CaseResult) -> str:
+        if failure.case is None or failure.outcome in outcomes.FATAL:
+            return diagnosis.summarize(failure, spec.name, [])
+
+        def passes_within(space: Space) -> bool:
+            return smallest_failure(lambda case: self.run_case(test, spec, case), space, spec.pool,
+                                    DIAGNOSIS_EXAMPLES, test.name + "/diagnosis", self.rubric.seed,
+                                    shrink=False) is None
+
+        found = diagnosis.triggers(passes_within, test.space, spec.pool) if test.examples else []
+        return diagnosis.summarize(failure, spec.name, found)
+
+
+def _note_missing_bias(failure: CaseResult, got: np.ndarray, expected: np.ndarray, arrays) -> CaseResult:
+    """Say so when the output is exactly the reference minus the bias."""
+    if arrays.b is not None and np.allclose(got + arrays.b.reshape(1, -1, 1, 1), expected, atol=1e-8):
+        return CaseResult(**{**failure.__dict__, "message": failure.message + " (exactly the bias b is missing)"})
+    return failure
+
+
+def _failure_text(failure: CaseResult, explanation: str) -> str:
+    lines = [failure.message]
+    if failure.case is not None:
+        lines.append(f"smallest failing case: {failure.case.describe()}")
+    if failure.cache == "canonical":
+        lines.append("(backward got the canonical cache, not yours: your forward was wrong or "
+                     "missing for this case)")
+    if explanation:
+        lines.append(f"diagnosis: {explanation}")
+    return "\n".join(lines)

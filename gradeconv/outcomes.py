@@ -1,0 +1,59 @@
+"""The outcomes of a graded call, and the one-line message a student reads for each."""
+from __future__ import annotations
+
+from gradeconv.sandbox import Reply
+
+PASSED = "passed"
+WRONG_VALUE = "wrong_value"
+WRONG_SHAPE = "wrong_shape"
+WRONG_TYPE = "wrong_type"
+NOT_IMPLEMENTED = "not_implemented"
+ERROR = "error"
+TIMEOUT = "timeout"
+CRASHED = "crashed"
+MEMORY = "memory"
+MUTATED_INPUT = "mutated_input"
+FORBIDDEN = "forbidden"
+NOT_RUN = "not_run"
+
+ALL = (PASSED, WRONG_VALUE, WRONG_SHAPE, WRONG_TYPE, NOT_IMPLEMENTED, ERROR, TIMEOUT,
+       CRASHED, MEMORY, MUTATED_INPUT, FORBIDDEN, NOT_RUN)
+#: Outcomes after which a test stops trying further cases: each one costs a restart.
+FATAL = frozenset({TIMEOUT, CRASHED, MEMORY, FORBIDDEN, NOT_RUN})
+
+
+def failed_reply(reply: Reply, during: str, forbidden: tuple[str, ...]) -> tuple[str, str]:
+    """(outcome, message) for a reply that is not a normal return; `during` says what ran."""
+    if reply.status == "timeout":
+        return TIMEOUT, f"{during} did not finish in time ({reply.message}): an infinite loop?"
+    if reply.status == "crashed":
+        return CRASHED, f"the process died during {during} ({reply.message})"
+    if reply.status == "memory":
+        return MEMORY, f"{during} ran out of memory (MemoryError under the rubric's memory limit)"
+    if reply.status == "not_run":
+        return NOT_RUN, reply.message
+    if reply.status == "protocol":
+        return ERROR, f"{during} broke the grader's connection ({reply.message})"
+    return raised(reply.header, during, forbidden)
+
+
+def raised(header: dict, during: str, forbidden: tuple[str, ...]) -> tuple[str, str]:
+    kind, message = header.get("type", "Exception"), header.get("message", "")
+    where = header.get("where")
+    at = f" at {where}" if where else ""
+    if kind in ("SyntaxError", "IndentationError", "TabError"):
+        return ERROR, f"{kind} in {where or 'your file'}: {message}"
+    if kind in ("ImportError", "ModuleNotFoundError"):
+        module = header.get("module") or "?"
+        if module.partition(".")[0] in forbidden:
+            return FORBIDDEN, f"imports {module}, which this assignment forbids: use numpy only"
+        return ERROR, f"cannot import {module!r}{at}: {message}"
+    if kind == "NotImplementedError":
+        return NOT_IMPLEMENTED, f"raises NotImplementedError{at}"
+    if kind == "SystemExit":
+        return ERROR, f"called sys.exit({message}){at} during {during}"
+    if kind == "KeyboardInterrupt":
+        return ERROR, f"raised KeyboardInterrupt{at} during {during}"
+    if kind == "RecursionError":
+        return ERROR, f"infinite recursion{at} during {during}"
+    return ERROR, f"{kind}{at}: {message}"

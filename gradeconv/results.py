@@ -1,0 +1,91 @@
+"""Result objects of grading, and their JSON form (design.md, "Machine-readable results")."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gradeconv.cases import Case
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """What one case showed about one function."""
+
+    outcome: str
+    message: str = ""
+    case: Case | None = None
+    output: str | None = None  # which output was wrong: out, dx, dw or db
+    max_error: float | None = None
+    where: tuple[int, ...] | None = None
+    cache: str | None = None  # for backward: "submission" or "canonical"
+    got_shape: tuple[int, ...] | None = None
+    expected_shape: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TestResult:
+    name: str
+    number: int
+    function: str
+    points: float
+    score: float
+    outcome: str
+    visibility: str
+    tags: tuple[str, ...]
+    output: str
+    counterexample: dict | None = None
+    diagnosis: str | None = None
+    cache: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "number": str(self.number),
+            "score": self.score,
+            "max_score": self.points,
+            "status": "passed" if self.passed else "failed",
+            "output": self.output,
+            "visibility": self.visibility,
+            "tags": list(self.tags),
+            "extra_data": {
+                "function": self.function,
+                "outcome": self.outcome,
+                "counterexample": self.counterexample,
+                "diagnosis": self.diagnosis,
+                "cache": self.cache,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class SubmissionResult:
+    id: str
+    late: bool
+    path: str
+    tests: tuple[TestResult, ...]
+    max_score: float
+    execution_time: float
+    output: str
+    sandbox: str | None = None
+    student_seconds: float = 0.0
+    gradient_forward_calls: int = 0
+    full_gradient_forward_calls: int = 0
+
+    @property
+    def score(self) -> float:
+        return round(sum(test.score for test in self.tests), 6)
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "late": self.late,
+            "path": self.path,
+            "score": self.score,
+            "max_score": self.max_score,
+            "execution_time": round(self.execution_time, 3),
+            "output": self.output,
+            "tests": [test.to_json() for test in self.tests],
+        }

@@ -1,0 +1,220 @@
+"""The YAML rubric: its schema, loading and validation.
+
+Every validation error names the file, the line and the key, and says what is
+allowed. Unknown keys are errors.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_RUBRIC = Path(__file__).with_name("default_rubric.yaml")
+FUNCTIONS = ("conv_forward_naive", "conv_backward_naive", "max_pool_forward_naive",
+             "max_pool_backward_naive")
+
+
+class RubricError(Exception):
+    """A rubric that cannot be used; the message names the file, line and key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Range = tuple[int, int]
+
+
+def _check_range(value: Range) -> Range:
+    low, high = value
+    if low > high:
+        raise ValueError(f"range [{low}, {high}] is empty: the first number must be <= the second")
+    return value
+
+
+class Space(Strict):
+    """Where generated cases are drawn from. Output sizes are drawn, input sizes derived."""
+
+    n: Range = (1, 2)
+    c: Range = (1, 3)
+    f: Range = (1, 3)
+    out_h: Range = (1, 4)
+    out_w: Range = (1, 4)
+    field_h: Range = (1, 4)
+    field_w: Range = (1, 4)
+    stride: Range = (1, 3)
+    pad: Range = (0, 2)
+    square: bool = False
+    overlap: Literal["allowed", "required", "forbidden"] = "allowed"
+
+    @field_validator("n", "c", "f", "out_h", "out_w", "field_h", "field_w", "stride")
+    @classmethod
+    def positive(cls, value: Range) -> Range:
+        if value[0] < 1:
+            raise ValueError("sizes and strides must be >= 1")
+        return _check_range(value)
+
+    @field_validator("pad")
+    @classmethod
+    def non_negative(cls, value: Range) -> Range:
+        if value[0] < 0:
+            raise ValueError("pad must be >= 0")
+        return _check_range(value)
+
+
+class ExplicitCase(Strict):
+    """A case that always runs. values: random (from seed) or notebook (the course's vectors)."""
+
+    n: int = Field(ge=1)
+    c: int = Field(ge=1)
+    h: int = Field(ge=1)
+    w: int = Field(ge=1)
+    f: int = Field(1, ge=1)
+    field_h: int = Field(ge=1)
+    field_w: int = Field(ge=1)
+    stride: int = Field(1, ge=1)
+    pad: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0)
+    values: Literal["random", "notebook"] = "random"
+
+
+class ReferenceCheck(Strict):
+    rtol: float = Field(1e-6, gt=0)
+    atol: float = Field(1e-8, ge=0)
+
+
+class GradientCheck(Strict):
+    mode: Literal["directional", "full"] = "directional"
+    directions: int = Field(2, ge=1, le=50)
+    step: float = Field(1e-6, gt=0)
+    tolerance: float = Field(1e-5, gt=0)
+    forward: Literal["reference", "submission"] = "reference"
+
+
+class Checks(Strict):
+    reference: ReferenceCheck | None = ReferenceCheck()
+    gradient: GradientCheck | None = None
+    inputs_unchanged: bool = True
+
+
+class Test(Strict):
+    name: str = Field(min_length=1)
+    function: Literal[FUNCTIONS]
+    points: float = Field(ge=0)
+    visibility: Literal["visible", "hidden", "after_due_date", "after_published"] = "visible"
+    outputs: tuple[Literal["out", "dx", "dw", "db"], ...] | None = None
+    examples: int = Field(20, ge=0, le=1000)
+    space: Space = Space()
+    cases: tuple[ExplicitCase, ...] = ()
+    checks: Checks = Checks()
+    tags: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def outputs_match_function(self) -> "Test":
+        allowed = {"conv_forward_naive": {"out"}, "max_pool_forward_naive": {"out"},
+                   "conv_backward_naive": {"dx", "dw", "db"}, "max_pool_backward_naive": {"dx"}}
+        if self.outputs and not set(self.outputs) <= allowed[self.function]:
+            raise ValueError(f"outputs of {self.function} are {sorted(allowed[self.function])}, "
+                             f"not {list(self.outputs)}")
+        if self.examples == 0 and not self.cases:
+            raise ValueError("a test needs examples > 0 or at least one explicit case")
+        return self
+
+
+class Limits(Strict):
+    call_seconds: float = Field(5.0, gt=0)
+    submission_seconds: float = Field(120.0, gt=0)
+    memory_mb: int = Field(2048, ge=64)
+
+
+class Rubric(Strict):
+    module: str = "layers.py"
+    package: str = "cs231n"
+    helper: Literal["provided", "submission"] = "provided"
+    limits: Limits = Limits()
+    forbidden_imports: tuple[str, ...] = ("torch", "tensorflow", "jax")
+    seed: int = Field(0, ge=0)
+    tests: tuple[Test, ...] = Field(min_length=1)
+    path: str = ""
+    sha256: str = ""
+
+    @field_validator("module")
+    @classmethod
+    def python_file(cls, value: str) -> str:
+        if not value.endswith(".py") or "/" in value:
+            raise ValueError("module must be a file name ending in .py, like layers.py")
+        return value
+
+    @model_validator(mode="after")
+    def unique_names(self) -> "Rubric":
+        names = [test.name for test in self.tests]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"test names must be unique; repeated: {duplicates}")
+        return self
+
+    @property
+    def max_score(self) -> float:
+        return sum(test.points for test in self.tests)
+
+    @property
+    def functions(self) -> list[str]:
+        return sorted({test.function for test in self.tests})
+
+
+def _line_of(node: yaml.Node, location: tuple) -> int:
+    """The 1-based line of the YAML node at a pydantic error location."""
+    line = node.start_mark.line
+    for key in location:
+        if isinstance(node, yaml.MappingNode):
+            matches = [(k, v) for k, v in node.value if k.value == key]
+            if not matches:
+                break
+            key_node, node = matches[0]
+            line = key_node.start_mark.line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line
+        else:
+            break
+    return line + 1
+
+
+def _describe(error: dict) -> str:
+    location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (check its spelling against the README's rubric format)"
+    elif error["type"] == "literal_error":
+        message = f"must be one of {error['ctx']['expected']}"
+    return f"{location or '(top level)'}: {message}"
+
+
+def load(path: Path | None = None) -> Rubric:
+    """Read and validate a rubric file (the bundled default when path is None)."""
+    path = Path(path) if path is not None else DEFAULT_RUBRIC
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RubricError(f"{path}: rubric file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RubricError(f"{path}: cannot read the rubric ({error})") from None
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise RubricError(f"{path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    if not isinstance(data, dict):
+        raise RubricError(f"{path}: the rubric must be a mapping with at least a 'tests' list")
+    data["path"] = str(path)
+    data["sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    try:
+        return Rubric.model_validate(data)
+    except ValidationError as error:
+        problems = [f"{path}:{_line_of(node, e['loc'])}: {_describe(e)}" for e in error.errors()]
+        raise RubricError("\n".join(problems)) from None

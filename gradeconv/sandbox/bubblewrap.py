@@ -1,0 +1,81 @@
+"""The bubblewrap (``bwrap``) jail around a worker, where the machine has it.
+
+Inside: a read-only view of the system and the Python standard library, numpy
+alone from site-packages, the staged submission read-only, and one writable
+working directory. No network, a private /tmp and PID namespace, no
+capabilities, and the jail dies with its parent. Nothing else of the host
+(the reference, the rubric, other students' files) is mounted.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy
+
+SANDBOX_ROOT = "/sandbox"
+SANDBOX_SITE = f"{SANDBOX_ROOT}/site"
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc/alternatives")
+SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group")
+
+
+@functools.lru_cache(maxsize=1)
+def available() -> bool:
+    """Whether bwrap exists here and can actually create its namespaces."""
+    if shutil.which("bwrap") is None or os.environ.get("GRADECONV_NO_BWRAP"):
+        return False
+    probe = ["bwrap", "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid",
+             "--die-with-parent", "--cap-drop", "ALL", "true"]
+    try:
+        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def numpy_dirs() -> list[Path]:
+    """numpy's package folder and the folder of its bundled libraries, if any."""
+    package = Path(numpy.__file__).resolve().parent
+    return [path for path in (package, package.parent / "numpy.libs") if path.is_dir()]
+
+
+def _bind_system(args: list[str], path: str) -> None:
+    if os.path.islink(path):
+        args += ["--symlink", os.readlink(path), path]
+    elif os.path.exists(path):
+        args += ["--ro-bind", path, path]
+
+
+def _site_dirs() -> set[str]:
+    dirs = set(site.getsitepackages()) | {site.getusersitepackages()}
+    dirs |= {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    return {d for d in dirs if os.path.isdir(d)}
+
+
+def command(stage_root: Path, inner_argv: list[str]) -> list[str]:
+    """The bwrap command line that runs inner_argv with the stage mounted at /sandbox."""
+    args = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for path in SYSTEM_DIRS:
+        _bind_system(args, path)
+    for path in SYSTEM_FILES:
+        if os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    for prefix in sorted({sys.base_prefix, sys.prefix}):
+        if not prefix.startswith("/usr"):
+            args += ["--ro-bind", prefix, prefix]
+    for site_dir in sorted(_site_dirs()):  # hide every installed package ...
+        args += ["--tmpfs", site_dir]
+    for path in numpy_dirs():  # ... but numpy
+        args += ["--ro-bind", str(path), f"{SANDBOX_SITE}/{path.name}"]
+    args += ["--ro-bind", str(stage_root / "runtime"), f"{SANDBOX_ROOT}/runtime",
+             "--ro-bind", str(stage_root / "pkg"), f"{SANDBOX_ROOT}/pkg",
+             "--bind", str(stage_root / "work"), f"{SANDBOX_ROOT}/work",
+             "--chdir", f"{SANDBOX_ROOT}/work", "--"]
+    return args + inner_argv
