@@ -66,7 +66,7 @@ def hints(failure: CaseResult, function: str, found: list[str]) -> list[str]:
             result.append("dx still includes the padding: crop it off before returning")
     if "pad = 0" in found and not any("pad" in hint for hint in result):
         result.append("check the pad = 0 path: `[pad:-pad]` is empty when pad = 0")
-    if "H != W or the kernel/window is not square" in found:
+    if "H != W or the kernel/window is not square" in found and not any("swapped" in h for h in result):
         result.append("check for swapped H and W (or field height and width)")
     if "stride > 1" in found:
         result.append("check that the stride is applied wherever windows are placed")

@@ -1,0 +1,33 @@
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gradeconv import rubric as rubrics
+
+ROOT = Path(__file__).resolve().parent.parent
+CORRECT = ROOT / "submissions" / "alice" / "cs231n" / "layers.py"
+
+
+@pytest.fixture(scope="session")
+def default_rubric():
+    return rubrics.load(ROOT / "rubric.yaml")
+
+
+def mutate(source: str, old: str, new: str) -> str:
+    """The correct solution with one bug planted; fails loudly if the anchor text is gone."""
+    assert source.count(old) >= 1, f"anchor not found: {old!r}"
+    return source.replace(old, new)
+
+
+@pytest.fixture
+def write_submission(tmp_path):
+    """Write a layers.py (inside cs231n/) and return the submission folder."""
+
+    def write(name: str, source: str) -> Path:
+        folder = tmp_path / name / "cs231n"
+        folder.mkdir(parents=True)
+        (folder / "layers.py").write_text(source)
+        return tmp_path / name
+
+    return write
