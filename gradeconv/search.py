@@ -7,10 +7,13 @@ would cost a restart and the full timeout again).
 """
 from __future__ import annotations
 
+import tempfile
 import zlib
+from pathlib import Path
 from typing import Callable
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, reject, seed, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from gradeconv import outcomes
 from gradeconv.cases import Case, cases
@@ -18,6 +21,9 @@ from gradeconv.results import CaseResult
 from gradeconv.rubric import Space
 
 MAX_SHRINK_CALLS = 150
+
+# Hypothesis keeps caches in ./.hypothesis by default: never litter the user's folder.
+set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "gradeconv-hypothesis"))
 
 
 class _Failed(Exception):

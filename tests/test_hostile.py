@@ -1,0 +1,149 @@
+"""Hostile and broken submissions cost their author points and nothing else.
+
+Each case plants one misbehaviour into conv_forward_naive (or at import) of the
+correct solution, grades it under small limits and checks: the outcome, that
+the other functions are still graded normally, that nothing it started is left
+running, and that nothing outside its own working directory was written.
+"""
+import os
+import time
+
+import pytest
+
+import gradeconv
+from gradeconv import rubric as rubrics
+from gradeconv.sandbox import bubblewrap
+from tests.conftest import CORRECT, ROOT
+
+SOURCE = CORRECT.read_text()
+ANCHOR = '    stride, pad = conv_param["stride"], conv_param["pad"]\n    N, C, H, W = x.shape\n    F, _, HH, WW = w.shape\n    H_out'
+MARKER = "gradeconv-hostile-marker"
+OTHER_TESTS = {"max-pool forward: the notebook's example", "max-pool backward: overlapping windows (stride < pool size)"}
+
+
+def in_forward(code: str) -> str:
+    body = "".join(f"    {line}\n" for line in code.strip("\n").splitlines())
+    return SOURCE.replace(ANCHOR, body + ANCHOR, 1)
+
+
+def at_import(code: str) -> str:
+    return code.strip("\n") + "\n" + SOURCE
+
+
+SPAWN = (f"import subprocess, sys\n"
+         f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', '{MARKER}'], start_new_session=True)\n")
+CASES = {
+    "infinite_loop": (in_forward("while True:\n    pass"), "timeout"),
+    "infinite_loop_at_import": (at_import("while True:\n    pass"), "timeout"),
+    "segfault": (in_forward("import ctypes\nctypes.string_at(0)"), "crashed"),
+    "os_exit": (in_forward("import os\nos._exit(3)"), "crashed"),
+    "sys_exit": (in_forward("import sys\nsys.exit(1)"), "error"),
+    "keyboard_interrupt": (in_forward("raise KeyboardInterrupt"), "error"),
+    "base_exception": (in_forward("raise BaseException('boom')"), "error"),
+    "memory_hog": (in_forward("hog = bytearray(4 << 30)"), "memory"),
+    "recursion": (in_forward("def again(k):\n    return again(k + 1)\nagain(0)"), "error"),
+    "reads_stdin": (in_forward("input()"), "error"),
+    "syntax_error": (SOURCE.replace("def conv_forward_naive(x, w, b, conv_param):",
+                                    "def conv_forward_naive(x, w, b, conv_param)"), "error"),
+    "non_utf8_source": (None, "error"),
+    "import_error": (at_import("import no_such_module_xyz"), "error"),
+    "forbidden_import": (at_import("import torch"), "forbidden"),
+    "missing_function": (SOURCE.replace("def conv_forward_naive(", "def conv_forward_naif("), "not_implemented"),
+    "returns_none": (in_forward("return None"), "not_implemented"),
+    "wrong_tuple_length": (in_forward("return x, x, x"), "wrong_type"),
+    "returns_list": (in_forward("return [[0.0]], None"), "wrong_type"),
+    "returns_matrix_subclass": (in_forward("return np.ma.masked_array(np.zeros(3)), None"), "wrong_type"),
+    "returns_object_array": (in_forward("return np.array([object()]), None"), "wrong_type"),
+    "returns_nan": (SOURCE.replace("    cache = (x, w, b, conv_param)\n    return out, cache",
+                                   "    out[...] = np.nan\n    return out, (x, w, b, conv_param)", 1), "wrong_value"),
+    "ignores_sigterm_sleeps": (in_forward("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                                          "time.sleep(3600)"), "timeout"),
+    "prints_50mb": (in_forward("import sys\nif not globals().get('printed'):\n"
+                               "    globals()['printed'] = sys.stdout.write('x' * (50 << 20))"), "passed"),
+    "spawns_child": (in_forward(SPAWN), "passed"),
+    "monkeypatches_numpy": (at_import(
+        "import numpy, sys\nnumpy.allclose = lambda *a, **k: True\nnumpy.testing.assert_allclose = lambda *a, **k: None\n"
+        "for m in list(sys.modules.values()):\n    try:\n        m.__dict__['array_equal'] = lambda *a, **k: True\n"
+        "    except Exception:\n        pass") + "\n_sum = np.sum\nnp.sum = lambda *a, **k: 0.0 * _sum(*a, **k)\n", "wrong_value"),
+    "writes_files": (in_forward("open('written_in_cwd.txt', 'w').write('x')\n"
+                                "try:\n    open(__file__ + '.evil', 'w').write('x')\nexcept OSError:\n    pass"), "passed"),
+}
+
+
+@pytest.fixture(scope="module")
+def small_rubric(default_rubric):
+    data = default_rubric.model_dump(exclude={"path", "sha256"})
+    data["limits"] = {"call_seconds": 1.0, "submission_seconds": 20.0, "memory_mb": 1024}
+    data["tests"] = [t for t in data["tests"] if t["name"] in OTHER_TESTS or t["name"].startswith("conv forward: no pad")]
+    for test in data["tests"]:
+        test["examples"] = min(test["examples"], 5)
+    return rubrics.Rubric.model_validate(data)
+
+
+def leftover_processes() -> list[str]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if MARKER.encode() in handle.read():
+                    found.append(entry)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("use_bwrap", [pytest.param(True, id="bwrap"), pytest.param(False, id="rlimits")])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_hostile_submission(name, use_bwrap, small_rubric, tmp_path, monkeypatch):
+    if use_bwrap and not bubblewrap.available():
+        pytest.skip("bubblewrap is not usable on this machine")
+    source, expected = CASES[name]
+    folder = tmp_path / "student" / "cs231n"
+    folder.mkdir(parents=True)
+    module = folder / "layers.py"
+    if source is None:
+        module.write_bytes(b"NAME = 'caf\xe9'\n" + SOURCE.encode())
+    else:
+        module.write_text(source)
+    before = sorted(p.name for p in folder.iterdir())
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    started = time.monotonic()
+    result = gradeconv.grade(tmp_path / "student", small_rubric, use_bwrap=use_bwrap)[0]
+    elapsed = time.monotonic() - started
+    by_name = {t.name: t for t in result.tests}
+    forward = by_name["conv forward: no padding (pad = 0)"]
+    assert forward.outcome == expected, forward.output
+    if expected not in ("error", "forbidden", "timeout") or name in ("sys_exit", "keyboard_interrupt",
+                                                                       "base_exception", "recursion", "reads_stdin",
+                                                                       "infinite_loop", "ignores_sigterm_sleeps"):
+        for other in OTHER_TESTS:
+            assert by_name[other].passed, f"{other}: {by_name[other].output}"
+    assert result.sandbox == ("bubblewrap" if use_bwrap else "rlimits") or expected == "forbidden"
+    assert leftover_processes() == []
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert list(here.iterdir()) == []
+    assert elapsed < 20
+
+
+def test_large_output_is_truncated_in_the_report(small_rubric, tmp_path):
+    folder = tmp_path / "loud" / "cs231n"
+    folder.mkdir(parents=True)
+    (folder / "layers.py").write_text(CASES["prints_50mb"][0])
+    result = gradeconv.grade(tmp_path / "loud", small_rubric)[0]
+    assert "bytes cut" in result.output
+    assert len(result.output) < 10_000
+
+
+def test_shipped_helper_is_ignored_by_default_and_said(default_rubric, tmp_path):
+    folder = tmp_path / "ships" / "cs231n"
+    folder.mkdir(parents=True)
+    (folder / "layers.py").write_text((ROOT / "tests/fixtures/bob_vectorised/cs231n/layers.py").read_text())
+    (folder / "im2col.py").write_text("def im2col_indices(*a, **k):\n    raise RuntimeError('broken copy')\n"
+                                      "col2im_indices = im2col_indices\n")
+    result = gradeconv.grade(tmp_path / "ships", default_rubric)[0]
+    assert result.score == 100
+    assert "ignored the submission's im2col.py" in result.output
+    own = default_rubric.model_copy(update={"helper": "submission"})
+    assert gradeconv.grade(tmp_path / "ships", own)[0].score == 0
