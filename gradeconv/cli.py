@@ -1,17 +1,162 @@
-"""Command-line interface."""
+"""Command-line interface: grade a class, check one file, or run inside Gradescope."""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import time
+from pathlib import Path
 
-from gradeconv import __version__
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from gradeconv import __version__, batch
+from gradeconv import rubric as rubrics
+from gradeconv.grading import grade_submission
+from gradeconv.reports import csv_report, feedback, gradescope, json_report, terminal
+from gradeconv.submissions import Submission, SubmissionError, discover
+
+COMMANDS = ("grade", "check", "gradescope")
+USAGE_ERROR = 2
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gradeconv", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="gradeconv",
+        description="Grade student conv and max-pool layers. `gradeconv PATH...` is `gradeconv grade PATH...`.")
     parser.add_argument("--version", action="version", version=f"gradeconv {__version__}")
+    commands = parser.add_subparsers(dest="command")
+
+    grade = commands.add_parser("grade", help="grade every submission found (instructors)")
+    grade.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                       help="a submission (.py, folder, .zip) or a folder of them")
+    _rubric_option(grade)
+    grade.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cores)")
+    grade.add_argument("--json", type=Path, help="write machine-readable results here (kept current as grading goes)")
+    grade.add_argument("--csv", type=Path, help="write a CSV gradebook here")
+    grade.add_argument("--feedback-dir", type=Path, help="write one markdown feedback file per student here")
+    grade.add_argument("--resume", action="store_true", help="skip submissions already in the --json file")
+    grade.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+    check = commands.add_parser("check", help="check your own file (students): visible tests only")
+    check.add_argument("path", type=Path, metavar="FILE_OR_DIR")
+    _rubric_option(check)
+
+    scope = commands.add_parser("gradescope", help="grade /autograder/submission into results.json")
+    scope.add_argument("--submission", type=Path, default=Path("/autograder/submission"))
+    scope.add_argument("--results", type=Path, default=Path("/autograder/results/results.json"))
+    _rubric_option(scope)
     return parser
 
 
+def _rubric_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rubric", type=Path,
+                        help="rubric YAML (default: ./rubric.yaml if present, else the bundled default)")
+
+
+def load_rubric(path: Path | None) -> rubrics.Rubric:
+    if path is None and Path("rubric.yaml").is_file():
+        path = Path("rubric.yaml")
+    try:
+        return rubrics.load(path)
+    except rubrics.RubricError as error:
+        raise UserError(str(error)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "grade")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return USAGE_ERROR
+    try:
+        return {"grade": grade, "check": check, "gradescope": run_gradescope}[args.command](args)
+    except UserError as error:
+        print(f"gradeconv: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("gradeconv: interrupted; finished grades are kept in the --json file", file=sys.stderr)
+        return 130
+
+
+def grade(args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    if args.resume and not args.json:
+        raise UserError("--resume needs --json FILE (the results to resume from)")
+    rubric = load_rubric(args.rubric)
+    try:
+        submissions = discover(args.paths, rubric.module)
+    except SubmissionError as error:
+        raise UserError(str(error)) from None
+    finished = json_report.read_finished(args.json) if args.resume else []
+    done = {s["id"] for s in finished}
+    todo = [s for s in submissions if s.id not in done]
+    order = {s.id: i for i, s in enumerate(submissions)}
+    results = list(finished)
+    console = Console(stderr=False, quiet=args.quiet)
+
+    def keep(result: dict) -> None:
+        results.append(result)
+        results.sort(key=lambda r: order.get(r["id"], len(order)))
+        if args.json:
+            json_report.write(args.json, rubric, results)
+
+    if args.json:
+        json_report.write(args.json, rubric, results)
+    if console.is_terminal and not args.quiet:
+        with Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console) as progress:
+            task = progress.add_task("grading", total=len(todo))
+            batch.run(todo, rubric, args.jobs, lambda r: (keep(r), progress.advance(task)))
+    else:
+        batch.run(todo, rubric, args.jobs, keep)
+    if args.csv:
+        csv_report.write(args.csv, rubric, results)
+    if args.feedback_dir:
+        feedback.write_all(args.feedback_dir, results)
+    if not args.quiet:
+        terminal.gradebook(console, results)
+        terminal.class_summary(console, results)
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    rubric = load_rubric(args.rubric)
+    visible = tuple(test for test in rubric.tests if test.visibility == "visible")
+    if not visible:
+        raise UserError(f"{rubric.path}: the rubric has no visible tests to check")
+    rubric = rubric.model_copy(update={"tests": visible})
+    if not args.path.exists():
+        raise UserError(f"{args.path}: no such file or folder")
+    name = args.path.resolve().name
+    result = grade_submission(Submission(name, args.path), rubric).to_json()
+    console = Console()
+    terminal.check_report(console, result)
+    return 0 if all(test["status"] == "passed" for test in result["tests"]) else 1
+
+
+def run_gradescope(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    try:
+        rubric = load_rubric(args.rubric)
+    except UserError as error:
+        gradescope.write(args.results, gradescope.failure(str(error), 0.0))
+        raise
+    try:
+        if not args.submission.is_dir():
+            raise SubmissionError(f"{args.submission}: submission folder not found")
+        result = grade_submission(Submission("submission", args.submission), rubric).to_json()
+    except Exception as error:  # the platform must always get a valid results.json
+        result = gradescope.failure(str(error), rubric.max_score)
+        result["execution_time"] = round(time.monotonic() - started, 3)
+    gradescope.write(args.results, result)
+    print(f"gradeconv: wrote {args.results} (score {result['score']:g}/{result['max_score']:g})")
     return 0

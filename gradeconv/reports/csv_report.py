@@ -1,0 +1,24 @@
+"""The CSV gradebook: one row per submission, points per test."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from gradeconv.reports.files import write_atomically
+from gradeconv.rubric import Rubric
+
+
+def render(rubric: Rubric, submissions: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["id", "late", "score", "max_score", *(test.name for test in rubric.tests)])
+    for submission in submissions:
+        points = {test["name"]: test["score"] for test in submission["tests"]}
+        writer.writerow([submission["id"], submission["late"], submission["score"], submission["max_score"],
+                         *(points.get(test.name, 0) for test in rubric.tests)])
+    return buffer.getvalue()
+
+
+def write(path: Path, rubric: Rubric, submissions: list[dict]) -> None:
+    write_atomically(path, render(rubric, submissions))
