@@ -69,7 +69,8 @@ def load_rubric(path: Path | None) -> rubrics.Rubric:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+    positional = [arg for arg in argv if not arg.startswith("-")]
+    if positional and positional[0] not in COMMANDS:
         argv.insert(0, "grade")
     parser = build_parser()
     args = parser.parse_args(argv)
