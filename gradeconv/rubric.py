@@ -211,6 +211,11 @@ def load(path: Path | None = None) -> Rubric:
         raise RubricError(f"{path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
     if not isinstance(data, dict):
         raise RubricError(f"{path}: the rubric must be a mapping with at least a 'tests' list")
+    for reserved in ("path", "sha256"):  # filled in by the loader, never by the file
+        if reserved in data:
+            line = next(k.start_mark.line + 1 for k, _ in node.value if k.value == reserved)
+            raise RubricError(f"{path}:{line}: {reserved}: unknown key (check its spelling against the "
+                              "README's rubric format)")
     data["path"] = str(path)
     data["sha256"] = hashlib.sha256(text.encode()).hexdigest()
     try:
