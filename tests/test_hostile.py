@@ -147,3 +147,18 @@ def test_shipped_helper_is_ignored_by_default_and_said(default_rubric, tmp_path)
     assert "ignored the submission's im2col.py" in result.output
     own = default_rubric.model_copy(update={"helper": "submission"})
     assert gradeconv.grade(tmp_path / "ships", own)[0].score == 0
+
+
+@pytest.mark.parametrize("style", [
+    "from cs231n.im2col import *",
+    "from .im2col import im2col_indices, col2im_indices",
+    "from cs231n import im2col\nim2col_indices, col2im_indices = im2col.im2col_indices, im2col.col2im_indices",
+    "import cs231n.im2col as im2col\nim2col_indices, col2im_indices = im2col.im2col_indices, im2col.col2im_indices",
+    "import im2col\nim2col_indices, col2im_indices = im2col.im2col_indices, im2col.col2im_indices",
+])
+def test_every_helper_import_style_works(style, small_rubric, tmp_path):
+    source = (ROOT / "tests/fixtures/bob_vectorised/cs231n/layers.py").read_text()
+    source = source.replace("from cs231n.im2col import im2col_indices, col2im_indices", style)
+    (tmp_path / "layers.py").write_text(source)
+    result = gradeconv.grade(tmp_path / "layers.py", small_rubric)[0]
+    assert [t.output for t in result.tests if not t.passed] == []
