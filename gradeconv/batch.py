@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Callable, Iterator
+from typing import Iterator
 
 from gradeconv.grading import grade_submission
 from gradeconv.rubric import Rubric
@@ -33,8 +33,3 @@ def grade_all(submissions: list[Submission], rubric: Rubric, jobs: int) -> Itera
         for future in as_completed(futures):
             yield future.result()
 
-
-def run(submissions: list[Submission], rubric: Rubric, jobs: int,
-        on_result: Callable[[dict], None]) -> None:
-    for result in grade_all(submissions, rubric, jobs):
-        on_result(result)

@@ -119,11 +119,15 @@ def from_explicit(case: ExplicitCase, pool: bool) -> Case:
 
 
 def restricted(space: Space, restriction: str) -> Space | None:
-    """The space narrowed by one restriction, or None when it is already that narrow."""
+    """The space narrowed by one restriction, or None when it is already that narrow or would be empty."""
+    low_pad, high_pad = space.pad
+    if restriction == "pad 1+" and high_pad < 1:
+        return None
     narrowed = {
         "square": {"square": True},
         "stride 1": {"stride": (1, 1)},
         "pad 0": {"pad": (0, 0)},
+        "pad 1+": {"pad": (max(low_pad, 1), high_pad)},
         "no overlap": {"overlap": "forbidden"},
         "N=1": {"n": (1, 1)},
         "C=1": {"c": (1, 1)},
@@ -149,11 +153,12 @@ def build(case: Case) -> Arrays:
     rng = np.random.default_rng(case.seed)
     shape = (case.n, case.c, case.h, case.w)
     if case.pool:
-        x = _distinct(rng, shape)
-        param = {"pool_height": case.field_h, "pool_width": case.field_w, "stride": case.stride}
-        dout = rng.standard_normal((case.n, case.c, case.out_h, case.out_w))
         if case.values == "notebook":
             x = np.linspace(-0.3, 0.4, num=int(np.prod(shape))).reshape(shape)
+        else:
+            x = _distinct(rng, shape)
+        param = {"pool_height": case.field_h, "pool_width": case.field_w, "stride": case.stride}
+        dout = rng.standard_normal((case.n, case.c, case.out_h, case.out_w))
         return Arrays(x, None, None, dout, param)
     w_shape = (case.f, case.c, case.field_h, case.field_w)
     if case.values == "notebook":

@@ -17,27 +17,18 @@ from gradeconv.specs import Spec
 def unpack(reply: Reply, spec: Spec) -> dict[str, np.ndarray] | CaseResult:
     """The returned arrays by output name, or why the return value is unusable."""
     value = reply.header.get("value", {})
-    if spec.returns_cache:
-        expected = f"{spec.name} must return a tuple (out, cache)"
-        if value.get("none"):
-            return CaseResult(outcomes.NOT_IMPLEMENTED, f"{spec.name} returned None: not implemented yet?")
-        if "sequence" not in value:
-            return CaseResult(outcomes.WRONG_TYPE, f"{expected}, got {_kind(value)}")
-        if len(value["items"]) != 2:
-            return CaseResult(outcomes.WRONG_TYPE, f"{expected}, got a {value['sequence']} of length "
-                                                   f"{len(value['items'])}")
-        items = value["items"][:1]
-    elif len(spec.outputs) == 1:
+    returned = spec.outputs + ("cache",) if spec.returns_cache else spec.outputs
+    if len(returned) == 1:
         items = [value]
     else:
-        names = ", ".join(spec.outputs)
         if value.get("none"):
             return CaseResult(outcomes.NOT_IMPLEMENTED, f"{spec.name} returned None: not implemented yet?")
-        if "sequence" not in value or len(value["items"]) != len(spec.outputs):
+        if "sequence" not in value or len(value["items"]) != len(returned):
             got = (f"a {value['sequence']} of length {len(value['items'])}" if "sequence" in value
                    else _kind(value))
-            return CaseResult(outcomes.WRONG_TYPE, f"{spec.name} must return a tuple ({names}), got {got}")
-        items = value["items"]
+            return CaseResult(outcomes.WRONG_TYPE,
+                              f"{spec.name} must return a tuple ({', '.join(returned)}), got {got}")
+        items = value["items"][: len(spec.outputs)]
     arrays = {}
     for name, item in zip(spec.outputs, items):
         if item.get("none"):

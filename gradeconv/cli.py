@@ -116,9 +116,12 @@ def grade(args: argparse.Namespace) -> int:
         with Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=console) as progress:
             task = progress.add_task("grading", total=len(todo))
-            batch.run(todo, rubric, args.jobs, lambda r: (keep(r), progress.advance(task)))
+            for result in batch.grade_all(todo, rubric, args.jobs):
+                keep(result)
+                progress.advance(task)
     else:
-        batch.run(todo, rubric, args.jobs, keep)
+        for result in batch.grade_all(todo, rubric, args.jobs):
+            keep(result)
     if args.csv:
         csv_report.write(args.csv, rubric, results)
     if args.feedback_dir:

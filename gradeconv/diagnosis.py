@@ -23,21 +23,11 @@ CONV_RESTRICTIONS = ("pad 0", "pad 1+", "stride 1", "square", "N=1", "C=1", "F=1
 POOL_RESTRICTIONS = ("stride 1", "square", "no overlap", "N=1", "C=1")
 
 
-def _narrow(space: Space, restriction: str) -> Space | None:
-    if restriction == "pad 1+":
-        low, high = space.pad
-        if high < 1:
-            return None
-        result = space.model_copy(update={"pad": (max(low, 1), high)})
-        return None if result == space else result
-    return restricted(space, restriction)
-
-
 def triggers(passes_within: Callable[[Space], bool], space: Space, pool: bool) -> list[str]:
     """The conditions the failure needs: restrictions under which the test passes."""
     found = []
     for restriction in POOL_RESTRICTIONS if pool else CONV_RESTRICTIONS:
-        narrowed = _narrow(space, restriction)
+        narrowed = restricted(space, restriction)
         if narrowed is not None and passes_within(narrowed):
             found.append(TRIGGERS[restriction])
     return found

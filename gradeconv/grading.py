@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -150,15 +151,15 @@ class CaseRunner:
                       else self._forward(test, spec, arrays))
         except ValueError as error:  # geometry the reference refuses: a rubric mistake
             result = CaseResult(outcomes.ERROR, f"invalid case for the reference: {error}")
-        return CaseResult(**{**result.__dict__, "case": case})
+        return replace(result, case=case)
 
     def _call(self, function: str, args: list, keep: bool = False) -> tuple:
         reply, handle = self.session.call(function, args, keep=keep)
         if reply.status != "ok":
-            failure = CaseResult(*outcomes.failed_reply(reply, f"{function}", self.rubric.forbidden_imports))
+            failure = CaseResult(*outcomes.failed_reply(reply, function, self.rubric.forbidden_imports))
             if failure.outcome in outcomes.FATAL and function not in self.broken:
                 note = "; gradeconv stopped calling this function after that"
-                self.broken[function] = CaseResult(**{**failure.__dict__, "message": failure.message + note})
+                self.broken[function] = replace(failure, message=failure.message + note)
             return failure, None, None
         return None, reply, handle
 
@@ -186,10 +187,9 @@ class CaseRunner:
         failure, reply, _ = self._call(spec.name, [arrays.dout, cache])
         self.session.forget(handle)
         if failure:
-            return CaseResult(**{**failure.__dict__, "cache": cache_kind})
+            return replace(failure, cache=cache_kind)
         given = ["dout"] + (list(spec.inputs(arrays)) if cache_kind == "canonical" else [])
-        result = self._judge_backward(test, spec, arrays, case, reply, given)
-        return CaseResult(**{**result.__dict__, "cache": cache_kind})
+        return replace(self._judge_backward(test, spec, arrays, case, reply, given), cache=cache_kind)
 
     def _own_cache(self, spec: Spec, arrays) -> tuple[object, str, Handle | None]:
         """The student's own cache when their forward was right for this case, else the canonical one."""
@@ -198,16 +198,18 @@ class CaseRunner:
         if self.load_failure(forward) is not None or forward.name in self.broken:
             return canonical, "canonical", None
         failure, reply, handle = self._call(spec.forward, forward_args(spec.name, arrays), keep=True)
-        if failure or checks.mutated(reply, list(spec.inputs(arrays))):
-            self.session.forget(handle)
-            return canonical, "canonical", None
+        if failure is None and self._forward_was_right(forward, arrays, reply):
+            return handle.item(1), "submission", handle
+        self.session.forget(handle)
+        return canonical, "canonical", None
+
+    def _forward_was_right(self, forward: Spec, arrays, reply) -> bool:
+        """The forward call left its inputs alone and returned the reference output."""
+        if checks.mutated(reply, list(forward.inputs(arrays))):
+            return False
         got = checks.unpack(reply, forward)
-        ok = (not isinstance(got, CaseResult) and checks.compare(
-            "out", got["out"], reference_forward(spec, arrays), DEFAULT_TOLERANCE) is None)
-        if not ok:
-            self.session.forget(handle)
-            return canonical, "canonical", None
-        return handle.item(1), "submission", handle
+        return not isinstance(got, CaseResult) and checks.compare(
+            "out", got["out"], reference_forward(forward, arrays), DEFAULT_TOLERANCE) is None
 
     def _judge_backward(self, test: Test, spec: Spec, arrays, case: Case, reply, given: list[str]) -> CaseResult:
         if test.checks.inputs_unchanged:
@@ -265,7 +267,7 @@ class CaseRunner:
 def _note_missing_bias(failure: CaseResult, got: np.ndarray, expected: np.ndarray, arrays) -> CaseResult:
     """Say so when the output is exactly the reference minus the bias."""
     if arrays.b is not None and np.allclose(got + arrays.b.reshape(1, -1, 1, 1), expected, atol=1e-8):
-        return CaseResult(**{**failure.__dict__, "message": failure.message + " (exactly the bias b is missing)"})
+        return replace(failure, message=failure.message + " (exactly the bias b is missing)")
     return failure
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 DEFAULT_RUBRIC = Path(__file__).with_name("default_rubric.yaml")
 FUNCTIONS = ("conv_forward_naive", "conv_backward_naive", "max_pool_forward_naive",
@@ -138,8 +138,8 @@ class Rubric(Strict):
     forbidden_imports: tuple[str, ...] = ("torch", "tensorflow", "jax")
     seed: int = Field(0, ge=0)
     tests: tuple[Test, ...] = Field(min_length=1)
-    path: str = ""
-    sha256: str = ""
+    _path: str = PrivateAttr("")  # set by load(), never by the file
+    _sha256: str = PrivateAttr("")
 
     @field_validator("module")
     @classmethod
@@ -155,6 +155,14 @@ class Rubric(Strict):
         if duplicates:
             raise ValueError(f"test names must be unique; repeated: {duplicates}")
         return self
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256
 
     @property
     def max_score(self) -> float:
@@ -211,15 +219,11 @@ def load(path: Path | None = None) -> Rubric:
         raise RubricError(f"{path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
     if not isinstance(data, dict):
         raise RubricError(f"{path}: the rubric must be a mapping with at least a 'tests' list")
-    for reserved in ("path", "sha256"):  # filled in by the loader, never by the file
-        if reserved in data:
-            line = next(k.start_mark.line + 1 for k, _ in node.value if k.value == reserved)
-            raise RubricError(f"{path}:{line}: {reserved}: unknown key (check its spelling against the "
-                              "README's rubric format)")
-    data["path"] = str(path)
-    data["sha256"] = hashlib.sha256(text.encode()).hexdigest()
     try:
-        return Rubric.model_validate(data)
+        rubric = Rubric.model_validate(data)
     except ValidationError as error:
         problems = [f"{path}:{_line_of(node, e['loc'])}: {_describe(e)}" for e in error.errors()]
         raise RubricError("\n".join(problems)) from None
+    rubric._path = str(path)
+    rubric._sha256 = hashlib.sha256(text.encode()).hexdigest()
+    return rubric

@@ -95,12 +95,12 @@ def test_backward_falls_back_to_canonical_cache_when_forward_is_wrong(write_subm
     assert failed and all(t.cache == "canonical" for t in failed)
 
 
-def test_correct_loop_and_vectorised_submissions_get_full_marks(default_rubric):
-    for name in ("alice", "bob_vectorised"):
-        result = gradeconv.grade(ROOT / "tests" / "fixtures" / name if name != "alice"
-                                 else ROOT / "submissions" / name, default_rubric)[0]
-        assert [t.name for t in result.tests if not t.passed] == []
-        assert result.score == 100 == result.max_score
+@pytest.mark.parametrize("folder", [ROOT / "submissions" / "alice", ROOT / "tests" / "fixtures" / "bob_vectorised"],
+                         ids=["loops", "vectorised"])
+def test_correct_loop_and_vectorised_submissions_get_full_marks(folder, default_rubric):
+    result = gradeconv.grade(folder, default_rubric)[0]
+    assert [t.name for t in result.tests if not t.passed] == []
+    assert result.score == 100 == result.max_score
 
 
 def test_grading_is_deterministic(write_submission, default_rubric):

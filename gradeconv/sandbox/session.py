@@ -66,9 +66,9 @@ class Session:
         self.stage, self.limits, self.functions = stage, limits, list(functions)
         self.use_bwrap = bubblewrap.available() if use_bwrap is None else use_bwrap
         self.worker: WorkerProcess | None = None
-        self.generation = 0
-        self.restarts = -1
+        self.generation = 0  # workers started so far
         self.load_reply: Reply | None = None
+        self.report: SandboxReport | None = None
         self.keys = itertools.count()
         self.spent = 0.0
 
@@ -83,27 +83,25 @@ class Session:
         return self.limits.submission_seconds - self.spent
 
     def load(self) -> Reply:
-        """Import the student's module (once per worker); the first answer is kept."""
-        if self.worker is None:
-            self._start()
+        """The answer to importing the student's module in the first worker."""
+        if self.load_reply is None:
+            self.load_reply = self._start()
         return self.load_reply
 
-    def _start(self) -> None:
+    def _start(self) -> Reply:
+        """A fresh worker with the student's module imported; the reply to that import."""
         self.worker = WorkerProcess(self.stage, self.limits, self.functions, self.use_bwrap)
         self.generation += 1
-        self.restarts += 1
-        reply = self._request({"op": "load"}, [])
-        if self.load_reply is None:
-            self.load_reply = reply
+        return self._request({"op": "load"}, [])
 
     def call(self, function: str, args: list, keep: bool = False) -> tuple[Reply, Handle | None]:
         """Call `function(*args)` in the worker; with keep, its return value stays there as a Handle."""
-        if self.load_reply is None:
-            self.load()
-        if self.load_reply.status != "ok":
+        if self.load().status != "ok":
             return self.load_reply, None
         if self.worker is None:
-            self._start()
+            reloaded = self._start()
+            if reloaded.status != "ok":  # the restarted worker failed its import this time
+                return reloaded, None
         arrays: list[np.ndarray] = []
         try:
             specs = [self._encode(arg, arrays) for arg in args]
@@ -146,16 +144,18 @@ class Session:
 
     def close(self) -> SandboxReport:
         """Kill everything the submission started, remove its stage, report what it printed."""
+        if self.report is not None:
+            return self.report
         if self.worker is not None:
             self.worker.kill()
             self.worker = None
         logs = self.stage.root / "logs"
-        report = SandboxReport(
+        self.report = SandboxReport(
             sandbox="bubblewrap" if self.use_bwrap else "rlimits",
             stdout=truncated_text(logs / "stdout"),
             stderr=truncated_text(logs / "stderr"),
-            restarts=max(self.restarts, 0),
+            restarts=max(self.generation - 1, 0),
             helper_note=self.stage.helper_note,
         )
         remove(self.stage)
-        return report
+        return self.report
