@@ -102,7 +102,7 @@ def grade(args: argparse.Namespace) -> int:
     todo = [s for s in submissions if s.id not in done]
     order = {s.id: i for i, s in enumerate(submissions)}
     results = list(finished)
-    console = Console(stderr=False, quiet=args.quiet)
+    console = Console(quiet=args.quiet)
 
     def keep(result: dict) -> None:
         results.append(result)

@@ -34,7 +34,7 @@ def smallest_failure(run: Callable[[Case], CaseResult], space: Space, pool: bool
                      key: str, rubric_seed: int, shrink: bool = True) -> CaseResult | None:
     """The smallest failing case found among `examples` drawn cases (after shrinking), or None."""
     failures: list[CaseResult] = []
-    budget = {"after_failure": 0}
+    calls_after_failure = 0
 
     @seed(rubric_seed * 1_000_003 + zlib.crc32(key.encode()))
     @settings(max_examples=examples, database=None, deadline=None, derandomize=False,
@@ -43,10 +43,11 @@ def smallest_failure(run: Callable[[Case], CaseResult], space: Space, pool: bool
               print_blob=False, verbosity=Verbosity.quiet)
     @given(cases(space, pool))
     def probe(case: Case) -> None:
+        nonlocal calls_after_failure
         if failures:
-            if failures[-1].outcome in outcomes.FATAL or budget["after_failure"] >= MAX_SHRINK_CALLS:
+            if failures[-1].outcome in outcomes.FATAL or calls_after_failure >= MAX_SHRINK_CALLS:
                 reject()
-            budget["after_failure"] += 1
+            calls_after_failure += 1
         result = run(case)
         if result.outcome != outcomes.PASSED:
             failures.append(result)

@@ -7,12 +7,10 @@ from pathlib import Path
 from gradeconv.reports.files import write_atomically
 
 
-def render(submission: dict, visible_only: bool = False) -> str:
+def render(submission: dict) -> str:
     lines = [f"# Feedback for {submission['id']}", "",
              f"Score: {submission['score']:g} / {submission['max_score']:g}", ""]
     for test in submission["tests"]:
-        if visible_only and test["visibility"] != "visible":
-            continue
         mark = "PASS" if test["status"] == "passed" else "FAIL"
         lines.append(f"## [{mark}] {test['name']} ({test['score']:g}/{test['max_score']:g})")
         if test["status"] != "passed":

@@ -1,6 +1,7 @@
 """Atomic file writes: a reader never sees a half-written report."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,3 +18,7 @@ def write_atomically(path: Path, text: str) -> None:
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def write_json(path: Path, data) -> None:
+    write_atomically(path, json.dumps(data, indent=2) + "\n")

@@ -1,14 +1,13 @@
 """Gradescope's results.json: exactly one SUBMISSION object, written even when grading fails."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from gradeconv.reports.files import write_atomically
+from gradeconv.reports.files import write_json
 
 
 def write(path: Path, submission: dict) -> None:
-    write_atomically(path, json.dumps(submission, indent=2) + "\n")
+    write_json(path, submission)
 
 
 def failure(message: str, max_score: float) -> dict:

@@ -8,7 +8,7 @@ import hypothesis
 import numpy
 
 from gradeconv import __version__
-from gradeconv.reports.files import write_atomically
+from gradeconv.reports.files import write_json
 from gradeconv.rubric import Rubric
 
 
@@ -23,7 +23,7 @@ def document(rubric: Rubric, submissions: list[dict]) -> dict:
 
 
 def write(path: Path, rubric: Rubric, submissions: list[dict]) -> None:
-    write_atomically(path, json.dumps(document(rubric, submissions), indent=2) + "\n")
+    write_json(path, document(rubric, submissions))
 
 
 def read_finished(path: Path) -> list[dict]:

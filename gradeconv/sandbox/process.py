@@ -196,7 +196,9 @@ class WorkerProcess:
         return f"exited with status {code}"
 
     def kill(self) -> None:
-        """SIGKILL the worker, its process group and every process carrying its marker."""
+        """SIGKILL the worker, its process group and every process carrying its marker (once)."""
+        if self._request_write == -1:
+            return
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
