@@ -6,6 +6,7 @@ allowed. Unknown keys are errors.
 from __future__ import annotations
 
 import hashlib
+import typing
 from pathlib import Path
 from typing import Literal
 
@@ -191,11 +192,32 @@ def _line_of(node: yaml.Node, location: tuple) -> int:
     return line + 1
 
 
+def _model_in(annotation) -> type[BaseModel] | None:
+    """The model class an annotation holds (Test in tuple[Test, ...], Space in Space | None)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next(filter(None, map(_model_in, typing.get_args(annotation))), None)
+
+
+def _allowed_keys(location: tuple) -> list[str]:
+    """The keys the rubric allows in the mapping that holds `location`."""
+    model: type[BaseModel] | None = Rubric
+    for part in location[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        model = field and _model_in(field.annotation)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
 def _describe(error: dict) -> str:
     location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
     message = error["msg"]
     if error["type"] == "extra_forbidden":
-        message = "unknown key (check its spelling against the README's rubric format)"
+        allowed = ", ".join(_allowed_keys(error["loc"]))
+        message = f"unknown key; allowed here: {allowed}" if allowed else "unknown key"
     elif error["type"] == "literal_error":
         message = f"must be one of {error['ctx']['expected']}"
     return f"{location or '(top level)'}: {message}"
@@ -222,7 +244,11 @@ def load(path: Path | None = None) -> Rubric:
     try:
         rubric = Rubric.model_validate(data)
     except ValidationError as error:
-        problems = [f"{path}:{_line_of(node, e['loc'])}: {_describe(e)}" for e in error.errors()]
+        errors = error.errors()
+        # A list whose items failed also reports itself as too short: only the items' errors help.
+        failed_items = {e["loc"][:1] for e in errors if len(e["loc"]) > 1}
+        errors = [e for e in errors if not (e["type"] == "too_short" and e["loc"][:1] in failed_items)]
+        problems = [f"{path}:{_line_of(node, e['loc'])}: {_describe(e)}" for e in errors]
         raise RubricError("\n".join(problems)) from None
     rubric._path = str(path)
     rubric._sha256 = hashlib.sha256(text.encode()).hexdigest()

@@ -15,7 +15,8 @@ VALID_TEST = "tests:\n  - name: t\n    function: conv_forward_naive\n    points:
     ("- just a list", "the rubric must be a mapping"),
     ("module: layers.py\n", ":1: tests: Field required"),
     ("path: x\n" + VALID_TEST, ":1: path: unknown key"),
-    ("colour: red\n" + VALID_TEST, ":1: colour: unknown key"),
+    ("colour: red\n" + VALID_TEST, ":1: colour: unknown key; allowed here: module, package, helper, limits"),
+    (VALID_TEST + "    space: {padd: [0, 1]}\n", ":5: tests.0.space.padd: unknown key; allowed here: n, c, f, out_h"),
     (VALID_TEST + "    visibility: secret\n", ":5: tests.0.visibility: must be one of"),
     (VALID_TEST + "    space: {pad: [2, 1]}\n", ":5: tests.0.space.pad: Value error, range [2, 1] is empty"),
     (VALID_TEST.replace("conv_forward_naive", "relu_forward"), ":3: tests.0.function: must be one of"),
@@ -31,6 +32,7 @@ def test_bad_rubrics_name_file_line_and_key(tmp_path, text, expected):
         rubrics.load(path)
     assert str(info.value).startswith(str(path))
     assert expected in str(info.value)
+    assert "Tuple should have at least 1 item" not in str(info.value)  # only the items' own errors
 
 
 def test_default_rubric_is_worth_100_points():
