@@ -7,6 +7,7 @@ small cases or to localise a failure.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -17,6 +18,8 @@ from gradeconv.rubric import GradientCheck
 
 Forward = Callable[[dict[str, np.ndarray]], np.ndarray]
 GRADIENT_OF = {"dx": "x", "dw": "w", "db": "b"}
+#: a directional failure on an input this small is localised with the full numeric gradient
+LOCALISE_MAX_ELEMENTS = 256
 
 
 def _disagree(numeric: float, exact: float, tolerance: float) -> bool:
@@ -41,13 +44,26 @@ def check(forward: Forward, inputs: dict[str, np.ndarray], grads: dict[str, np.n
             numeric = float(np.sum((plus - minus) * dout) / (2 * h))
             exact = float(np.sum(grad * direction))
             if _disagree(numeric, exact, settings.tolerance):
-                return CaseResult(
+                failure = CaseResult(
                     outcomes.WRONG_VALUE,
                     f"{name} disagrees with the numeric gradient: along a random direction the "
                     f"slope is {numeric:.6g}, your {name} gives {exact:.6g}",
                     output=name, max_error=abs(numeric - exact),
-                ), calls
+                )
+                if value.size > LOCALISE_MAX_ELEMENTS:
+                    return failure, calls
+                located, extra = _full(forward, inputs, {name: grad}, dout, settings)
+                return _localised(failure, located), calls + extra
     return None, calls
+
+
+def _localised(failure: CaseResult, located: CaseResult | None) -> CaseResult:
+    """The directional failure, told where the elementwise numeric gradient differs most."""
+    if located is None:
+        return failure
+    return replace(failure, where=located.where, max_error=located.max_error,
+                   message=f"{failure.message}; elementwise, the largest error is {located.max_error:.3g} "
+                           f"at index {located.where}")
 
 
 def _full(forward: Forward, inputs: dict[str, np.ndarray], grads: dict[str, np.ndarray],

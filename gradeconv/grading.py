@@ -46,7 +46,7 @@ def grade_submission(submission: Submission, rubric: Rubric, use_bwrap: bool | N
                                  own_helper=rubric.helper == "submission")
     except SubmissionError as error:
         return _all_failed(submission, rubric, outcomes.ERROR, str(error), started)
-    with Session(stage, sandbox_limits(rubric), rubric.functions, use_bwrap) as session:
+    with Session(stage, sandbox_limits(rubric), called_functions(rubric), use_bwrap) as session:
         runner = CaseRunner(session, rubric)
         tests = tuple(runner.run_test(number, test) for number, test in enumerate(rubric.tests, 1))
         report = session.close()
@@ -63,6 +63,12 @@ def grade_submission(submission: Submission, rubric: Rubric, use_bwrap: bool | N
         output="\n".join(lines), sandbox=report.sandbox, student_seconds=session.spent,
         gradient_forward_calls=runner.gradient_calls, full_gradient_forward_calls=runner.full_calls,
     )
+
+
+def called_functions(rubric: Rubric) -> list[str]:
+    """The rubric's functions plus the forwards whose caches their backward tests try first."""
+    specs = [SPECS[name] for name in rubric.functions]
+    return sorted({spec.name for spec in specs} | {spec.forward for spec in specs if spec.forward})
 
 
 def forbidden_imports(module_file: Path, forbidden: tuple[str, ...]) -> str | None:

@@ -119,3 +119,17 @@ def test_unimplemented_skeleton_scores_zero_with_not_implemented(write_submissio
     result = gradeconv.grade(write_submission("skeleton", skeleton), default_rubric)[0]
     assert result.score == 0
     assert {t.outcome for t in result.tests} == {"not_implemented"}
+
+
+def test_gradient_check_alone_catches_and_localises_a_wrong_backward(write_submission, default_rubric):
+    source = mutate(CORRECT_SOURCE, "dw[f] += x_pad[n, :, rows, cols]", "dw[f] += x_pad[n, :, i:i + HH, j:j + WW]")
+    data = default_rubric.model_dump()
+    data["tests"] = [dict(test, checks={"reference": None, "gradient": {"mode": "directional", "directions": 2}})
+                     for test in data["tests"] if test["name"] == "conv backward dw: padding, stride > 1, non-square"]
+    rubric = type(default_rubric).model_validate(data)
+    test = gradeconv.grade(write_submission("dw_numeric", source), rubric)[0].tests[0]
+    assert test.outcome == "wrong_value"
+    assert "disagrees with the numeric gradient" in test.output
+    assert "elementwise, the largest error is" in test.output and "at index (" in test.output
+    assert test.counterexample["stride"] > 1
+    assert test.cache == "submission"  # its forward is right, though no test of the rubric grades it
