@@ -177,3 +177,33 @@ def test_gradescope_still_writes_results_when_the_submission_is_missing(tmp_path
     assert run.returncode == 0
     data = json.loads(results.read_text())
     assert data["score"] == 0 and "submission folder not found" in data["output"] and data["tests"] == []
+
+
+def test_quiet_prints_nothing(tmp_path):
+    result = gradeconv("--quiet", SAMPLE / "alice", "--json", tmp_path / "r.json")
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
+    assert json.loads((tmp_path / "r.json").read_text())["submissions"][0]["score"] == 100
+
+
+def test_terminal_gets_a_progress_bar_then_the_tables(tmp_path):
+    import pty
+
+    controller, terminal = pty.openpty()
+    env = dict(os.environ, COLUMNS="120", TERM="xterm")
+    process = subprocess.Popen([sys.executable, "-m", "gradeconv", str(SAMPLE / "alice"), "--jobs", "1"],
+                               stdin=terminal, stdout=terminal, stderr=terminal, env=env, cwd=tmp_path)
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed when gradeconv exited
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    assert process.wait(timeout=60) == 0
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert "grading" in screen  # the progress bar's label: piped output never prints it
+    assert "Gradebook" in screen and "Pass rate per test" in screen

@@ -161,3 +161,17 @@ def test_every_helper_import_style_works(style, small_rubric, tmp_path):
     (tmp_path / "layers.py").write_text(source)
     result = gradeconv.grade(tmp_path / "layers.py", small_rubric)[0]
     assert [t.output for t in result.tests if not t.passed] == []
+
+
+def test_submission_time_budget_stops_grading_that_submission(small_rubric, tmp_path):
+    source = in_forward("import time\ntime.sleep(0.3)")
+    (tmp_path / "layers.py").write_text(source)
+    rubric = small_rubric.model_copy(update={"limits": small_rubric.limits.model_copy(
+        update={"call_seconds": 1.0, "submission_seconds": 1.0})})
+    started = time.monotonic()
+    result = gradeconv.grade(tmp_path / "layers.py", rubric)[0]
+    assert time.monotonic() - started < 10
+    outcomes = {t.outcome for t in result.tests}
+    assert "not_run" in outcomes
+    assert any("time budget of 1 s is used up" in t.output for t in result.tests)
+    assert leftover_processes() == []
