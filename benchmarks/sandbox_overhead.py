@@ -63,8 +63,9 @@ def main() -> None:
     for use_bwrap in modes:
         start, call = measure(use_bwrap, module)
         name = "bwrap" if use_bwrap else "rlimits"
-        print(f"[{name}] worker start-up        {start * 1e3:9.2f} ms  = {start / numpy_start:5.2f}x import numpy")
-        print(f"[{name}] no-op call round trip  {call * 1e6:9.2f} us  = {call / in_process:7.1f}x in-process call")
+        for label, seconds in (("worker start-up", start), ("no-op call round trip", call)):
+            print(f"[{name}] {label:22s} {seconds * 1e3:9.3f} ms = {seconds / in_process:9.1f}x in-process call"
+                  f" = {seconds / numpy_start:6.4f}x import numpy")
         if not use_bwrap:
             verdict = "met" if call - in_process < 1e-3 else "MISSED"
             print(f"[{name}] per-call overhead {(call - in_process) * 1e3:.3f} ms (target < 1 ms: {verdict})")
