@@ -49,8 +49,9 @@ SPECS = {
 
 def forward_args(spec_name: str, a: Arrays, inputs: dict[str, np.ndarray] | None = None) -> list:
     """Arguments of the forward function of spec_name's family (inputs may override x, w, b)."""
-    values = dict(conv_inputs(a) if a.w is not None else pool_inputs(a), **(inputs or {}))
-    if SPECS[spec_name].pool:
+    spec = SPECS[spec_name]
+    values = {**spec.inputs(a), **(inputs or {})}
+    if spec.pool:
         return [values["x"], dict(a.param)]
     return [values["x"], values["w"], values["b"], dict(a.param)]
 

@@ -14,7 +14,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-JUNK_NAMES = {"__MACOSX", ".ipynb_checkpoints", "__pycache__", ".DS_Store", ".git"}
+JUNK_NAMES = {"__MACOSX", "__pycache__"}  # and every dot-name: ._*, .ipynb_checkpoints, .git
 CANVAS_NAME = re.compile(r"^(?P<name>[^_]+?)(?P<late>_LATE)?_(?P<user>\d+)_(?P<attachment>\d+)_(?P<file>.+)$")
 MAX_ZIP_BYTES = 50 << 20
 MAX_ZIP_MEMBERS = 2000
@@ -32,7 +32,7 @@ class Submission:
 
 
 def is_junk(path: Path) -> bool:
-    return path.name in JUNK_NAMES or path.name.startswith("._") or path.name.startswith(".")
+    return path.name in JUNK_NAMES or path.name.startswith(".")
 
 
 def parse_name(name: str) -> tuple[str, bool]:
