@@ -130,7 +130,8 @@ class WorkerProcess:
         deadline = started + timeout
         try:
             self._send(wire.encode(header, arrays), deadline)
-            reply_header, reply_arrays = self._receive(deadline)
+            reply_header, reply_arrays = wire.receive(lambda size: self._read_exactly(size, deadline),
+                                                      MAX_REPLY_BYTES)
         except TimeoutError:
             self.kill()
             return Reply("timeout", seconds=time.monotonic() - started,
@@ -172,14 +173,6 @@ class WorkerProcess:
             chunks.append(chunk)
             size -= len(chunk)
         return b"".join(chunks)
-
-    def _receive(self, deadline: float) -> tuple[dict, list[np.ndarray]]:
-        length = wire.header_length(self._read_exactly(4, deadline))
-        header = wire.decode_header(self._read_exactly(length, deadline))
-        if sum(header["blobs"]) > MAX_REPLY_BYTES:
-            raise wire.WireError(f"reply of {sum(header['blobs'])} bytes is too large")
-        arrays = [wire.decode_array(self._read_exactly(size, deadline)) for size in header["blobs"]]
-        return header, arrays
 
     def _death(self) -> str:
         """Why the worker is gone, once it has exited."""

@@ -55,6 +55,15 @@ def decode_array(blob: bytes) -> np.ndarray:
         raise WireError(f"array is not valid .npy data without pickles: {error}") from None
 
 
+def receive(read_exactly, max_array_bytes: int | None = None) -> tuple[dict, list]:
+    """One message, read through `read_exactly(size) -> bytes` (which raises EOFError at the end)."""
+    header = decode_header(read_exactly(header_length(read_exactly(_LENGTH.size))))
+    total = sum(header["blobs"])
+    if max_array_bytes is not None and total > max_array_bytes:
+        raise WireError(f"message of {total} bytes of arrays is larger than {max_array_bytes}")
+    return header, [decode_array(read_exactly(size)) for size in header["blobs"]]
+
+
 def header_length(prefix: bytes) -> int:
     (length,) = _LENGTH.unpack(prefix)
     if length > MAX_HEADER_BYTES:

@@ -55,10 +55,7 @@ class Channel:
         return b"".join(chunks)
 
     def receive(self):
-        length = self.wire.header_length(self._read_exactly(4))
-        header = self.wire.decode_header(self._read_exactly(length))
-        arrays = [self.wire.decode_array(self._read_exactly(size)) for size in header["blobs"]]
-        return header, arrays
+        return self.wire.receive(self._read_exactly)
 
     def send(self, header, arrays=()):
         data = self.wire.encode(header, list(arrays))
