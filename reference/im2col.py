@@ -29,7 +29,7 @@ def _output_size(name: str, size: int, field: int, padding: int, stride: int) ->
     return (padded - field) // stride + 1
 
 
-def _check_geometry(
+def check_geometry(
     x_shape: tuple[int, ...], field_height: int, field_width: int, padding: int, stride: int
 ) -> tuple[int, int]:
     if len(x_shape) != 4:
@@ -51,7 +51,7 @@ def _check_geometry(
 def get_im2col_indices(x_shape, field_height, field_width, padding=1, stride=1):
     """Index arrays (k, i, j) such that ``x_padded[:, k, i, j]`` gathers every field."""
     _, channels, _, _ = x_shape
-    out_height, out_width = _check_geometry(x_shape, field_height, field_width, padding, stride)
+    out_height, out_width = check_geometry(x_shape, field_height, field_width, padding, stride)
     i0 = np.tile(np.repeat(np.arange(field_height), field_width), channels)
     i1 = stride * np.repeat(np.arange(out_height), out_width)
     j0 = np.tile(np.arange(field_width), field_height * channels)
@@ -62,33 +62,80 @@ def get_im2col_indices(x_shape, field_height, field_width, padding=1, stride=1):
     return k, i, j
 
 
-def _padded_channels_last(x, padding):
-    """x (N, C, H, W) as a zero-padded (C, H + 2p, W + 2p, N) array, N contiguous."""
+#: Inputs from this size on are split by stride phase before the columns are
+#: copied (see stride_phases); below it one strided view is cheaper.
+SPLIT_FROM_BYTES = 2**20
+
+
+def stride_phases(x, padding, phases, allocate=np.empty):
+    """x (N, C, H, W) zero-padded, channels first and N last, split into phases.
+
+    Shape (C, k, k, ceil(Hp / k), ceil(Wp / k), N) for k `phases`: padded pixel
+    (r, q) sits at [:, r % k, q % k, r // k, q // k]. With k equal to the stride
+    every field offset reads one block whose (out_x, n) runs are contiguous; with
+    k = 1 this is just the padded input. `allocate(shape, dtype)` gives the memory.
+    """
     n, c, h, w = x.shape
-    padded = np.zeros((c, h + 2 * padding, w + 2 * padding, n), dtype=x.dtype)
-    padded[:, padding : padding + h, padding : padding + w, :] = x.transpose(1, 2, 3, 0)
-    return padded
+    rows, cols = -(-(h + 2 * padding) // phases), -(-(w + 2 * padding) // phases)
+    split = allocate((c, phases, phases, rows, cols, n), x.dtype)
+    channels_last = x.transpose(1, 2, 3, 0)
+    for py in range(phases):
+        first_row = (py - padding) % phases  # the first input row in this phase
+        top = (first_row + padding) // phases
+        for px in range(phases):
+            first_col = (px - padding) % phases
+            left = (first_col + padding) // phases
+            source = channels_last[:, first_row::phases, first_col::phases]
+            bottom, right = top + source.shape[1], left + source.shape[2]
+            block = split[:, py, px]
+            block[:, :top] = 0
+            block[:, bottom:] = 0
+            block[:, top:bottom, :left] = 0
+            block[:, top:bottom, right:] = 0
+            block[:, top:bottom, left:right] = source
+    return split
+
+
+def fill_columns(x, field_height, field_width, padding, stride, out, allocate=np.empty):
+    """Write the im2col columns of x into `out` (C*fh*fw, out_h*out_w*N); returns `out`.
+
+    `allocate(shape, dtype)` gives the memory for the padded input.
+    """
+    out_height, out_width = check_geometry(x.shape, field_height, field_width, padding, stride)
+    n, c = x.shape[:2]
+    fields = out.reshape(c, field_height, field_width, out_height, out_width, n)
+    if stride == 1 or x.nbytes < SPLIT_FROM_BYTES:
+        padded = stride_phases(x, padding, 1, allocate)[:, 0, 0]
+        s_c, s_h, s_w, s_n = padded.strides
+        windows = np.lib.stride_tricks.as_strided(
+            padded,
+            shape=fields.shape,
+            strides=(s_c, s_h, s_w, s_h * stride, s_w * stride, s_n),
+            writeable=False,
+        )
+        np.copyto(fields, windows)
+        return out
+    split = stride_phases(x, padding, stride, allocate)
+    for dy in range(field_height):
+        top, py = divmod(dy, stride)
+        for dx in range(field_width):
+            left, px = divmod(dx, stride)
+            fields[:, dy, dx] = split[:, py, px, top : top + out_height, left : left + out_width]
+    return out
 
 
 def im2col_indices(x, field_height, field_width, padding=1, stride=1):
     """Columns of every receptive field: shape (C*fh*fw, out_h*out_w*N)."""
     x = np.asarray(x)
-    out_height, out_width = _check_geometry(x.shape, field_height, field_width, padding, stride)
+    out_height, out_width = check_geometry(x.shape, field_height, field_width, padding, stride)
     n, c = x.shape[:2]
-    padded = _padded_channels_last(x, padding)
-    s_c, s_h, s_w, s_n = padded.strides
-    fields = np.lib.stride_tricks.as_strided(
-        padded,
-        shape=(c, field_height, field_width, out_height, out_width, n),
-        strides=(s_c, s_h, s_w, s_h * stride, s_w * stride, s_n),
-        writeable=False,
-    )
-    return fields.reshape(c * field_height * field_width, out_height * out_width * n)
+    out = np.empty((c * field_height * field_width, out_height * out_width * n), dtype=x.dtype)
+    return fill_columns(x, field_height, field_width, padding, stride, out)
 
 
 def col2im_indices(cols, x_shape, field_height=3, field_width=3, padding=1, stride=1):
     """Adjoint of im2col_indices: scatter-add columns back into an array of x_shape."""
-    out_height, out_width = _check_geometry(x_shape, field_height, field_width, padding, stride)
+    out_height, out_width = check_geometry(x_shape, field_height, field_width, padding, stride)
     n, c, h, w = x_shape
     expected = (c * field_height * field_width, out_height * out_width * n)
     cols = np.asarray(cols)

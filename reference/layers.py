@@ -5,9 +5,12 @@ conv ``(x, w, b, conv_param)``, max pool ``(x, pool_param)``.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
-from reference.im2col import col2im_indices, im2col_indices
+from reference.im2col import check_geometry, col2im_indices, fill_columns, im2col_indices
+from reference.scratch import scratch
 
 __all__ = [
     "conv_forward_naive",
@@ -44,16 +47,29 @@ def _conv_geometry(x, w, b, conv_param):
     return stride, pad
 
 
+def _columns_and_ones(x, field_height, field_width, pad, stride):
+    """im2col columns of x with a row of ones appended, in this thread's scratch memory.
+
+    The ones row carries the bias through the same matrix product (the bias
+    trick): forward adds b, and backward gets db as dw's extra column.
+    """
+    n, c = x.shape[:2]
+    out_h, out_w = check_geometry(x.shape, field_height, field_width, pad, stride)
+    rows = c * field_height * field_width
+    cols = scratch("cols", (rows + 1, out_h * out_w * n), x.dtype)
+    fill_columns(x, field_height, field_width, pad, stride, cols[:rows], partial(scratch, "padded"))
+    cols[rows] = 1
+    return cols, out_h, out_w
+
+
 def conv_forward_naive(x, w, b, conv_param):
     """Cross-correlate x with filters w, add bias b; returns (out, cache)."""
     stride, pad = _conv_geometry(x, w, b, conv_param)
     n = x.shape[0]
     f, _, hh, ww = w.shape
-    cols = im2col_indices(x, hh, ww, padding=pad, stride=stride)
-    out_h = 1 + (x.shape[2] + 2 * pad - hh) // stride
-    out_w = 1 + (x.shape[3] + 2 * pad - ww) // stride
-    out = w.reshape(f, -1) @ cols
-    out += b.reshape(-1, 1)
+    cols, out_h, out_w = _columns_and_ones(x, hh, ww, pad, stride)
+    weights_and_bias = np.concatenate([w.reshape(f, -1), b.reshape(f, 1)], axis=1)
+    out = weights_and_bias @ cols
     out = out.reshape(f, out_h, out_w, n).transpose(3, 0, 1, 2)  # a view: no copy
     return out, (x, w, b, conv_param)
 
@@ -64,13 +80,17 @@ def conv_backward_naive(dout, cache):
     stride, pad = _conv_geometry(x, w, b, conv_param)
     f, _, hh, ww = w.shape
     _require_ndim("dout", dout, 4, "(N, F, H', W')")
-    dout_rows = dout.transpose(1, 2, 3, 0).reshape(f, -1)
-    cols = im2col_indices(x, hh, ww, padding=pad, stride=stride)
-    if dout_rows.shape[1] != cols.shape[1]:
+    cols, out_h, out_w = _columns_and_ones(x, hh, ww, pad, stride)
+    if dout.shape != (x.shape[0], f, out_h, out_w):
         raise ValueError(f"dout has shape {dout.shape}, which does not match the conv output for x {x.shape}")
-    db = dout_rows.sum(axis=1)
-    dw = (dout_rows @ cols.T).reshape(w.shape)
-    dx_cols = w.reshape(f, -1).T @ dout_rows
+    dout_rows = scratch("dout", (f, out_h, out_w, x.shape[0]), dout.dtype)
+    np.copyto(dout_rows, dout.transpose(1, 2, 3, 0))
+    dout_rows = dout_rows.reshape(f, -1)
+    dw_and_db = dout_rows @ cols.T
+    dw = np.ascontiguousarray(dw_and_db[:, :-1]).reshape(w.shape)
+    db = dw_and_db[:, -1].copy()
+    dx_cols = scratch("dx_cols", (cols.shape[0] - 1, cols.shape[1]), dout.dtype)
+    np.matmul(w.reshape(f, -1).T, dout_rows, out=dx_cols)
     dx = col2im_indices(dx_cols, x.shape, hh, ww, padding=pad, stride=stride)
     return dx, dw, db
 
