@@ -1,7 +1,9 @@
 """Trusted vectorised conv and max-pool layers, built on the im2col helper.
 
 Inputs are NCHW float64 arrays; caches follow the course's canonical layout:
-conv ``(x, w, b, conv_param)``, max pool ``(x, pool_param)``.
+conv ``(x, w, b, conv_param)``, max pool ``(x, pool_param)``. The conv layers
+keep their large temporaries in per-thread scratch memory (reference/scratch.py);
+nothing they return shares memory with it.
 """
 from __future__ import annotations
 
@@ -89,7 +91,7 @@ def conv_backward_naive(dout, cache):
     dw_and_db = dout_rows @ cols.T
     dw = np.ascontiguousarray(dw_and_db[:, :-1]).reshape(w.shape)
     db = dw_and_db[:, -1].copy()
-    dx_cols = scratch("dx_cols", (cols.shape[0] - 1, cols.shape[1]), dout.dtype)
+    dx_cols = scratch("dx_cols", (cols.shape[0] - 1, cols.shape[1]), np.result_type(w, dout_rows))
     np.matmul(w.reshape(f, -1).T, dout_rows, out=dx_cols)
     dx = col2im_indices(dx_cols, x.shape, hh, ww, padding=pad, stride=stride)
     return dx, dw, db
