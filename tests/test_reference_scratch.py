@@ -113,3 +113,22 @@ def test_scratch_keeps_only_buffers_in_its_size_range(monkeypatch):
             assert not np.shares_memory(first, second) and first.shape == shape
     finally:
         scratch.release()
+
+
+def test_a_large_strided_conv_takes_both_paths_unforced_and_matches_loops():
+    scratch.release()
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((4, 9, 63, 63))  # over 1 MiB: split by stride phase
+    w, b = rng.standard_normal((2, 9, 3, 3)), rng.standard_normal(2)
+    assert x.nbytes >= im2col.SPLIT_FROM_BYTES
+    try:
+        out, cache = conv_forward_naive(x, w, b, {"stride": 2, "pad": 1})
+        kept = scratch._local.__dict__.get("buffers", {})
+        assert {"cols", "padded"} <= set(kept)  # columns of 2.6 MB are kept
+        np.testing.assert_allclose(out, loops.conv_forward(x, w, b, 2, 1), rtol=1e-10, atol=1e-12)
+        dout = rng.standard_normal(out.shape)
+        got = conv_backward_naive(dout, cache)
+        for value, expected in zip(got, loops.conv_backward(dout, x, w, 2, 1)):
+            np.testing.assert_allclose(value, expected, rtol=1e-10, atol=1e-12)
+    finally:
+        scratch.release()
