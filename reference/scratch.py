@@ -26,13 +26,20 @@ def scratch(slot: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     nbytes = math.prod(shape) * dtype.itemsize
     if not KEEP_FROM_BYTES <= nbytes <= KEEP_AT_MOST_BYTES:
         return np.empty(shape, dtype)
-    buffers = _local.__dict__.setdefault("buffers", {})
+    buffers = kept()
     buffer = buffers.get(slot)
     if buffer is None or buffer.size < nbytes:
         buffer = buffers[slot] = np.empty(nbytes, np.uint8)
     return buffer[:nbytes].view(dtype).reshape(shape)
 
 
+def kept() -> dict[str, np.ndarray]:
+    """This thread's kept buffers (raw bytes), by slot."""
+    if not hasattr(_local, "buffers"):
+        _local.buffers = {}
+    return _local.buffers
+
+
 def release() -> None:
     """Drop this thread's buffers (the next calls pay their page faults again)."""
-    _local.__dict__.pop("buffers", None)
+    _local.buffers = {}
