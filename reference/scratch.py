@@ -1,7 +1,7 @@
 """Per-thread reusable buffers for the layers' temporaries.
 
-A conv layer called repeatedly on one shape (a training loop, a benchmark, a
-grading run) would otherwise allocate its column matrices afresh on every call
+A conv layer called repeatedly on one large shape (a training loop, a
+benchmark) would otherwise allocate its column matrices afresh on every call
 and pay the kernel's page faults for each; like Caffe's column buffer, the
 memory is kept and reused. Nothing returned to a caller ever aliases it.
 """
