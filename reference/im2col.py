@@ -96,13 +96,15 @@ def stride_phases(x, padding, phases, allocate=np.empty):
     return split
 
 
-def fill_columns(x, field_height, field_width, padding, stride, out, allocate=np.empty):
-    """Write the im2col columns of x into `out` (C*fh*fw, out_h*out_w*N); returns `out`.
+def fill_columns(x, field_height, field_width, padding, stride, out=None, allocate=np.empty):
+    """The im2col columns of x, (C*fh*fw, out_h*out_w*N), written into `out` (default: a new array).
 
     `allocate(shape, dtype)` gives the memory for the padded input.
     """
     out_height, out_width = check_geometry(x.shape, field_height, field_width, padding, stride)
     n, c = x.shape[:2]
+    if out is None:
+        out = np.empty((c * field_height * field_width, out_height * out_width * n), dtype=x.dtype)
     fields = out.reshape(c, field_height, field_width, out_height, out_width, n)
     if stride == 1 or x.nbytes < SPLIT_FROM_BYTES:
         padded = stride_phases(x, padding, 1, allocate)[:, 0, 0]
@@ -126,11 +128,7 @@ def fill_columns(x, field_height, field_width, padding, stride, out, allocate=np
 
 def im2col_indices(x, field_height, field_width, padding=1, stride=1):
     """Columns of every receptive field: shape (C*fh*fw, out_h*out_w*N)."""
-    x = np.asarray(x)
-    out_height, out_width = check_geometry(x.shape, field_height, field_width, padding, stride)
-    n, c = x.shape[:2]
-    out = np.empty((c * field_height * field_width, out_height * out_width * n), dtype=x.dtype)
-    return fill_columns(x, field_height, field_width, padding, stride, out)
+    return fill_columns(np.asarray(x), field_height, field_width, padding, stride)
 
 
 def col2im_indices(cols, x_shape, field_height=3, field_width=3, padding=1, stride=1):
