@@ -14,8 +14,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 DEFAULT_RUBRIC = Path(__file__).with_name("default_rubric.yaml")
-FUNCTIONS = ("conv_forward_naive", "conv_backward_naive", "max_pool_forward_naive",
-             "max_pool_backward_naive")
+#: The graded functions and the arrays each returns, in order (specs.py says how to call them).
+OUTPUTS = {
+    "conv_forward_naive": ("out",),
+    "conv_backward_naive": ("dx", "dw", "db"),
+    "max_pool_forward_naive": ("out",),
+    "max_pool_backward_naive": ("dx",),
+}
+FUNCTIONS = tuple(OUTPUTS)
 
 
 class RubricError(Exception):
@@ -115,11 +121,9 @@ class Test(Strict):
 
     @model_validator(mode="after")
     def outputs_match_function(self) -> "Test":
-        allowed = {"conv_forward_naive": {"out"}, "max_pool_forward_naive": {"out"},
-                   "conv_backward_naive": {"dx", "dw", "db"}, "max_pool_backward_naive": {"dx"}}
-        if self.outputs and not set(self.outputs) <= allowed[self.function]:
-            raise ValueError(f"outputs of {self.function} are {sorted(allowed[self.function])}, "
-                             f"not {list(self.outputs)}")
+        allowed = set(OUTPUTS[self.function])
+        if self.outputs and not set(self.outputs) <= allowed:
+            raise ValueError(f"outputs of {self.function} are {sorted(allowed)}, not {list(self.outputs)}")
         if self.examples == 0 and not self.cases:
             raise ValueError("a test needs examples > 0 or at least one explicit case")
         return self

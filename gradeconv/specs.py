@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from gradeconv.cases import Arrays
+from gradeconv.rubric import OUTPUTS
 from reference import layers
 
 
@@ -19,14 +20,22 @@ from reference import layers
 class Spec:
     name: str
     pool: bool
-    outputs: tuple[str, ...]  # names of the arrays the function returns, in order
-    returns_cache: bool  # forward functions return (out, cache)
     inputs: Callable[[Arrays], dict[str, np.ndarray]]  # the arrays a gradient is taken against
     forward: str | None = None  # for backward: the forward function whose cache it consumes
 
     @property
+    def outputs(self) -> tuple[str, ...]:
+        """Names of the arrays the function returns, in order."""
+        return OUTPUTS[self.name]
+
+    @property
     def is_backward(self) -> bool:
         return self.forward is not None
+
+    @property
+    def returns_cache(self) -> bool:
+        """Forward functions return (out, cache)."""
+        return not self.is_backward
 
 
 def conv_inputs(a: Arrays) -> dict[str, np.ndarray]:
@@ -38,12 +47,10 @@ def pool_inputs(a: Arrays) -> dict[str, np.ndarray]:
 
 
 SPECS = {
-    "conv_forward_naive": Spec("conv_forward_naive", False, ("out",), True, conv_inputs),
-    "conv_backward_naive": Spec("conv_backward_naive", False, ("dx", "dw", "db"), False, conv_inputs,
-                                forward="conv_forward_naive"),
-    "max_pool_forward_naive": Spec("max_pool_forward_naive", True, ("out",), True, pool_inputs),
-    "max_pool_backward_naive": Spec("max_pool_backward_naive", True, ("dx",), False, pool_inputs,
-                                    forward="max_pool_forward_naive"),
+    "conv_forward_naive": Spec("conv_forward_naive", False, conv_inputs),
+    "conv_backward_naive": Spec("conv_backward_naive", False, conv_inputs, forward="conv_forward_naive"),
+    "max_pool_forward_naive": Spec("max_pool_forward_naive", True, pool_inputs),
+    "max_pool_backward_naive": Spec("max_pool_backward_naive", True, pool_inputs, forward="max_pool_forward_naive"),
 }
 
 
