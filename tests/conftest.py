@@ -7,6 +7,9 @@ from gradeconv import rubric as rubrics
 
 ROOT = Path(__file__).resolve().parent.parent
 CORRECT = ROOT / "submissions" / "alice" / "cs231n" / "layers.py"
+#: the sample class's correct vectorised solution (it imports the helper as `from im2col import ...`)
+VECTORISED = ROOT / "submissions" / "judyjones_LATE_48213_990417_layers.py"
+VECTORISED_IMPORT = "from im2col import im2col_indices, col2im_indices"
 
 
 @pytest.fixture(scope="session")

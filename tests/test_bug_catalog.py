@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import gradeconv
-from tests.conftest import CORRECT, ROOT, mutate
+from tests.conftest import CORRECT, ROOT, VECTORISED, mutate
 
 CORRECT_SOURCE = CORRECT.read_text()
 CONV_FORWARD = {
@@ -95,8 +95,7 @@ def test_backward_falls_back_to_canonical_cache_when_forward_is_wrong(write_subm
     assert failed and all(t.cache == "canonical" for t in failed)
 
 
-@pytest.mark.parametrize("folder", [ROOT / "submissions" / "alice", ROOT / "tests" / "fixtures" / "bob_vectorised"],
-                         ids=["loops", "vectorised"])
+@pytest.mark.parametrize("folder", [ROOT / "submissions" / "alice", VECTORISED], ids=["loops", "vectorised"])
 def test_correct_loop_and_vectorised_submissions_get_full_marks(folder, default_rubric):
     result = gradeconv.grade(folder, default_rubric)[0]
     assert [t.name for t in result.tests if not t.passed] == []

@@ -13,7 +13,7 @@ import pytest
 import gradeconv
 from gradeconv import rubric as rubrics
 from gradeconv.sandbox import bubblewrap
-from tests.conftest import CORRECT, ROOT
+from tests.conftest import CORRECT, VECTORISED, VECTORISED_IMPORT
 
 SOURCE = CORRECT.read_text()
 ANCHOR = '    stride, pad = conv_param["stride"], conv_param["pad"]\n    N, C, H, W = x.shape\n    F, _, HH, WW = w.shape\n    H_out'
@@ -138,7 +138,7 @@ def test_large_output_is_truncated_in_the_report(small_rubric, tmp_path):
 def test_shipped_helper_is_ignored_by_default_and_said(default_rubric, tmp_path):
     folder = tmp_path / "ships" / "cs231n"
     folder.mkdir(parents=True)
-    (folder / "layers.py").write_text((ROOT / "tests/fixtures/bob_vectorised/cs231n/layers.py").read_text())
+    (folder / "layers.py").write_text(VECTORISED.read_text())
     (folder / "im2col.py").write_text("def im2col_indices(*a, **k):\n    raise RuntimeError('broken copy')\n"
                                       "col2im_indices = im2col_indices\n")
     result = gradeconv.grade(tmp_path / "ships", default_rubric)[0]
@@ -149,6 +149,7 @@ def test_shipped_helper_is_ignored_by_default_and_said(default_rubric, tmp_path)
 
 
 @pytest.mark.parametrize("style", [
+    "from cs231n.im2col import im2col_indices, col2im_indices",
     "from cs231n.im2col import *",
     "from .im2col import im2col_indices, col2im_indices",
     "from cs231n import im2col\nim2col_indices, col2im_indices = im2col.im2col_indices, im2col.col2im_indices",
@@ -156,8 +157,9 @@ def test_shipped_helper_is_ignored_by_default_and_said(default_rubric, tmp_path)
     "import im2col\nim2col_indices, col2im_indices = im2col.im2col_indices, im2col.col2im_indices",
 ])
 def test_every_helper_import_style_works(style, small_rubric, tmp_path):
-    source = (ROOT / "tests/fixtures/bob_vectorised/cs231n/layers.py").read_text()
-    source = source.replace("from cs231n.im2col import im2col_indices, col2im_indices", style)
+    source = VECTORISED.read_text()
+    assert VECTORISED_IMPORT in source
+    source = source.replace(VECTORISED_IMPORT, style)
     (tmp_path / "layers.py").write_text(source)
     result = gradeconv.grade(tmp_path / "layers.py", small_rubric)[0]
     assert [t.output for t in result.tests if not t.passed] == []
