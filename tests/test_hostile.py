@@ -6,13 +6,15 @@ the other functions are still graded normally, that nothing it started is left
 running, and that nothing outside its own working directory was written.
 """
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 
 import gradeconv
 from gradeconv import rubric as rubrics
-from gradeconv.sandbox import bubblewrap
+from gradeconv.sandbox import bubblewrap, process
 from tests.conftest import CORRECT, VECTORISED, VECTORISED_IMPORT
 
 SOURCE = CORRECT.read_text()
@@ -177,3 +179,21 @@ def test_submission_time_budget_stops_grading_that_submission(small_rubric, tmp_
     assert "not_run" in outcomes
     assert any("time budget of 1 s is used up" in t.output for t in result.tests)
     assert leftover_processes() == []
+
+
+def test_kill_leaves_no_marked_process_even_while_they_keep_forking():
+    """A process that forks new sessions as fast as it can is gone, with all it forked, when kill returns."""
+    marker = "kill-test-" + MARKER
+    spawner = ("import subprocess, sys\n"
+               "for _ in range(300):\n"
+               f"    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)', '{MARKER}'],"
+               " start_new_session=True)\n")
+    env = dict(os.environ, **{process.MARKER_VARIABLE: marker})
+    subprocess.Popen([sys.executable, "-c", spawner], env=env, start_new_session=True)
+    time.sleep(0.3)  # let it get going: some children exist, more are being forked
+    try:
+        process._kill_marked(marker)
+        assert leftover_processes() == []
+    finally:
+        for pid in map(int, leftover_processes()):
+            os.kill(pid, 9)

@@ -25,6 +25,7 @@ from gradeconv.sandbox.staging import Stage
 
 MARKER_VARIABLE = "GRADECONV_WORKER"
 MAX_REPLY_BYTES = 1 << 30
+KILL_WAIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -59,18 +60,36 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _kill_marked(marker: str) -> None:
-    """SIGKILL every process whose environment carries this worker's marker."""
-    needle = f"{MARKER_VARIABLE}={marker}".encode()
+def _marked(needle: bytes) -> list[int]:
+    """Processes whose environment carries the needle (a dead one has no environment left)."""
+    found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/environ", "rb") as handle:
                 if needle in handle.read().split(b"\0"):
-                    os.kill(int(entry), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
+                    found.append(int(entry))
+        except OSError:
             continue
+    return found
+
+
+def _kill_marked(marker: str) -> None:
+    """SIGKILL every process whose environment carries this worker's marker, until none is left.
+
+    Rescanning catches a child forked after a scan, and waits for the killed ones
+    to be gone (for at most KILL_WAIT_SECONDS) rather than merely signalled.
+    """
+    needle = f"{MARKER_VARIABLE}={marker}".encode()
+    deadline = time.monotonic() + KILL_WAIT_SECONDS
+    while (marked := _marked(needle)) and time.monotonic() < deadline:
+        for pid in marked:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:  # gone already
+                pass
+        time.sleep(0.005)
 
 
 class WorkerProcess:
