@@ -6,10 +6,11 @@ from pathlib import Path
 __version__ = "0.1.0"
 
 
-def grade(path, rubric=None, use_bwrap: bool | None = None):
+def grade(path, rubric=None, sandbox: str | None = None):
     """Grade the submission(s) at `path` with a rubric (a path, a Rubric, or None: the default).
 
-    Returns a list of SubmissionResult, one per submission found.
+    Returns a list of SubmissionResult, one per submission found. sandbox forces an isolation
+    mode (bubblewrap, uid or none); by default the strongest the machine offers.
     """
     from gradeconv import rubric as rubrics
     from gradeconv.grading import grade_submission
@@ -18,4 +19,4 @@ def grade(path, rubric=None, use_bwrap: bool | None = None):
     if not isinstance(rubric, rubrics.Rubric):
         rubric = rubrics.load(rubric)
     submissions = discover([Path(path)], rubric.module)
-    return [grade_submission(submission, rubric, use_bwrap) for submission in submissions]
+    return [grade_submission(submission, rubric, sandbox) for submission in submissions]

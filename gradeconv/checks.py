@@ -83,9 +83,21 @@ def compare(name: str, got: np.ndarray, expected: np.ndarray, tolerance: Referen
 
 
 def mutated(reply: Reply, names: list[str]) -> CaseResult | None:
-    """A mutated_input result if the call changed any array it was given."""
-    changed = [names[i] for i in reply.header.get("mutated", []) if isinstance(i, int) and 0 <= i < len(names)]
-    if not changed:
+    """A mutated_input result if the call failed writing into an array it was given.
+
+    Inputs reach the student read-only, so writing into one raises in their own
+    code; the worker's list of which arrays it was is only a hint for the message.
+    """
+    if reply.status != "raised":
         return None
-    listed = ", ".join(changed)
-    return CaseResult(outcomes.MUTATED_INPUT, f"changed its input {listed} in place: work on a copy")
+    hinted = reply.header.get("mutated", [])
+    changed = [names[i] for i in hinted if isinstance(i, int) and 0 <= i < len(names)]
+    if changed:
+        return CaseResult(outcomes.MUTATED_INPUT, f"changed its input {', '.join(changed)} in place: "
+                                                  "work on a copy")
+    if reply.header.get("type") == "ValueError" and "read-only" in str(reply.header.get("message", "")):
+        where = reply.header.get("where")
+        at = f" at {where}" if where else ""
+        return CaseResult(outcomes.MUTATED_INPUT, f"writes into one of its inputs ({', '.join(names)}){at}: "
+                                                  "they are read-only, work on a copy")
+    return None

@@ -97,7 +97,7 @@ def grade(args: argparse.Namespace) -> int:
         submissions = discover(args.paths, rubric.module)
     except SubmissionError as error:
         raise UserError(str(error)) from None
-    finished = json_report.read_finished(args.json) if args.resume else []
+    finished = json_report.read_finished(args.json, rubric, warn=_warn) if args.resume else []
     done = {s["id"] for s in finished}
     todo = [s for s in submissions if s.id not in done]
     order = {s.id: i for i, s in enumerate(submissions)}
@@ -130,6 +130,10 @@ def grade(args: argparse.Namespace) -> int:
         terminal.gradebook(console, results)
         terminal.class_summary(console, results)
     return 0
+
+
+def _warn(line: str) -> None:
+    print(f"gradeconv: {line}", file=sys.stderr)
 
 
 def check(args: argparse.Namespace) -> int:

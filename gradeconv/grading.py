@@ -13,11 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+import gradeconv
+import reference
 from gradeconv import checks, diagnosis, gradients, outcomes
 from gradeconv.cases import Case, build, from_explicit
 from gradeconv.results import CaseResult, SubmissionResult, TestResult
 from gradeconv.rubric import ReferenceCheck, Rubric, Space, Test
-from gradeconv.sandbox import Handle, Limits, Session, stage_module
+from gradeconv.sandbox import Handle, Limits, Session, accounts, stage_module
+from gradeconv.sandbox.session import NONE_WARNING
+from gradeconv.sandbox.staging import remove
 from gradeconv.search import smallest_failure
 from gradeconv.specs import SPECS, Spec, canonical_cache, forward_args, reference_forward, reference_outputs
 from gradeconv.submissions import Submission, SubmissionError, Unpacked
@@ -30,11 +34,16 @@ def sandbox_limits(rubric: Rubric) -> Limits:
     return Limits(call_seconds=rubric.limits.call_seconds,
                   submission_seconds=rubric.limits.submission_seconds,
                   memory_mb=rubric.limits.memory_mb,
+                  processes=rubric.limits.processes,
+                  scratch_mb=rubric.limits.scratch_mb,
                   forbidden=tuple(rubric.forbidden_imports))
 
 
-def grade_submission(submission: Submission, rubric: Rubric, use_bwrap: bool | None = None) -> SubmissionResult:
-    """Grade every test of the rubric on one submission."""
+def grade_submission(submission: Submission, rubric: Rubric, sandbox: str | None = None) -> SubmissionResult:
+    """Grade every test of the rubric on one submission.
+
+    sandbox forces an isolation mode (bubblewrap, uid, none); by default the strongest available.
+    """
     started = time.monotonic()
     try:
         with Unpacked(submission, rubric.module) as module_file:
@@ -46,23 +55,51 @@ def grade_submission(submission: Submission, rubric: Rubric, use_bwrap: bool | N
                                  own_helper=rubric.helper == "submission")
     except SubmissionError as error:
         return _all_failed(submission, rubric, outcomes.ERROR, str(error), started)
-    with Session(stage, sandbox_limits(rubric), called_functions(rubric), use_bwrap) as session:
+    try:
+        session = Session(stage, sandbox_limits(rubric), called_functions(rubric), sandbox)
+    except BaseException:
+        remove(stage)
+        raise
+    with session:
+        if session.mode == "uid":
+            protect_from_workers(rubric, submission)
         runner = CaseRunner(session, rubric)
         tests = tuple(runner.run_test(number, test) for number, test in enumerate(rubric.tests, 1))
         report = session.close()
-    lines = [f"sandbox: {report.sandbox}"]
+    if not report.clean:  # a process of the submission outlived the kill: trust nothing it touched
+        message = "gradeconv could not stop every process of this submission; it is not graded"
+        return _all_failed(submission, rubric, outcomes.ERROR, message, started)
+    lines = [NONE_WARNING if report.sandbox == "none" else f"sandbox: {report.sandbox}"]
     if report.helper_note:
         lines.append(f"im2col helper: {report.helper_note}")
+    for skipped in getattr(stage, "skipped", ()):
+        lines.append(f"not copied from your submission: {skipped}")
     if report.stdout.strip():
-        lines.append("your code printed:\n" + report.stdout.rstrip())
+        lines.append("your code printed (quoted):\n" + quoted(report.stdout))
     if report.stderr.strip():
-        lines.append("your code wrote to stderr:\n" + report.stderr.rstrip())
+        lines.append("your code wrote to stderr (quoted):\n" + quoted(report.stderr))
     return SubmissionResult(
         id=submission.id, late=submission.late, path=str(submission.path), tests=tests,
         max_score=rubric.max_score, execution_time=time.monotonic() - started,
         output="\n".join(lines), sandbox=report.sandbox, student_seconds=session.spent,
         gradient_forward_calls=runner.gradient_calls, full_gradient_forward_calls=runner.full_calls,
     )
+
+
+def quoted(text: str) -> str:
+    """Student output, each line marked as theirs so it cannot pass for the grader's own text."""
+    return "\n".join(f"  | {line}" for line in text.rstrip().splitlines())
+
+
+def protect_from_workers(rubric: Rubric, submission: Submission) -> None:
+    """Take other users' access to what a worker account must not read (see accounts.protect)."""
+    guarded = [Path(gradeconv.__file__).parent, Path(reference.__file__).parent, submission.path,
+               submission.path.parent]
+    if rubric.path:
+        guarded.append(Path(rubric.path))
+    if rubric.secret_file:
+        guarded.append(Path(rubric.path).parent / rubric.secret_file)
+    accounts.protect(guarded)
 
 
 def called_functions(rubric: Rubric) -> list[str]:
@@ -109,7 +146,8 @@ class CaseRunner:
         self.session, self.rubric = session, rubric
         self.gradient_calls = 0
         self.full_calls = 0
-        self.broken: dict[str, CaseResult] = {}  # function -> the timeout or crash it had
+        self.broken: dict[str, CaseResult] = {}  # function -> the timeout, crash or bad reply it had
+        self.writable = False  # whether the current test lets the function change its inputs
 
     def run_test(self, number: int, test: Test) -> TestResult:
         spec = SPECS[test.function]
@@ -118,7 +156,7 @@ class CaseRunner:
             failure = self.first_explicit_failure(test, spec)
         if failure is None and test.examples:
             failure = smallest_failure(lambda case: self.run_case(test, spec, case), test.space,
-                                       spec.pool, test.examples, test.name, self.rubric.seed)
+                                       spec.pool, test.examples, self.rubric.seed_of(test))
         if failure is None:
             return TestResult(name=test.name, number=number, function=test.function, points=test.points,
                               score=test.points, outcome=outcomes.PASSED, visibility=test.visibility,
@@ -145,57 +183,67 @@ class CaseRunner:
 
     def first_explicit_failure(self, test: Test, spec: Spec) -> CaseResult | None:
         for explicit in test.cases:
+            explicit = explicit.model_copy(update={"seed": self.rubric.value_seed(test, explicit.seed)})
             result = self.run_case(test, spec, from_explicit(explicit, spec.pool))
             if result.outcome != outcomes.PASSED:
                 return result
         return None
 
     def run_case(self, test: Test, spec: Spec, case: Case) -> CaseResult:
+        """The verdict on one case; fails closed: any exception while judging is a failure."""
+        if spec.name in self.broken:
+            return replace(self.broken[spec.name], case=case)
         try:
             arrays = build(case)
+            self.writable = not test.checks.inputs_unchanged
             result = (self._backward(test, spec, arrays, case) if spec.is_backward
                       else self._forward(test, spec, arrays))
-        except ValueError as error:  # geometry the reference refuses: a rubric mistake
-            result = CaseResult(outcomes.ERROR, f"invalid case for the reference: {error}")
+        except Exception as error:  # never a pass: the reply could not be judged
+            detail = f"{type(error).__name__}: {error}"[:300]
+            result = CaseResult(outcomes.ERROR, f"the grader could not judge the reply ({detail}); "
+                                                "this counts as a failure")
         return replace(result, case=case)
 
-    def _call(self, function: str, args: list, keep: bool = False) -> tuple:
-        reply, handle = self.session.call(function, args, keep=keep)
-        if reply.status != "ok":
-            failure = CaseResult(*outcomes.failed_reply(reply, function, self.rubric.forbidden_imports))
-            if failure.outcome in outcomes.FATAL and function not in self.broken:
-                note = "; gradeconv stopped calling this function after that"
-                self.broken[function] = replace(failure, message=failure.message + note)
-            return failure, None, None
-        return None, reply, handle
+    def _call(self, function: str, args: list, expected: list[np.ndarray], given: list[str],
+              keep: bool = False) -> tuple:
+        """(failure or None, reply, handle) of one call; `given` names the arrays in args, in order."""
+        reply, handle = self.session.call(function, args, keep=keep, writable=self.writable,
+                                          expected_bytes=sum(array.nbytes for array in expected))
+        if reply.status == "ok":
+            return None, reply, handle
+        failure = checks.mutated(reply, given) or CaseResult(
+            *outcomes.failed_reply(reply, function, self.rubric.forbidden_imports))
+        if reply.status == "protocol":  # a reply we cannot accept: stop calling, never a storm of restarts
+            failure = replace(failure, final=True)
+        if failure.stops_search and function not in self.broken:
+            note = "; gradeconv stopped calling this function after that"
+            self.broken[function] = replace(failure, message=failure.message + note)
+        return failure, None, None
 
     def _forward(self, test: Test, spec: Spec, arrays) -> CaseResult:
-        args = forward_args(spec.name, arrays)
-        failure, reply, _ = self._call(spec.name, args)
+        expected = reference_outputs(spec, arrays)["out"]
+        failure, reply, _ = self._call(spec.name, forward_args(spec.name, arrays), [expected],
+                                       list(spec.inputs(arrays)))
         if failure:
             return failure
-        if test.checks.inputs_unchanged:
-            failure = checks.mutated(reply, list(spec.inputs(arrays)))
-            if failure:
-                return failure
         got = checks.unpack(reply, spec)
         if isinstance(got, CaseResult):
             return got
         if test.checks.reference is not None:
-            expected = reference_outputs(spec, arrays)["out"]
             failure = checks.compare("out", got["out"], expected, test.checks.reference)
             if failure:
                 return _note_missing_bias(failure, got["out"], expected, arrays)
         return CaseResult(outcomes.PASSED)
 
     def _backward(self, test: Test, spec: Spec, arrays, case: Case) -> CaseResult:
+        expected = reference_outputs(spec, arrays)
         cache, cache_kind, handle = self._own_cache(spec, arrays)
-        failure, reply, _ = self._call(spec.name, [arrays.dout, cache])
+        given = ["dout"] + (list(spec.inputs(arrays)) if cache_kind == "canonical" else [])
+        failure, reply, _ = self._call(spec.name, [arrays.dout, cache], list(expected.values()), given)
         self.session.forget(handle)
         if failure:
             return replace(failure, cache=cache_kind)
-        given = ["dout"] + (list(spec.inputs(arrays)) if cache_kind == "canonical" else [])
-        return replace(self._judge_backward(test, spec, arrays, case, reply, given), cache=cache_kind)
+        return replace(self._judge_backward(test, spec, arrays, case, reply, expected), cache=cache_kind)
 
     def _own_cache(self, spec: Spec, arrays) -> tuple[object, str, Handle | None]:
         """The student's own cache when their forward was right for this case, else the canonical one."""
@@ -203,30 +251,26 @@ class CaseRunner:
         forward = SPECS[spec.forward]
         if self.load_failure(forward) is not None or forward.name in self.broken:
             return canonical, "canonical", None
-        failure, reply, handle = self._call(spec.forward, forward_args(spec.name, arrays), keep=True)
-        if failure is None and self._forward_was_right(forward, arrays, reply):
+        expected = reference_forward(forward, arrays)
+        failure, reply, handle = self._call(spec.forward, forward_args(spec.name, arrays), [expected],
+                                            list(forward.inputs(arrays)), keep=True)
+        if failure is None and self._forward_was_right(forward, reply, expected):
             return handle.item(1), "submission", handle
         self.session.forget(handle)
         return canonical, "canonical", None
 
-    def _forward_was_right(self, forward: Spec, arrays, reply) -> bool:
-        """The forward call left its inputs alone and returned the reference output."""
-        if checks.mutated(reply, list(forward.inputs(arrays))):
-            return False
+    def _forward_was_right(self, forward: Spec, reply, expected: np.ndarray) -> bool:
+        """The forward call returned the reference output (writing into its inputs raises instead)."""
         got = checks.unpack(reply, forward)
         return not isinstance(got, CaseResult) and checks.compare(
-            "out", got["out"], reference_forward(forward, arrays), DEFAULT_TOLERANCE) is None
+            "out", got["out"], expected, DEFAULT_TOLERANCE) is None
 
-    def _judge_backward(self, test: Test, spec: Spec, arrays, case: Case, reply, given: list[str]) -> CaseResult:
-        if test.checks.inputs_unchanged:
-            failure = checks.mutated(reply, given)
-            if failure:
-                return failure
+    def _judge_backward(self, test: Test, spec: Spec, arrays, case: Case, reply,
+                        expected: dict[str, np.ndarray]) -> CaseResult:
         got = checks.unpack(reply, spec)
         if isinstance(got, CaseResult):
             return got
         scored = test.outputs or spec.outputs
-        expected = reference_outputs(spec, arrays)
         tolerance = test.checks.reference or DEFAULT_TOLERANCE
         for name in scored:
             failure = checks.compare(name, got[name], expected[name], tolerance)
@@ -248,11 +292,14 @@ class CaseRunner:
             return lambda inputs: reference_forward(spec, arrays, inputs)
         forward = SPECS[spec.forward]
 
+        expected = reference_forward(spec, arrays)
+
         def submission_forward(inputs):
-            failure, reply, _ = self._call(spec.forward, forward_args(spec.name, arrays, inputs))
+            failure, reply, _ = self._call(spec.forward, forward_args(spec.name, arrays, inputs), [expected],
+                                           list(forward.inputs(arrays)))
             got = None if failure else checks.unpack(reply, forward)
-            if got is None or isinstance(got, CaseResult):
-                return np.full(reference_forward(spec, arrays).shape, np.nan)
+            if got is None or isinstance(got, CaseResult) or got["out"].shape != expected.shape:
+                return np.full(expected.shape, np.nan)
             return got["out"]
 
         return submission_forward
@@ -263,7 +310,7 @@ class CaseRunner:
 
         def passes_within(space: Space) -> bool:
             return smallest_failure(lambda case: self.run_case(test, spec, case), space, spec.pool,
-                                    DIAGNOSIS_EXAMPLES, test.name + "/diagnosis", self.rubric.seed,
+                                    DIAGNOSIS_EXAMPLES, self.rubric.seed_of(test, "/diagnosis"),
                                     shrink=False) is None
 
         found = diagnosis.triggers(passes_within, test.space, spec.pool) if test.examples else []
@@ -272,6 +319,8 @@ class CaseRunner:
 
 def _note_missing_bias(failure: CaseResult, got: np.ndarray, expected: np.ndarray, arrays) -> CaseResult:
     """Say so when the output is exactly the reference minus the bias."""
+    if failure.outcome != outcomes.WRONG_VALUE or got.shape != expected.shape:
+        return failure
     if arrays.b is not None and np.allclose(got + arrays.b.reshape(1, -1, 1, 1), expected, atol=1e-8):
         return replace(failure, message=failure.message + " (exactly the bias b is missing)")
     return failure

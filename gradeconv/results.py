@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gradeconv.cases import Case
+from gradeconv.outcomes import FATAL
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,11 @@ class CaseResult:
     cache: str | None = None  # for backward: "submission" or "canonical"
     got_shape: tuple[int, ...] | None = None
     expected_shape: tuple[int, ...] | None = None
+    final: bool = False  # no further case can change the verdict (the function is not called again)
+
+    @property
+    def stops_search(self) -> bool:
+        return self.final or self.outcome in FATAL
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ allowed. Unknown keys are errors.
 from __future__ import annotations
 
 import hashlib
+import os
 import typing
+import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -133,6 +135,8 @@ class Limits(Strict):
     call_seconds: float = Field(5.0, gt=0)
     submission_seconds: float = Field(120.0, gt=0)
     memory_mb: int = Field(2048, ge=64)
+    processes: int = Field(32, ge=4, le=4096)
+    scratch_mb: int = Field(256, ge=1)
 
 
 class Rubric(Strict):
@@ -142,9 +146,12 @@ class Rubric(Strict):
     limits: Limits = Limits()
     forbidden_imports: tuple[str, ...] = ("torch", "tensorflow", "jax")
     seed: int = Field(0, ge=0)
+    secret_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    secret_file: str | None = None
     tests: tuple[Test, ...] = Field(min_length=1)
     _path: str = PrivateAttr("")  # set by load(), never by the file
     _sha256: str = PrivateAttr("")
+    _secret: str = PrivateAttr("")  # read by load() from secret_file or secret_env, never stored
 
     @field_validator("module")
     @classmethod
@@ -152,6 +159,12 @@ class Rubric(Strict):
         if not value.endswith(".py") or "/" in value:
             raise ValueError("module must be a file name ending in .py, like layers.py")
         return value
+
+    @model_validator(mode="after")
+    def one_secret(self) -> "Rubric":
+        if self.secret_env and self.secret_file:
+            raise ValueError("give the secret either by secret_env or by secret_file, not both")
+        return self
 
     @model_validator(mode="after")
     def unique_names(self) -> "Rubric":
@@ -168,6 +181,28 @@ class Rubric(Strict):
     @property
     def sha256(self) -> str:
         return self._sha256
+
+    @property
+    def secret_fingerprint(self) -> str | None:
+        """Names the secret in results without revealing it (None when there is no secret)."""
+        if not self._secret:
+            return None
+        return hashlib.sha256(b"gradeconv secret fingerprint\0" + self._secret.encode()).hexdigest()[:16]
+
+    def seed_of(self, test: Test, purpose: str = "") -> int:
+        """The search seed of a test: public for visible tests, mixed with the secret for the others."""
+        key = test.name + purpose
+        if test.visibility == "visible" or not self._secret:
+            return self.seed * 1_000_003 + zlib.crc32(key.encode())
+        digest = hashlib.sha256(f"{self._secret}\0{self.seed}\0{key}".encode()).digest()
+        return int.from_bytes(digest[:8], "big")
+
+    def value_seed(self, test: Test, seed: int) -> int:
+        """The value seed of an explicit case: mixed with the secret for tests students cannot see."""
+        if test.visibility == "visible" or not self._secret:
+            return seed
+        digest = hashlib.sha256(f"{self._secret}\0{test.name}\0{seed}".encode()).digest()
+        return int.from_bytes(digest[:4], "big")
 
     @property
     def max_score(self) -> float:
@@ -256,4 +291,25 @@ def load(path: Path | None = None) -> Rubric:
         raise RubricError("\n".join(problems)) from None
     rubric._path = str(path)
     rubric._sha256 = hashlib.sha256(text.encode()).hexdigest()
+    rubric._secret = _read_secret(rubric, path)
     return rubric
+
+
+def _read_secret(rubric: Rubric, path: Path) -> str:
+    """The hidden tests' secret, from the file (relative to the rubric) or the variable the rubric names."""
+    if rubric.secret_file:
+        secret_path = (path.parent / rubric.secret_file).resolve()
+        try:
+            secret = secret_path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise RubricError(f"{path}: secret_file {secret_path} cannot be read ({error})") from None
+        if not secret:
+            raise RubricError(f"{path}: secret_file {secret_path} is empty")
+        return secret
+    if rubric.secret_env:
+        secret = os.environ.get(rubric.secret_env, "").strip()
+        if not secret:
+            raise RubricError(f"{path}: the rubric takes its secret from the environment variable "
+                              f"{rubric.secret_env}, which is not set")
+        return secret
+    return ""

@@ -1,14 +1,17 @@
 """Searching a case space for the smallest failing case, with Hypothesis.
 
 Settings are fixed for reproducibility: a seed derived from the rubric's seed
-and the test's name, no example database, no deadline, no health checks, one
-bug per test. After a timeout or crash the search stops trying cases (each
-would cost a restart and the full timeout again).
+and the test's name (and the rubric's secret for tests students cannot see), no
+example database, no deadline, no health checks, one bug per test. After a
+timeout or crash the search stops trying cases (each would cost a restart and
+the full timeout again).
+
+Fails closed: if the search itself ends in an exception that is not a recorded
+failure, the result is an error, never "no failure found".
 """
 from __future__ import annotations
 
 import tempfile
-import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -31,12 +34,12 @@ class _Failed(Exception):
 
 
 def smallest_failure(run: Callable[[Case], CaseResult], space: Space, pool: bool, examples: int,
-                     key: str, rubric_seed: int, shrink: bool = True) -> CaseResult | None:
+                     search_seed: int, shrink: bool = True) -> CaseResult | None:
     """The smallest failing case found among `examples` drawn cases (after shrinking), or None."""
     failures: list[CaseResult] = []
     calls_after_failure = 0
 
-    @seed(rubric_seed * 1_000_003 + zlib.crc32(key.encode()))
+    @seed(search_seed)
     @settings(max_examples=examples, database=None, deadline=None, derandomize=False,
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
               phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate],
@@ -45,7 +48,7 @@ def smallest_failure(run: Callable[[Case], CaseResult], space: Space, pool: bool
     def probe(case: Case) -> None:
         nonlocal calls_after_failure
         if failures:
-            if failures[-1].outcome in outcomes.FATAL or calls_after_failure >= MAX_SHRINK_CALLS:
+            if failures[-1].stops_search or calls_after_failure >= MAX_SHRINK_CALLS:
                 reject()
             calls_after_failure += 1
         result = run(case)
@@ -55,11 +58,13 @@ def smallest_failure(run: Callable[[Case], CaseResult], space: Space, pool: bool
 
     try:
         probe()
-    except Exception:  # the failure is what we recorded, not what Hypothesis re-raises
-        pass
+    except Exception as error:  # a recorded failure is what counts, not what Hypothesis re-raises
+        if not failures:
+            return CaseResult(outcomes.ERROR, f"the grader could not finish this test "
+                                              f"({type(error).__name__}); it counts as failed")
     if not failures:
         return None
-    fatal = [f for f in failures if f.outcome in outcomes.FATAL]
+    fatal = [f for f in failures if f.stops_search]
     if fatal:
         return fatal[0]
     return min(failures, key=lambda f: f.case.size)

@@ -3,9 +3,13 @@
 A submission is a .py file, a folder or a .zip. Ids come from names; Canvas
 bulk-download names (``<name>[_LATE]_<userid>_<attachmentid>_<filename>``) give
 the student's name and a late flag. Duplicate ids get a suffix, never merged.
+
+Nothing here follows a symbolic link below a submission: a link could bring the
+reference, the rubric or another student's work into a student's grading.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import stat
@@ -13,15 +17,23 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 JUNK_NAMES = {"__MACOSX", "__pycache__"}  # and every dot-name: ._*, .ipynb_checkpoints, .git
 CANVAS_NAME = re.compile(r"^(?P<name>[^_]+?)(?P<late>_LATE)?_(?P<user>\d+)_(?P<attachment>\d+)_(?P<file>.+)$")
 MAX_ZIP_BYTES = 50 << 20
 MAX_ZIP_MEMBERS = 2000
+MAX_MODULE_BYTES = 5 << 20
+#: open flags for reading a submission's file: never through a link, never blocking on a FIFO
+SAFE_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class SubmissionError(Exception):
     """A submission that cannot be read: the message says what and how to fix it."""
+
+
+class NotRegularFile(Exception):
+    """A file that is not read because it is not a plain regular file; the message says what it is."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,62 @@ class Submission:
     id: str
     path: Path
     late: bool = False
+    alone: bool = False  # a .py file among other students' files: graded without its siblings
+
+
+def file_kind(mode: int) -> str | None:
+    """What a non-regular file is, in words ("a symbolic link"); None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device file"
+    return "a special file"
+
+
+def read_regular_file(path: Path | str, limit: int, dir_fd: int | None = None) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, never following a link.
+
+    Checked with lstat, opened with O_NOFOLLOW (and O_NONBLOCK, so a FIFO swapped in
+    cannot block) and checked again on the open descriptor, so a swap between the
+    check and the open cannot redirect the read. Raises NotRegularFile otherwise.
+    """
+    try:
+        kind = file_kind(os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+        if kind:
+            raise NotRegularFile(kind)
+        fd = os.open(path, SAFE_READ_FLAGS, dir_fd=dir_fd)
+    except OSError as error:
+        raise NotRegularFile(f"unreadable ({error.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if file_kind(info.st_mode):
+            raise NotRegularFile(file_kind(info.st_mode))
+        if info.st_size > limit or len(data := _read_at_most(fd, limit + 1)) > limit:
+            raise NotRegularFile(f"larger than {limit >> 20} MB")  # checked twice: the file may grow
+        return data
+    except OSError as error:
+        raise NotRegularFile(f"unreadable ({error.strerror})") from None
+    finally:
+        os.close(fd)
+
+
+def _read_at_most(fd: int, size: int) -> bytes:
+    chunks = []
+    while size > 0:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
 
 
 def is_junk(path: Path) -> bool:
@@ -45,50 +113,107 @@ def parse_name(name: str) -> tuple[str, bool]:
     return stem, False
 
 
+def _present(path: Path) -> bool:
+    """A file or a link (even a dangling one) is there: find_module judges which."""
+    return path.is_file() or path.is_symlink()
+
+
 def is_single_submission(folder: Path, module_file: str) -> bool:
     """A folder holding the graded module itself or in a package right below it."""
-    if (folder / module_file).is_file():
+    if _present(folder / module_file):
         return True
-    return any((child / module_file).is_file() for child in folder.iterdir()
+    return any(_present(child / module_file) for child in folder.iterdir()
                if child.is_dir() and not is_junk(child) and (child / "__init__.py").is_file())
 
 
 def discover(paths: list[Path], module_file: str = "layers.py") -> list[Submission]:
-    """Every submission in `paths`: each a submission itself or a folder of them."""
-    entries: list[Path] = []
+    """Every submission in `paths`: each a submission itself or a folder of them.
+
+    A .py file found in a folder of submissions is graded alone: its siblings are
+    other students' files, never staged with it.
+    """
+    entries: list[tuple[Path, bool]] = []
     for path in paths:
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             raise SubmissionError(f"{path}: no such file or folder")
         if path.is_dir() and not is_single_submission(path, module_file):
-            entries += sorted(child for child in path.iterdir() if not is_junk(child))
+            entries += [(child, True) for child in sorted(path.iterdir()) if not is_junk(child)]
         else:
-            entries.append(path)
+            entries.append((path, False))
     return assign_ids(entries)
 
 
-def assign_ids(entries: list[Path]) -> list[Submission]:
+def assign_ids(entries: list[tuple[Path, bool]]) -> list[Submission]:
+    """Submissions for (path, in a class folder) entries, with ids from their names."""
     submissions, seen = [], {}
-    for entry in entries:
+    for entry, in_class_folder in entries:
         base, late = parse_name(entry.name)
         count = seen.get(base, 0) + 1
         seen[base] = count
-        submissions.append(Submission(base if count == 1 else f"{base}-{count}", entry, late))
+        alone = in_class_folder and not entry.is_dir()
+        submissions.append(Submission(base if count == 1 else f"{base}-{count}", entry, late, alone))
     return submissions
 
 
+def walk(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """Every entry below root with its lstat, skipping junk; never descends into a linked folder."""
+    folders = [root]
+    while folders:
+        folder = folders.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if is_junk(path):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                folders.append(path)
+            yield path, info
+
+
 def find_module(root: Path, module_file: str) -> Path:
-    """The graded module at the shallowest depth below root (ties: alphabetical)."""
-    if root.is_file():
-        return root
-    candidates = [path for path in root.rglob(module_file)
-                  if path.is_file() and not any(is_junk(Path(part)) for part in path.relative_to(root).parts)]
-    if not candidates:
-        python_files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py")
-                              if not any(is_junk(Path(part)) for part in p.relative_to(root).parts))
-        found = ", ".join(python_files[:5]) or "no .py files"
-        raise SubmissionError(f"{root}: no {module_file} found (found: {found}); "
-                              f"submit your {module_file}")
-    return min(candidates, key=lambda p: (len(p.relative_to(root).parts), p.as_posix()))
+    """The graded module at the shallowest depth below root (ties: alphabetical).
+
+    Only a regular file counts, reached without passing through any link below root
+    (root itself may be a linked folder); a graded module that is a link is an error.
+    """
+    if not root.is_dir():
+        return _single_file(root)
+    matches = [(path, info) for path, info in walk(root) if path.name == module_file]
+    regular = [path for path, info in matches if stat.S_ISREG(info.st_mode)]
+    if regular:
+        found = min(regular, key=lambda p: (len(p.relative_to(root).parts), p.as_posix()))
+        if not found.resolve().is_relative_to(root.resolve()):
+            raise SubmissionError(f"{root}: {found.relative_to(root)} is outside the submission")
+        return found
+    odd = sorted(((path, info) for path, info in matches if not stat.S_ISDIR(info.st_mode)),
+                 key=lambda match: (len(match[0].relative_to(root).parts), match[0].as_posix()))
+    if odd:  # e.g. layers.py is a link: say so rather than "not found"
+        path, info = odd[0]
+        raise SubmissionError(f"{root}: {path.relative_to(root).as_posix()} is {file_kind(info.st_mode)}; "
+                              "submit the file itself")
+    python_files = sorted(path.relative_to(root).as_posix() for path, _ in walk(root) if path.suffix == ".py")
+    found = ", ".join(python_files[:5]) or "no .py files"
+    raise SubmissionError(f"{root}: no {module_file} found (found: {found}); "
+                          f"submit your {module_file}")
+
+
+def _single_file(path: Path) -> Path:
+    """A submission given as one file: it must be the file itself, not a link to one."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as error:
+        raise SubmissionError(f"{path}: cannot be read ({error.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise SubmissionError(f"{path}: {path.name} is {file_kind(mode)}; submit the file itself")
+    return path
 
 
 def extract_zip(archive: Path) -> Path:
@@ -127,7 +252,21 @@ class Unpacked:
             return find_module(self._temporary, self.module_file)
         if path.is_file() and path.suffix != ".py":
             raise SubmissionError(f"{path}: expected a .py file, a folder or a .zip")
-        return find_module(path, self.module_file)
+        module = find_module(path, self.module_file)
+        if self.submission.alone:
+            module = self._isolate(module)
+        return module
+
+    def _isolate(self, module: Path) -> Path:
+        """A copy of the module alone in a fresh folder, so its siblings are not staged with it."""
+        try:
+            data = read_regular_file(module, MAX_MODULE_BYTES)
+        except NotRegularFile as error:
+            raise SubmissionError(f"{module}: {module.name} is {error}") from None
+        self._temporary = Path(tempfile.mkdtemp(prefix="gradeconv-file-"))
+        copy = self._temporary / module.name
+        copy.write_bytes(data)
+        return copy
 
     def __exit__(self, *exc_info) -> None:
         if self._temporary is not None:

@@ -1,9 +1,21 @@
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from gradeconv import rubric as rubrics
+from gradeconv.sandbox import bubblewrap
+
+#: every sandbox mode, each run where the machine offers it
+MODES = ["bubblewrap", "uid", "none"]
+
+
+def skip_unless_available(mode: str) -> None:
+    if mode == "bubblewrap" and not bubblewrap.available():
+        pytest.skip("bubblewrap is not usable on this machine")
+    if mode == "uid" and os.geteuid() != 0:
+        pytest.skip("the uid sandbox needs root")
 
 ROOT = Path(__file__).resolve().parent.parent
 CORRECT = ROOT / "submissions" / "alice" / "cs231n" / "layers.py"

@@ -14,8 +14,8 @@ import pytest
 
 import gradeconv
 from gradeconv import rubric as rubrics
-from gradeconv.sandbox import bubblewrap, process
-from tests.conftest import CORRECT, VECTORISED, VECTORISED_IMPORT
+from gradeconv.sandbox import process, reaper
+from tests.conftest import CORRECT, MODES, VECTORISED, VECTORISED_IMPORT, skip_unless_available
 
 SOURCE = CORRECT.read_text()
 ANCHOR = '    stride, pad = conv_param["stride"], conv_param["pad"]\n    N, C, H, W = x.shape\n    F, _, HH, WW = w.shape\n    H_out'
@@ -95,11 +95,10 @@ def leftover_processes() -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("use_bwrap", [pytest.param(True, id="bwrap"), pytest.param(False, id="rlimits")])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_hostile_submission(name, use_bwrap, small_rubric, tmp_path, monkeypatch):
-    if use_bwrap and not bubblewrap.available():
-        pytest.skip("bubblewrap is not usable on this machine")
+def test_hostile_submission(name, mode, small_rubric, tmp_path, monkeypatch):
+    skip_unless_available(mode)
     source, expected = CASES[name]
     folder = tmp_path / "student" / "cs231n"
     folder.mkdir(parents=True)
@@ -113,7 +112,7 @@ def test_hostile_submission(name, use_bwrap, small_rubric, tmp_path, monkeypatch
     here.mkdir()
     monkeypatch.chdir(here)
     started = time.monotonic()
-    result = gradeconv.grade(tmp_path / "student", small_rubric, use_bwrap=use_bwrap)[0]
+    result = gradeconv.grade(tmp_path / "student", small_rubric, sandbox=mode)[0]
     elapsed = time.monotonic() - started
     by_name = {t.name: t for t in result.tests}
     forward = by_name["conv forward: no padding (pad = 0)"]
@@ -121,7 +120,7 @@ def test_hostile_submission(name, use_bwrap, small_rubric, tmp_path, monkeypatch
     if name not in FAILS_AT_IMPORT:
         for other in OTHER_TESTS:
             assert by_name[other].passed, f"{other}: {by_name[other].output}"
-    assert result.sandbox == ("bubblewrap" if use_bwrap else "rlimits") or expected == "forbidden"
+    assert result.sandbox == mode or expected == "forbidden"
     assert leftover_processes() == []
     assert sorted(p.name for p in folder.iterdir()) == before
     assert list(here.iterdir()) == []
@@ -192,7 +191,7 @@ def test_kill_leaves_no_marked_process_even_while_they_keep_forking():
     subprocess.Popen([sys.executable, "-c", spawner], env=env, start_new_session=True)
     time.sleep(0.3)  # let it get going: some children exist, more are being forked
     try:
-        process._kill_marked(marker)
+        reaper.by_marker(process.MARKER_VARIABLE, marker).kill_all()
         assert leftover_processes() == []
     finally:
         for pid in map(int, leftover_processes()):

@@ -1,4 +1,9 @@
-"""One markdown feedback file per student, in words they can act on."""
+"""One markdown feedback file per student, in words they can act on.
+
+Everything a submission can influence (test output with its messages, what it
+printed) is quoted in fenced blocks whose fence is longer than any run of
+backticks inside, so student text cannot close the block and pass for ours.
+"""
 from __future__ import annotations
 
 import re
@@ -7,17 +12,34 @@ from pathlib import Path
 from gradeconv.reports.files import write_atomically
 
 
+def fence_for(text: str) -> str:
+    """A backtick fence longer than every run of backticks in text (at least three)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def quoted(text: str) -> list[str]:
+    """Lines of a fenced block holding text verbatim."""
+    fence = fence_for(text)
+    return [fence, text, fence]
+
+
+def one_line(text: str) -> str:
+    """Text for a heading: line breaks and other control characters become spaces."""
+    return re.sub(r"[\x00-\x1f\x7f]", " ", str(text))
+
+
 def render(submission: dict) -> str:
-    lines = [f"# Feedback for {submission['id']}", "",
+    lines = [f"# Feedback for {one_line(submission['id'])}", "",
              f"Score: {submission['score']:g} / {submission['max_score']:g}", ""]
     for test in submission["tests"]:
         mark = "PASS" if test["status"] == "passed" else "FAIL"
-        lines.append(f"## [{mark}] {test['name']} ({test['score']:g}/{test['max_score']:g})")
+        lines.append(f"## [{mark}] {one_line(test['name'])} ({test['score']:g}/{test['max_score']:g})")
         if test["status"] != "passed":
-            lines += ["", "```", test["output"], "```"]
+            lines += [""] + quoted(test["output"])
         lines.append("")
     if submission.get("output"):
-        lines += ["## Notes", "", "```", submission["output"], "```", ""]
+        lines += ["## Notes", ""] + quoted(submission["output"]) + [""]
     return "\n".join(lines)
 
 

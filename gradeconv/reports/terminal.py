@@ -1,14 +1,26 @@
 """Terminal output: the gradebook table, the class summary and a student's check report.
 
-Uses rich: colours and boxes on a terminal, plain text when piped.
+Uses rich: colours and boxes on a terminal, plain text when piped. Text that a
+submission can influence (ids from file names, test output, what it printed) is
+printed as rich.text.Text, never parsed as markup, with control characters shown
+as escapes, so it cannot restyle or overwrite the grader's own lines.
 """
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(text: object) -> Text:
+    """Text shown literally: no markup, no highlighting, control characters (ESC...) as \\x1b."""
+    return Text(CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", str(text)))
 
 
 def gradebook(console: Console, submissions: list[dict]) -> None:
@@ -19,9 +31,9 @@ def gradebook(console: Console, submissions: list[dict]) -> None:
     table.add_column("failed tests")
     for submission in submissions:
         failed = [test["name"] for test in submission["tests"] if test["status"] != "passed"]
-        table.add_row(submission["id"], "late" if submission["late"] else "",
+        table.add_row(plain(submission["id"]), "late" if submission["late"] else "",
                       f"{submission['score']:g}/{submission['max_score']:g}",
-                      "\n".join(failed) if failed else "-")
+                      plain("\n".join(failed) if failed else "-"))
     console.print(table)
 
 
@@ -41,10 +53,10 @@ def class_summary(console: Console, submissions: list[dict]) -> None:
     rates = Table(title="Pass rate per test")
     rates.add_column("test")
     rates.add_column("passed", justify="right")
-    names = [test["name"] for test in submissions[0]["tests"]]
+    names = list(dict.fromkeys(test["name"] for s in submissions for test in s["tests"]))  # a crash row has none
     for name in names:
         passed = sum(1 for s in submissions for t in s["tests"] if t["name"] == name and t["status"] == "passed")
-        rates.add_row(name, f"{passed}/{len(submissions)}")
+        rates.add_row(plain(name), f"{passed}/{len(submissions)}")
     console.print(rates)
     diagnoses = Counter()
     for submission in submissions:
@@ -55,26 +67,29 @@ def class_summary(console: Console, submissions: list[dict]) -> None:
         common.add_column("students", justify="right")
         common.add_column("failure")
         for text, count in diagnoses.most_common(8):
-            common.add_row(str(count), text)
+            common.add_row(str(count), plain(text))
         console.print(common)
 
 
 def _headline(test: dict) -> str:
     extra = test.get("extra_data") or {}
-    return f"{extra.get('outcome')}: {extra.get('diagnosis') or test['output'].splitlines()[0]}"[:160]
+    first_line = (test["output"].splitlines() or [""])[0]
+    return f"{extra.get('outcome')}: {extra.get('diagnosis') or first_line}"[:160]
 
 
 def check_report(console: Console, submission: dict) -> None:
     """What a student reads after `gradeconv check`."""
     for test in submission["tests"]:
         if test["status"] == "passed":
-            console.print(f"[green]PASS[/green] {test['name']}")
+            console.print(Text("PASS ", style="green") + plain(test["name"]))
         else:
-            console.print(f"[red]FAIL[/red] {test['name']} [dim]({test['extra_data']['outcome']})[/dim]")
+            outcome = plain(f" ({test['extra_data']['outcome']})")
+            outcome.stylize("dim")
+            console.print(Text("FAIL ", style="red") + plain(test["name"]) + outcome)
             for line in test["output"].splitlines():
-                console.print(f"     {line}", markup=False, highlight=False)
+                console.print(plain(f"     {line}"))
     visible = sum(t["max_score"] for t in submission["tests"])
     score = sum(t["score"] for t in submission["tests"])
     console.print(f"\nvisible tests: {score:g}/{visible:g} points")
     if submission.get("output"):
-        console.print(submission["output"], markup=False, highlight=False)
+        console.print(plain(submission["output"]))

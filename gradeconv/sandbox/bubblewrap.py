@@ -9,12 +9,15 @@ capabilities, and the jail dies with its parent. Nothing else of the host
 from __future__ import annotations
 
 import functools
+import json
 import os
+import select
 import shutil
 import site
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import numpy
@@ -57,11 +60,16 @@ def _site_dirs() -> set[str]:
     return {d for d in dirs if os.path.isdir(d)}
 
 
-def command(stage_root: Path, inner_argv: list[str]) -> list[str]:
-    """The bwrap command line that runs inner_argv with the stage mounted at /sandbox."""
+def command(stage_root: Path, inner_argv: list[str], info_fd: int, scratch_bytes: int) -> list[str]:
+    """The bwrap command line that runs inner_argv with the stage mounted at /sandbox.
+
+    bwrap writes the host pid of the jail's first process to info_fd; /tmp,
+    /dev/shm and the work dir are private memory file systems of scratch_bytes each.
+    """
+    size = ["--size", str(scratch_bytes)]
     args = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--info-fd", str(info_fd),
+            "--proc", "/proc", "--dev", "/dev", *size, "--tmpfs", "/dev/shm", *size, "--tmpfs", "/tmp"]
     for path in SYSTEM_DIRS:
         _bind_system(args, path)
     for path in SYSTEM_FILES:
@@ -76,6 +84,22 @@ def command(stage_root: Path, inner_argv: list[str]) -> list[str]:
         args += ["--ro-bind", str(path), f"{SANDBOX_SITE}/{path.name}"]
     args += ["--ro-bind", str(stage_root / "runtime"), f"{SANDBOX_ROOT}/runtime",
              "--ro-bind", str(stage_root / "pkg"), f"{SANDBOX_ROOT}/pkg",
-             "--bind", str(stage_root / "work"), f"{SANDBOX_ROOT}/work",
+             *size, "--tmpfs", f"{SANDBOX_ROOT}/work",
              "--chdir", f"{SANDBOX_ROOT}/work", "--"]
     return args + inner_argv
+
+
+def namespace_of(info_read: int, deadline: float) -> int | None:
+    """The PID namespace (its inode) of the jail whose bwrap reports on info_read; None if it does not."""
+    data = b""
+    while time.monotonic() < deadline and b"}" not in data:
+        readable, _, _ = select.select([info_read], [], [], max(deadline - time.monotonic(), 0))
+        chunk = os.read(info_read, 4096) if readable else b""
+        if not chunk:
+            return None
+        data += chunk
+    try:
+        child = json.loads(data[: data.index(b"}") + 1])["child-pid"]
+        return os.stat(f"/proc/{int(child)}/ns/pid").st_ino
+    except (ValueError, KeyError, TypeError, OSError):
+        return None

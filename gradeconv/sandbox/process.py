@@ -1,15 +1,22 @@
 """Parent side of one worker process: start, call with a deadline, kill.
 
 A worker is started lazily, reused across calls, and replaced after it
-crashes or times out. At the end the whole process group is killed with
-SIGKILL, and so is every process still carrying this worker's marker in its
-environment (children that left the group), so nothing a submission starts
-outlives its grading.
+crashes, times out or sends a reply the parent cannot accept. Every write to it
+is non-blocking under the call's deadline and every reply is bounded and
+checked against its schema before anything in it is used.
+
+Three ways to run it (``Isolation.mode``):
+  bubblewrap  inside a bwrap jail; its processes are its PID namespace
+  uid         as a dedicated unprivileged account (the grader is root, no
+              namespaces); its processes are that uid's
+  none        a plain child with the grader's rights; its processes are those
+              still carrying its marker
 """
 from __future__ import annotations
 
 import json
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -20,30 +27,44 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradeconv.sandbox import bubblewrap, wire
+from gradeconv.sandbox import bubblewrap, reaper, replies, wire
+from gradeconv.sandbox.accounts import Account
+from gradeconv.sandbox.runtime import Runtime
 from gradeconv.sandbox.staging import Stage
 
 MARKER_VARIABLE = "GRADECONV_WORKER"
-MAX_REPLY_BYTES = 1 << 30
-KILL_WAIT_SECONDS = 2.0
+#: bytes a reply may carry beyond its arrays' data: .npy headers and slack
+REPLY_SLACK_BYTES = 64 << 10
+START_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of one submission's worker."""
+    """Resource limits of one submission's worker (all its processes together where stated)."""
 
     call_seconds: float = 5.0
     submission_seconds: float = 120.0
-    memory_mb: int = 2048
-    file_mb: int = 64
+    memory_mb: int = 2048  # per process (address space) and all processes together (resident)
+    file_mb: int = 64  # per written file, captured output included
+    processes: int = 32  # processes and threads of the submission together
+    scratch_mb: int = 256  # files in /tmp, /dev/shm and the work dir together
     forbidden: tuple[str, ...] = ("torch", "tensorflow", "jax")
 
 
 @dataclass(frozen=True)
-class Reply:
-    """What came back from one request to the worker.
+class Isolation:
+    """How workers of one session are isolated: the mode and what it needs."""
 
-    status is one of: ok, raised, memory, timeout, crashed, protocol.
+    mode: str  # "bubblewrap", "uid" or "none"
+    account: Account | None = None
+    runtime: Runtime | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What came back from one request to the worker, after validation.
+
+    status is one of: ok, raised, memory, timeout, crashed, protocol, not_run.
     """
 
     status: str
@@ -60,111 +81,115 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _marked(needle: bytes) -> list[int]:
-    """Processes whose environment carries the needle (a dead one has no environment left)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                if needle in handle.read().split(b"\0"):
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
-
-
-def _kill_marked(marker: str) -> None:
-    """SIGKILL every process whose environment carries this worker's marker, until none is left.
-
-    Rescanning catches a child forked after a scan, and waits for the killed ones
-    to be gone (for at most KILL_WAIT_SECONDS) rather than merely signalled.
-    """
-    needle = f"{MARKER_VARIABLE}={marker}".encode()
-    deadline = time.monotonic() + KILL_WAIT_SECONDS
-    while (marked := _marked(needle)) and time.monotonic() < deadline:
-        for pid in marked:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:  # gone already
-                pass
-        time.sleep(0.005)
-
-
 class WorkerProcess:
     """One running worker for a staged submission."""
 
-    def __init__(self, stage: Stage, limits: Limits, functions: list[str], use_bwrap: bool):
-        self.stage, self.limits, self.use_bwrap = stage, limits, use_bwrap
+    def __init__(self, stage: Stage, limits: Limits, functions: list[str], isolation: Isolation):
+        self.stage, self.limits, self.isolation = stage, limits, isolation
         self.marker = uuid.uuid4().hex
+        self.kill_reason: str | None = None
+        self._closed = False
         request_read, self._request_write = os.pipe()
         self._reply_read, reply_write = os.pipe()
-        in_jail = use_bwrap
-        root = bubblewrap.SANDBOX_ROOT if in_jail else str(stage.root)
-        site_dir = bubblewrap.SANDBOX_SITE if in_jail else str(bubblewrap.numpy_dirs()[0].parent)
+        os.set_blocking(self._request_write, False)
+        info_read, info_write = os.pipe() if isolation.mode == "bubblewrap" else (-1, -1)
+        argv, env, options = self._launch(request_read, reply_write, functions, info_write)
+        logs = stage.root / "logs"
+        passed = tuple(fd for fd in (request_read, reply_write, info_write) if fd >= 0)
+        try:
+            with open(logs / "stdout", "ab") as stdout, open(logs / "stderr", "ab") as stderr:
+                self.process = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=stage.root / "work",
+                    env=env, pass_fds=passed, start_new_session=True, **options)
+        finally:
+            for fd in passed:
+                os.close(fd)
+        self.group = self._group(info_read)
+
+    def _launch(self, request_read: int, reply_write: int, functions: list[str],
+                info_write: int) -> tuple[list[str], dict, dict]:
+        """argv, environment and Popen options for this isolation mode."""
+        mode, runtime = self.isolation.mode, self.isolation.runtime
+        jailed = mode == "bubblewrap"
+        root = bubblewrap.SANDBOX_ROOT if jailed else str(self.stage.root)
+        if jailed:
+            site_dir = bubblewrap.SANDBOX_SITE
+        elif runtime is not None:
+            site_dir = str(runtime.site)
+        else:
+            site_dir = str(bubblewrap.numpy_dirs()[0].parent)
         config = {
             "read_fd": request_read,
             "write_fd": reply_write,
             "paths": [f"{root}/runtime", site_dir, f"{root}/pkg"],
-            "package": stage.package,
-            "package_dir": f"{root}/pkg/{stage.package}/",
-            "module": stage.module,
+            "package": self.stage.package,
+            "package_dir": f"{root}/pkg/{self.stage.package}/",
+            "module": self.stage.module,
             "functions": functions,
-            "forbidden": list(limits.forbidden),
-            "memory_bytes": limits.memory_mb << 20,
-            "file_bytes": limits.file_mb << 20,
+            "forbidden": list(self.limits.forbidden),
+            "memory_bytes": self.limits.memory_mb << 20,
+            "file_bytes": self.limits.file_mb << 20,
         }
-        python = os.path.realpath(sys.executable)
+        python = str(runtime.python) if runtime is not None else os.path.realpath(sys.executable)
         argv = [python, "-I", "-S", "-u", "-B", f"{root}/runtime/worker.py", json.dumps(config)]
-        if in_jail:
-            argv = bubblewrap.command(stage.root, argv)
         env = {
             "PATH": "/usr/bin:/bin",
             "LANG": "C.UTF-8",
             "OPENBLAS_NUM_THREADS": "1",
             "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
+            "HOME": f"{root}/work",
+            "TMPDIR": f"{root}/work",
             MARKER_VARIABLE: self.marker,
         }
         env.update({k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_CORETYPE")})
-        logs = stage.root / "logs"
-        with open(logs / "stdout", "ab") as stdout, open(logs / "stderr", "ab") as stderr:
-            self.process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-                cwd=stage.root / "work",
-                env=env,
-                pass_fds=(request_read, reply_write),
-                start_new_session=True,
-            )
-        os.close(request_read)
-        os.close(reply_write)
+        if runtime is not None:
+            env.update(runtime.env)
+        if jailed:
+            return bubblewrap.command(self.stage.root, argv, info_write, self.limits.scratch_mb << 20), env, {}
+        if mode == "uid":
+            account = self.isolation.account
+            return argv, env, {"user": account.uid, "group": account.gid, "extra_groups": [],
+                               "preexec_fn": _confine(self.limits.processes)}
+        return argv, env, {}
 
-    def request(self, header: dict, arrays: list[np.ndarray], timeout: float) -> Reply:
-        """Send one request and wait at most `timeout` seconds for its reply."""
+    def _group(self, info_read: int) -> reaper.Group:
+        """The processes of this worker, recognised by what the mode makes unforgeable."""
+        if self.isolation.mode == "uid":
+            return reaper.by_uid(self.isolation.account.uid)
+        if self.isolation.mode == "bubblewrap":
+            try:
+                inode = bubblewrap.namespace_of(info_read, time.monotonic() + START_SECONDS)
+            finally:
+                os.close(info_read)
+            if inode is not None:
+                return reaper.by_namespace(inode)
+            self.terminate("bubblewrap did not report its sandbox")
+        return reaper.by_marker(MARKER_VARIABLE, self.marker)
+
+    def request(self, header: dict, arrays: list[np.ndarray], timeout: float, max_reply_bytes: int) -> Reply:
+        """Send one request and wait at most `timeout` seconds for a reply that fits its schema."""
         started = time.monotonic()
         deadline = started + timeout
         try:
             self._send(wire.encode(header, arrays), deadline)
             reply_header, reply_arrays = wire.receive(lambda size: self._read_exactly(size, deadline),
-                                                      MAX_REPLY_BYTES)
+                                                      max_reply_bytes)
+            replies.validate(header["op"], reply_header, len(reply_arrays))
         except TimeoutError:
-            self.kill()
+            self.terminate(None)
             return Reply("timeout", seconds=time.monotonic() - started,
                          message=f"no answer within {timeout:g} s")
-        except (EOFError, BrokenPipeError):
+        except (EOFError, BrokenPipeError, ConnectionResetError):
             return Reply("crashed", seconds=time.monotonic() - started, message=self._death())
-        except wire.WireError as error:
-            self.kill()
+        except (wire.WireError, replies.MalformedReply) as error:
+            self.terminate(None)
             return Reply("protocol", seconds=time.monotonic() - started, message=str(error))
-        status = reply_header.get("status")
-        if status not in ("ok", "raised", "memory", "protocol"):
-            self.kill()
-            return Reply("protocol", message=f"unknown reply status {status!r}")
-        return Reply(status, reply_header, reply_arrays, time.monotonic() - started,
+        seconds = time.monotonic() - started
+        if reply_header["status"] == "protocol":
+            self.terminate(None)
+            return Reply("protocol", seconds=seconds, message=str(reply_header.get("message", "")))
+        return Reply(reply_header["status"], reply_header, reply_arrays, seconds,
                      str(reply_header.get("message", "")))
 
     def _send(self, data: bytes, deadline: float) -> None:
@@ -174,8 +199,12 @@ class WorkerProcess:
             if remaining <= 0:
                 raise TimeoutError
             _, writable, _ = select.select([], [self._request_write], [], remaining)
-            if writable:
+            if not writable:
+                continue
+            try:
                 view = view[os.write(self._request_write, view[: 1 << 16]):]
+            except BlockingIOError:  # less room than we offered: wait for more
+                continue
 
     def _read_exactly(self, size: int, deadline: float) -> bytes:
         chunks = []
@@ -198,31 +227,74 @@ class WorkerProcess:
         try:
             code = self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:
-            self.kill()
+            code = None
+        self.terminate(None)
+        if self.kill_reason:
+            return self.kill_reason
+        if code is None:
             return "the worker stopped answering"
-        self.kill()
         if code < 0:
             return f"killed by {_signal_name(-code)}"
-        if self.use_bwrap and code > 128:
+        if self.isolation.mode == "bubblewrap" and code > 128:
             return f"killed by {_signal_name(code - 128)}"
         return f"exited with status {code}"
 
-    def kill(self) -> None:
-        """SIGKILL the worker, its process group and every process carrying its marker (once)."""
-        if self._request_write == -1:
-            return
+    def terminate(self, reason: str | None) -> bool:
+        """SIGKILL every process of the worker until none is left; safe from any thread.
+
+        Returns False if some survived the kill's wait (the caller must not trust the stage).
+        """
+        if reason and not self.kill_reason:
+            self.kill_reason = reason
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+        except (ProcessLookupError, PermissionError, AttributeError):
             pass
-        _kill_marked(self.marker)
+        gone = self.group.kill_all() if hasattr(self, "group") else True
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            pass
-        for fd in (self._request_write, self._reply_read):
-            try:
+            gone = False
+        return gone
+
+    def kill(self) -> bool:
+        """Kill every process of the worker and close its pipes (once, from the owning thread)."""
+        gone = self.terminate(None)
+        if not self._closed:
+            self._closed = True
+            for fd in (self._request_write, self._reply_read):
                 os.close(fd)
-            except OSError:
-                pass
-        self._request_write = self._reply_read = -1
+        return gone
+
+
+def _confine(processes: int):
+    """preexec_fn for a worker account: no network, no new privileges, a bounded number of processes."""
+    from gradeconv.sandbox import seccomp
+
+    install = seccomp.no_network_installer() if seccomp.supported() else _no_new_privileges()
+
+    def confine() -> None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+        install()
+
+    return confine
+
+
+def _no_new_privileges():
+    """Where seccomp is unavailable: at least no setuid gains for anything the student runs."""
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    PR_SET_NO_NEW_PRIVS = 38
+
+    def install() -> None:
+        if prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+
+    return install
+
+
+def reply_budget(expected_bytes: int) -> int:
+    """The most bytes a reply may carry when the correct answer holds expected_bytes."""
+    return 16 * expected_bytes + REPLY_SLACK_BYTES
+

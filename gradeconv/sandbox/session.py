@@ -1,23 +1,42 @@
 """A submission's sandbox session: the API grading uses to call student code.
 
-One session per submission. It keeps one worker alive across calls, starts a
-new one after a crash or timeout, enforces the per-submission time budget and,
-when closed, kills every process the submission started and removes its stage.
+One session per submission. It picks the strongest isolation the machine
+offers, keeps one worker alive across calls, starts a new one after a crash or
+timeout, enforces the per-submission time budget and, when closed, kills every
+process the submission started, checks that none is left, and removes its
+stage and whatever it left in scratch folders. A watchdog thread enforces the
+limits that hold for all the submission's processes together (memory, number
+of processes, scratch space) and the budget plus a margin, whatever the
+grading thread is doing.
 """
 from __future__ import annotations
 
 import itertools
+import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gradeconv.sandbox import bubblewrap
-from gradeconv.sandbox.process import Limits, Reply, WorkerProcess
+from gradeconv.sandbox import accounts, bubblewrap, reaper, runtime
+from gradeconv.sandbox.process import Isolation, Limits, Reply, WorkerProcess, reply_budget
 from gradeconv.sandbox.staging import Stage, remove
 
 KEPT_OUTPUT_BYTES = 2000
+MODES = ("bubblewrap", "uid", "none")
+WATCH_SECONDS = 0.05
+SCRATCH_WATCH_SECONDS = 1.0
+#: the watchdog kills a submission this long after its time budget, whatever grading is doing
+BUDGET_MARGIN_SECONDS = 30.0
+NONE_WARNING = ("sandbox: none. Student code ran with the grader's own rights: it could read, change or "
+                "forge anything this user can. Install bubblewrap, or run the grader as root so that "
+                "gradeconv can use a dedicated account.")
+
+
+class SandboxUnavailable(Exception):
+    """The requested isolation cannot be set up on this machine."""
 
 
 @dataclass(frozen=True)
@@ -34,11 +53,12 @@ class Handle:
 
 @dataclass(frozen=True)
 class SandboxReport:
-    sandbox: str  # "bubblewrap" or "rlimits"
+    sandbox: str  # "bubblewrap", "uid" or "none"
     stdout: str
     stderr: str
     restarts: int
     helper_note: str | None
+    clean: bool  # every process of the submission was gone when grading ended
 
 
 def truncated_text(path: Path, keep: int = KEPT_OUTPUT_BYTES) -> str:
@@ -58,19 +78,40 @@ def truncated_text(path: Path, keep: int = KEPT_OUTPUT_BYTES) -> str:
             + tail.decode("utf-8", "replace"))
 
 
+def best_mode() -> str:
+    """The strongest isolation this machine offers: GRADECONV_SANDBOX, else bwrap, else a uid if root."""
+    forced = os.environ.get("GRADECONV_SANDBOX")
+    if forced:
+        if forced not in MODES:
+            raise SandboxUnavailable(f"GRADECONV_SANDBOX={forced!r}: use one of {', '.join(MODES)}")
+        return forced
+    if bubblewrap.available():
+        return "bubblewrap"
+    return "uid" if os.geteuid() == 0 else "none"
+
+
 class Session:
     """Calls into one submission's module, each under the per-call limit."""
 
-    def __init__(self, stage: Stage, limits: Limits, functions: list[str],
-                 use_bwrap: bool | None = None):
+    def __init__(self, stage: Stage, limits: Limits, functions: list[str], mode: str | None = None):
         self.stage, self.limits, self.functions = stage, limits, list(functions)
-        self.use_bwrap = bubblewrap.available() if use_bwrap is None else use_bwrap
+        self.isolation = _isolation(mode or best_mode(), stage)
         self.worker: WorkerProcess | None = None
         self.generation = 0  # workers started so far
         self.load_reply: Reply | None = None
         self.report: SandboxReport | None = None
         self.keys = itertools.count()
         self.spent = 0.0
+        self.expired: str | None = None  # why the watchdog ended the submission
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._deadline = time.monotonic() + limits.submission_seconds + BUDGET_MARGIN_SECONDS
+        self._watchdog = threading.Thread(target=self._watch, name="gradeconv-watchdog", daemon=True)
+        self._watchdog.start()
+
+    @property
+    def mode(self) -> str:
+        return self.isolation.mode
 
     def __enter__(self) -> "Session":
         return self
@@ -90,12 +131,20 @@ class Session:
 
     def _start(self) -> Reply:
         """A fresh worker with the student's module imported; the reply to that import."""
-        self.worker = WorkerProcess(self.stage, self.limits, self.functions, self.use_bwrap)
+        if self.expired:
+            return Reply("not_run", message=self.expired)
+        with self._lock:
+            self.worker = WorkerProcess(self.stage, self.limits, self.functions, self.isolation)
         self.generation += 1
-        return self._request({"op": "load"}, [])
+        return self._request({"op": "load"}, [], REPLY_FOR_LOAD)
 
-    def call(self, function: str, args: list, keep: bool = False) -> tuple[Reply, Handle | None]:
-        """Call `function(*args)` in the worker; with keep, its return value stays there as a Handle."""
+    def call(self, function: str, args: list, keep: bool = False, expected_bytes: int = 0,
+             writable: bool = False) -> tuple[Reply, Handle | None]:
+        """Call `function(*args)` in the worker; with keep, its return value stays there as a Handle.
+
+        expected_bytes is the size of the correct answer's arrays; a reply far larger is refused
+        unread. Inputs reach the student read-only unless writable.
+        """
         if self.load().status != "ok":
             return self.load_reply, None
         if self.worker is None:
@@ -109,21 +158,28 @@ class Session:
             return Reply("protocol", message=str(error)), None
         handle = Handle(next(self.keys), self.generation) if keep else None
         header = {"op": "call", "function": function, "args": specs,
-                  "store": handle.key if handle else None}
-        reply = self._request(header, arrays)
+                  "store": handle.key if handle else None, "writable": writable}
+        reply = self._request(header, arrays, reply_budget(expected_bytes))
         return reply, (handle if reply.status == "ok" else None)
 
-    def _request(self, header: dict, arrays: list[np.ndarray]) -> Reply:
+    def _request(self, header: dict, arrays: list[np.ndarray], max_reply_bytes: int) -> Reply:
+        if self.expired:
+            return Reply("not_run", message=self.expired)
         if self.remaining <= 0:
             return Reply("not_run", message=f"the submission's time budget of "
                                             f"{self.limits.submission_seconds:g} s is used up")
         timeout = min(self.limits.call_seconds, self.remaining)
-        reply = self.worker.request(header, arrays, timeout)
+        reply = self.worker.request(header, arrays, timeout, max_reply_bytes)
         self.spent += reply.seconds
         if reply.status in ("timeout", "crashed", "protocol"):
-            self.worker.kill()
-            self.worker = None
+            self._drop_worker()
         return reply
+
+    def _drop_worker(self) -> None:
+        with self._lock:
+            worker, self.worker = self.worker, None
+        if worker is not None:
+            worker.kill()
 
     def _encode(self, value, arrays: list[np.ndarray]) -> dict:
         if isinstance(value, np.ndarray):
@@ -140,22 +196,91 @@ class Session:
     def forget(self, *handles: Handle) -> None:
         live = [h.key for h in handles if h is not None and h.generation == self.generation]
         if live and self.worker is not None:
-            self._request({"op": "drop", "handles": live}, [])
+            self._request({"op": "drop", "handles": live}, [], REPLY_FOR_LOAD)
+
+    def _watch(self) -> None:
+        """Kill the submission when it breaks a limit of all its processes together, or runs out of time."""
+        next_scratch = 0.0
+        while not self._closing.wait(WATCH_SECONDS):
+            with self._lock:
+                worker = self.worker
+            reason = self._over_budget()
+            if reason is None and worker is not None:
+                reason = self._over_limits(worker)
+                if reason is None and self.mode == "uid" and time.monotonic() >= next_scratch:
+                    next_scratch = time.monotonic() + SCRATCH_WATCH_SECONDS
+                    reason = self._over_scratch()
+            if reason is not None and worker is not None:
+                worker.terminate(reason)
+
+    def _over_budget(self) -> str | None:
+        if time.monotonic() < self._deadline:
+            return None
+        self.expired = (f"the watchdog stopped this submission {BUDGET_MARGIN_SECONDS:g} s after its time "
+                        f"budget of {self.limits.submission_seconds:g} s")
+        return self.expired
+
+    def _over_limits(self, worker: WorkerProcess) -> str | None:
+        usage = worker.group.usage()
+        if usage.processes > self.limits.processes:
+            return f"it ran {usage.processes} processes at once (the limit is {self.limits.processes})"
+        if usage.resident_bytes > self.limits.memory_mb << 20:
+            return (f"its processes together used {usage.resident_bytes >> 20} MB of memory "
+                    f"(the limit is {self.limits.memory_mb} MB)")
+        return None
+
+    def _over_scratch(self) -> str | None:
+        used = accounts.scratch_bytes(self.isolation.account.uid, [self.stage.root / "work"])
+        if used > self.limits.scratch_mb << 20:
+            return (f"it wrote {used >> 20} MB of files to scratch folders "
+                    f"(the limit is {self.limits.scratch_mb} MB)")
+        return None
 
     def close(self) -> SandboxReport:
         """Kill everything the submission started, remove its stage, report what it printed."""
         if self.report is not None:
             return self.report
+        self._closing.set()
+        self._watchdog.join()
+        clean = True
         if self.worker is not None:
-            self.worker.kill()
+            clean = self.worker.kill()
             self.worker = None
+        if self.isolation.account is not None:
+            clean = reaper.by_uid(self.isolation.account.uid).kill_all() and clean
+            accounts.release(self.isolation.account)
         logs = self.stage.root / "logs"
         self.report = SandboxReport(
-            sandbox="bubblewrap" if self.use_bwrap else "rlimits",
+            sandbox=self.mode,
             stdout=truncated_text(logs / "stdout"),
             stderr=truncated_text(logs / "stderr"),
             restarts=max(self.generation - 1, 0),
             helper_note=self.stage.helper_note,
+            clean=clean,
         )
         remove(self.stage)
         return self.report
+
+
+#: replies to load and drop carry no arrays
+REPLY_FOR_LOAD = 0
+
+
+def _isolation(mode: str, stage: Stage) -> Isolation:
+    """What a mode needs, set up for this stage; SandboxUnavailable if the machine cannot."""
+    if mode not in MODES:
+        raise SandboxUnavailable(f"unknown sandbox mode {mode!r}: use one of {', '.join(MODES)}")
+    if mode == "bubblewrap" and not bubblewrap.available():
+        raise SandboxUnavailable("bubblewrap is not usable on this machine")
+    if mode != "uid":
+        return Isolation(mode)
+    if os.geteuid() != 0:
+        raise SandboxUnavailable("the uid sandbox needs the grader to run as root")
+    account = accounts.acquire()
+    try:
+        shared = runtime.shared_runtime()
+        accounts.grant(account, stage.root)
+    except BaseException:
+        accounts.release(account)
+        raise
+    return Isolation("uid", account, shared)

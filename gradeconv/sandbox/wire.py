@@ -1,8 +1,11 @@
 """Framing of messages between the parent and the worker.
 
 A message is a 4-byte big-endian header length, a JSON header, then the raw
-``.npy`` bytes of each array the header lists. Arrays are written and read with
-``allow_pickle=False``, so nothing that crosses is ever unpickled or evaluated.
+``.npy`` bytes of each array the header lists. Nothing that crosses is ever
+unpickled or evaluated: each array's ``.npy`` header is parsed and checked
+(a plain numeric dtype, a shape whose size matches the bytes announced) before
+its data is read, and the data becomes a read-only array over immutable bytes,
+which nobody can make writable again.
 
 This module runs on both sides of the trust boundary, so it imports only the
 standard library and numpy.
@@ -11,12 +14,17 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import struct
 
 import numpy as np
 
 _LENGTH = struct.Struct(">I")
 MAX_HEADER_BYTES = 1 << 20
+MAX_NPY_HEADER_BYTES = 4096
+MAX_DIMENSIONS = 32
+#: dtype kinds that may cross: booleans, integers, floats, complex numbers
+NUMERIC_KINDS = "biufc"
 
 
 class WireError(Exception):
@@ -38,30 +46,27 @@ def encode(header: dict, arrays: list) -> bytes:
 def decode_header(data: bytes) -> dict:
     try:
         header = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as error:
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise WireError(f"header is not JSON: {error}") from None
     if not isinstance(header, dict) or not isinstance(header.get("blobs"), list):
         raise WireError("header is not an object with a list of blobs")
-    if not all(isinstance(size, int) and size >= 0 for size in header["blobs"]):
+    if not all(type(size) is int and size >= 0 for size in header["blobs"]):
         raise WireError("blob sizes must be non-negative integers")
     return header
 
 
-def decode_array(blob: bytes) -> np.ndarray:
-    """A plain ndarray from .npy bytes; pickled (object) arrays are refused."""
-    try:
-        return np.lib.format.read_array(io.BytesIO(blob), allow_pickle=False)
-    except Exception as error:  # any malformed .npy is the sender's fault, never ours
-        raise WireError(f"array is not valid .npy data without pickles: {error}") from None
-
-
 def receive(read_exactly, max_array_bytes: int | None = None) -> tuple[dict, list]:
-    """One message, read through `read_exactly(size) -> bytes` (which raises EOFError at the end)."""
+    """One message, read through `read_exactly(size) -> bytes` (which raises EOFError at the end).
+
+    With max_array_bytes, a message announcing more array bytes than that is
+    refused before any of them is read.
+    """
     header = decode_header(read_exactly(header_length(read_exactly(_LENGTH.size))))
     total = sum(header["blobs"])
     if max_array_bytes is not None and total > max_array_bytes:
-        raise WireError(f"message of {total} bytes of arrays is larger than {max_array_bytes}")
-    return header, [decode_array(read_exactly(size)) for size in header["blobs"]]
+        raise WireError(f"the reply carries {total} bytes of arrays, more than the {max_array_bytes} "
+                        "this call can legitimately return")
+    return header, [read_array(read_exactly, size) for size in header["blobs"]]
 
 
 def header_length(prefix: bytes) -> int:
@@ -69,3 +74,44 @@ def header_length(prefix: bytes) -> int:
     if length > MAX_HEADER_BYTES:
         raise WireError(f"header of {length} bytes is larger than {MAX_HEADER_BYTES}")
     return length
+
+
+def read_array(read_exactly, size: int) -> np.ndarray:
+    """A read-only array from `size` bytes of .npy data, its header checked before its data is read."""
+    if size < 10:
+        raise WireError("array data is shorter than a .npy header")
+    prefix = read_exactly(10)
+    if prefix[:6] != b"\x93NUMPY" or prefix[6] not in (1, 2):
+        raise WireError("array data does not start with a .npy header")
+    if prefix[6] == 1:
+        length, start = int.from_bytes(prefix[8:10], "little"), 10
+    else:
+        prefix += read_exactly(2)
+        length, start = int.from_bytes(prefix[8:12], "little"), 12
+    if length > MAX_NPY_HEADER_BYTES or start + length > size:
+        raise WireError(f"the .npy header of {length} bytes does not fit")
+    dtype, shape, order = _parse_npy_header(prefix + read_exactly(length))
+    count = math.prod(shape)
+    if count * dtype.itemsize != size - start - length:
+        raise WireError(f"an array of shape {shape} and dtype {dtype} does not fill "
+                        f"{size - start - length} bytes")
+    data = read_exactly(count * dtype.itemsize)
+    return np.frombuffer(data, dtype=dtype, count=count).reshape(shape, order=order)
+
+
+def _parse_npy_header(raw: bytes) -> tuple[np.dtype, tuple[int, ...], str]:
+    """dtype, shape and memory order of a .npy header, refusing anything but plain numeric data."""
+    stream = io.BytesIO(raw)
+    try:
+        reader = {(1, 0): np.lib.format.read_array_header_1_0,
+                  (2, 0): np.lib.format.read_array_header_2_0}[np.lib.format.read_magic(stream)]
+        shape, fortran, dtype = reader(stream, max_header_size=MAX_NPY_HEADER_BYTES)
+    except Exception as error:  # any malformed header is the sender's fault, never ours
+        raise WireError(f"array header is not a valid .npy header: {error}") from None
+    if (dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None
+            or dtype.hasobject):
+        raise WireError(f"arrays of dtype {dtype} are not accepted: only plain numeric data crosses")
+    if (len(shape) > MAX_DIMENSIONS
+            or not all(type(size) is int and 0 <= size < 1 << 40 for size in shape)):
+        raise WireError(f"array shape {shape!r} is not acceptable")
+    return dtype, tuple(shape), "F" if fortran else "C"

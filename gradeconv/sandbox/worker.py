@@ -9,9 +9,15 @@ so a submission that patches numpy or the standard library hurts only itself.
 import importlib
 import json
 import os
+import re
 import resource
 import sys
 import traceback
+
+# The parent refuses replies outside its schema (gradeconv.sandbox.replies): keep to it.
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,199}$")
+_LOCATION = re.compile(r"^[A-Za-z0-9_./-]{1,200}:[0-9]{1,9}$")
 
 
 def apply_limits(config):
@@ -105,25 +111,39 @@ class Worker:
         return {"status": "ok", "functions": functions}
 
     def call(self, header, arrays):
-        given = list(arrays)
-        before = [(a.shape, a.dtype.str, a.tobytes()) for a in given]
+        """Call the student's function on read-only inputs; name the inputs it tried to write into."""
+        if header.get("writable"):  # the rubric lets this function change its inputs
+            arrays = [a.copy() for a in arrays]
         try:
             args = [self.build(spec, arrays) for spec in header["args"]]
             function = getattr(self.module, header["function"])
         except Exception as error:
-            return {"status": "protocol", "message": f"cannot build the call: {error!r}"}, []
+            return {"status": "protocol", "message": f"cannot build the call: {error!r}"[:2000]}, []
         try:
             value = function(*args)
         except BaseException as error:
             reply = self.describe_error(error)
-        else:
-            if header.get("store") is not None:
-                self.stored[header["store"]] = value
-            out_arrays = []
-            reply = {"status": "ok", "value": self.describe(value, out_arrays, depth=0)}
-        mutated = [i for i, a in enumerate(given) if (a.shape, a.dtype.str, a.tobytes()) != before[i]]
-        reply["mutated"] = mutated
-        return reply, (out_arrays if reply["status"] == "ok" else [])
+            if reply["status"] == "raised" and "read-only" in reply["message"]:
+                reply["mutated"] = self.written_inputs(header, arrays, function)
+            return reply, []
+        if header.get("store") is not None:
+            self.stored[header["store"]] = value
+        out_arrays = []
+        return {"status": "ok", "value": self.describe(value, out_arrays, depth=0)}, out_arrays
+
+    def written_inputs(self, header, arrays, function):
+        """Indices of the given arrays the function writes into: calls again with one read-only at a time."""
+        written = []
+        for index in range(len(arrays)):
+            trial = [a if i == index else a.copy() for i, a in enumerate(arrays)]
+            try:
+                function(*[self.build(spec, trial) for spec in header["args"]])
+            except ValueError as error:
+                if "read-only" in _safe_str(error):
+                    written.append(index)
+            except BaseException:
+                pass
+        return written
 
     def build(self, spec, arrays):
         if "array" in spec:
@@ -150,21 +170,23 @@ class Worker:
             return {"sequence": type(value).__name__,
                     "items": [self.describe(item, out_arrays, depth + 1) for item in value]}
         kind = type(value)
-        return {"other": f"{kind.__module__}.{kind.__qualname__}"}
+        return {"other": f"{kind.__module__}.{kind.__qualname__}"[:300]}
 
     def describe_error(self, error):
         if isinstance(error, MemoryError):
             return {"status": "memory", "message": "MemoryError"}
+        kind = type(error).__name__
         reply = {
             "status": "raised",
-            "type": type(error).__name__,
+            "type": kind if _IDENTIFIER.match(kind) else "Exception",
             "message": _safe_str(error)[:2000],
             "where": _student_location(error, self.config["package_dir"]),
         }
         if isinstance(error, ImportError):
-            reply["module"] = getattr(error, "name", None)
+            name = getattr(error, "name", None)
+            reply["module"] = name if isinstance(name, str) and _DOTTED.match(name) else None
         if isinstance(error, SyntaxError):
-            reply["where"] = f"{os.path.basename(error.filename or '?')}:{error.lineno}"
+            reply["where"] = _location(os.path.basename(error.filename or "?"), error.lineno)
         return reply
 
 
@@ -180,8 +202,14 @@ def _student_location(error, package_dir):
     location = None
     for frame in traceback.extract_tb(error.__traceback__):
         if frame.filename.startswith(package_dir):
-            location = f"{os.path.relpath(frame.filename, package_dir)}:{frame.lineno}"
+            location = _location(os.path.relpath(frame.filename, package_dir), frame.lineno)
     return location
+
+
+def _location(filename, line):
+    """file:line in the form the parent accepts, or None."""
+    text = f"{filename}:{line}"
+    return text if type(line) is int and _LOCATION.match(text) else None
 
 
 def main():

@@ -1,0 +1,173 @@
+"""Dedicated unprivileged accounts for workers when the grader is root without namespaces.
+
+Each concurrent worker gets a uid and gid of its own from a fixed range (no
+passwd entry needed, no supplementary groups), held by an flock so that
+several grading processes never share one; the lock dies with its holder. An
+account is swept when taken and when given back: every process of that uid is
+killed and every file it left in the shared scratch folders is removed, so a
+crashed grader's leftovers never meet the next submission.
+"""
+from __future__ import annotations
+
+import fcntl
+import grp
+import os
+import pwd
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+UID_BASE = int(os.environ.get("GRADECONV_UID_BASE", "61000"))
+SLOTS = 256
+#: world-writable folders where any uid can leave files behind
+SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
+MAX_SWEPT_ENTRIES = 100_000
+
+
+class NoAccount(Exception):
+    """Every account of the range is in use or taken by a real user."""
+
+
+@dataclass(frozen=True)
+class Account:
+    uid: int
+    gid: int
+    lock_fd: int
+
+
+def _lock_dir() -> Path:
+    folder = Path(tempfile.gettempdir()) / "gradeconv-accounts"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise NoAccount(f"{folder} must be a folder only the grader can use")
+    return folder
+
+
+def _taken_by_system(number: int) -> bool:
+    """A uid or gid that already names a real account or group."""
+    for lookup in (pwd.getpwuid, grp.getgrgid):
+        try:
+            lookup(number)
+            return True
+        except KeyError:
+            pass
+    return False
+
+
+def acquire() -> Account:
+    """A free account, swept clean, held until release()."""
+    folder = _lock_dir()
+    for slot in range(SLOTS):
+        number = UID_BASE + slot
+        if _taken_by_system(number):
+            continue
+        fd = os.open(folder / f"{number}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        account = Account(uid=number, gid=number, lock_fd=fd)
+        sweep(account)
+        return account
+    raise NoAccount(f"all {SLOTS} worker accounts from uid {UID_BASE} are in use")
+
+
+def release(account: Account) -> None:
+    sweep(account)
+    os.close(account.lock_fd)
+
+
+def sweep(account: Account) -> None:
+    """Kill every process of the account and remove what it left in the scratch folders."""
+    from gradeconv.sandbox.reaper import by_uid
+
+    by_uid(account.uid).kill_all()
+    for entry in scratch_entries(account.uid):
+        remove_entry(entry)
+
+
+def scratch_entries(uid: int) -> list[Path]:
+    """Top-level entries of the shared scratch folders that belong to uid."""
+    found = []
+    for folder in SCRATCH_DIRS:
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    try:
+                        if entry.stat(follow_symlinks=False).st_uid == uid:
+                            found.append(Path(entry.path))
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return found
+
+
+def scratch_bytes(uid: int, roots: list[Path]) -> int:
+    """Bytes held by uid's files in the scratch folders and under the given roots (bounded walk)."""
+    total, seen = 0, 0
+    pending = list(scratch_entries(uid)) + [Path(root) for root in roots]
+    while pending and seen < MAX_SWEPT_ENTRIES:
+        path = pending.pop()
+        seen += 1
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue
+        total += info.st_blocks * 512
+        if stat.S_ISDIR(info.st_mode):
+            try:
+                pending += [Path(entry.path) for entry in os.scandir(path)]
+            except OSError:
+                continue
+    return total
+
+
+def remove_entry(path: Path) -> None:
+    """Remove a file or folder tree without ever following a link out of it."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def grant(account: Account, stage_root: Path) -> None:
+    """Let the account read its stage and write only its work dir; its logs stay the grader's."""
+    os.chown(stage_root, 0, account.gid)
+    os.chmod(stage_root, 0o710)
+    for name in ("runtime", "pkg"):
+        for folder, dirs, files in os.walk(stage_root / name):
+            os.chown(folder, 0, account.gid)
+            os.chmod(folder, 0o750)
+            for file in files:
+                path = os.path.join(folder, file)
+                os.chown(path, 0, account.gid, follow_symlinks=False)
+                os.chmod(path, 0o640)
+    work = stage_root / "work"
+    os.chown(work, account.uid, account.gid)
+    os.chmod(work, 0o700)
+
+
+def protect(paths: list[Path]) -> None:
+    """Take away other users' access to paths no worker account may read.
+
+    A worker account is "other" to every file of the grader, so a file others
+    may read (the reference, the rubric, a classmate's submission) would be
+    readable from student code. Symbolic links, the root folder and shared
+    folders (sticky or writable by everyone, like /tmp) are left alone.
+    """
+    for path in paths:
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue
+        shared = info.st_mode & (stat.S_ISVTX | stat.S_IWOTH) or os.path.realpath(path) == "/"
+        if not stat.S_ISLNK(info.st_mode) and not shared and info.st_mode & 0o007:
+            os.chmod(path, stat.S_IMODE(info.st_mode) & ~0o007)

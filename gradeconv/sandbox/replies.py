@@ -1,0 +1,127 @@
+"""The schema every reply from a worker must fit before the parent looks at it.
+
+The worker runs inside the student's process and may have been rewritten by
+the student, so a reply is a claim, not a fact. Anything outside this schema
+(an unknown status, a wrong type, an array index out of range, an array nobody
+refers to) makes the reply malformed, and a malformed reply fails the call.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
+DOTTED = r"^[A-Za-z_][A-Za-z0-9_.]{0,199}$"
+LOCATION = r"^[A-Za-z0-9_./-]{1,200}:[0-9]{1,9}$"
+MAX_ITEMS = 64
+
+
+class MalformedReply(Exception):
+    """A reply that does not fit the schema of its request."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class NoneValue(_Strict):
+    none: Literal[True]
+
+
+class ArrayValue(_Strict):
+    array: Annotated[StrictInt, Field(ge=0)]
+
+
+class OtherValue(_Strict):
+    other: Annotated[str, Field(max_length=300)]
+
+
+Item = Union[NoneValue, ArrayValue, OtherValue]
+
+
+class SequenceValue(_Strict):
+    sequence: Literal["tuple", "list"]
+    items: Annotated[list[Item], Field(max_length=MAX_ITEMS)]
+
+
+Value = Union[NoneValue, ArrayValue, OtherValue, SequenceValue]
+Blobs = Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(max_length=MAX_ITEMS)]
+Indices = Annotated[list[Annotated[StrictInt, Field(ge=0, lt=MAX_ITEMS)]], Field(max_length=MAX_ITEMS)]
+
+
+class Returned(_Strict):
+    status: Literal["ok"]
+    value: Value
+    blobs: Blobs
+
+
+class Raised(_Strict):
+    status: Literal["raised"]
+    type: Annotated[str, Field(pattern=IDENTIFIER)]
+    message: Annotated[str, Field(max_length=2000)]
+    where: Annotated[str, Field(pattern=LOCATION)] | None = None
+    module: Annotated[str, Field(pattern=DOTTED)] | None = None
+    mutated: Indices = []
+    blobs: Blobs
+
+
+class OutOfMemory(_Strict):
+    status: Literal["memory"]
+    message: Annotated[str, Field(max_length=2000)] = ""
+    blobs: Blobs
+
+
+class Loaded(_Strict):
+    status: Literal["ok"]
+    functions: Annotated[dict[Annotated[str, Field(pattern=IDENTIFIER)],
+                              Literal["ok", "missing", "not callable"]], Field(max_length=MAX_ITEMS)]
+    blobs: Blobs
+
+
+class Refused(_Strict):
+    """The worker could not understand the request (a fault on our side or a rewritten worker)."""
+
+    status: Literal["protocol"]
+    message: Annotated[str, Field(max_length=2000)] = ""
+    blobs: Blobs
+
+
+class Done(_Strict):
+    status: Literal["ok"]
+    blobs: Blobs
+
+
+_FAILED = {"raised": Raised, "memory": OutOfMemory, "protocol": Refused}
+SCHEMAS = {
+    "load": {"ok": Loaded, **_FAILED},
+    "call": {"ok": Returned, **_FAILED},
+    "drop": {"ok": Done, "protocol": Refused},
+}
+
+
+def validate(op: str, header: dict, array_count: int) -> dict:
+    """The header if it is a well-formed reply to `op` with `array_count` arrays; else MalformedReply."""
+    status = header.get("status")
+    schema = SCHEMAS[op].get(status) if isinstance(status, str) else None
+    if schema is None:
+        raise MalformedReply(f"unknown reply status {status!r}")
+    try:
+        reply = schema.model_validate(header)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise MalformedReply(f"reply field {where or '(top)'}: {first['msg']}") from None
+    referenced = _array_indices(getattr(reply, "value", None))
+    if sorted(referenced) != list(range(array_count)):
+        raise MalformedReply(f"the reply refers to arrays {sorted(referenced)} but carries {array_count}")
+    return header
+
+
+def _array_indices(value) -> list[int]:
+    if isinstance(value, ArrayValue):
+        return [value.array]
+    if isinstance(value, SequenceValue):
+        return [index for item in value.items for index in _array_indices(item)]
+    return []
+
