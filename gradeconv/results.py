@@ -93,5 +93,6 @@ class SubmissionResult:
             "max_score": self.max_score,
             "execution_time": round(self.execution_time, 3),
             "output": self.output,
+            "sandbox": self.sandbox,
             "tests": [test.to_json() for test in self.tests],
         }
