@@ -47,14 +47,15 @@ def grade_submission(submission: Submission, rubric: Rubric, sandbox: str | None
     started = time.monotonic()
     try:
         with Unpacked(submission, rubric.module) as module_file:
-            forbidden = forbidden_imports(module_file, rubric.forbidden_imports)
-            if forbidden:
-                message = f"imports {forbidden}, which this assignment forbids: use numpy only"
-                return _all_failed(submission, rubric, outcomes.FORBIDDEN, message, started)
             stage = stage_module(module_file, rubric.package, rubric.module[:-3],
                                  own_helper=rubric.helper == "submission")
     except SubmissionError as error:
         return _all_failed(submission, rubric, outcomes.ERROR, str(error), started)
+    forbidden = forbidden_imports(stage.package_dir / rubric.module, rubric.forbidden_imports)
+    if forbidden:  # judged on the staged copy: the very bytes the worker will import
+        remove(stage)
+        message = f"imports {forbidden}, which this assignment forbids: use numpy only"
+        return _all_failed(submission, rubric, outcomes.FORBIDDEN, message, started)
     try:
         session = Session(stage, sandbox_limits(rubric), called_functions(rubric), sandbox)
     except BaseException:

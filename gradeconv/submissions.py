@@ -226,16 +226,25 @@ def extract_zip(archive: Path) -> Path:
             if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
                 raise SubmissionError(f"{archive}: unpacks to more than {MAX_ZIP_BYTES >> 20} MB")
             target = Path(tempfile.mkdtemp(prefix="gradeconv-zip-"))
-            for member in members:
-                name = Path(member.filename)
-                if name.is_absolute() or ".." in name.parts:
-                    continue
-                if stat.S_ISLNK(member.external_attr >> 16):
-                    continue
-                bundle.extract(member, target)
+            try:
+                _extract_members(bundle, members, target)
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)
+                raise
             return target
     except (zipfile.BadZipFile, OSError) as error:
         raise SubmissionError(f"{archive}: not a readable zip file ({error})") from None
+
+
+def _extract_members(bundle: zipfile.ZipFile, members: list[zipfile.ZipInfo], target: Path) -> None:
+    """Extract the members that stay inside target, skipping links."""
+    for member in members:
+        name = Path(member.filename)
+        if name.is_absolute() or ".." in name.parts:
+            continue
+        if stat.S_ISLNK(member.external_attr >> 16):
+            continue
+        bundle.extract(member, target)
 
 
 class Unpacked:
@@ -246,6 +255,13 @@ class Unpacked:
         self._temporary: Path | None = None
 
     def __enter__(self) -> Path:
+        try:
+            return self._module()
+        except BaseException:
+            self.__exit__()  # no temporary folder is left behind when the submission cannot be read
+            raise
+
+    def _module(self) -> Path:
         path = self.submission.path
         if path.is_file() and path.suffix.lower() == ".zip":
             self._temporary = extract_zip(path)

@@ -12,6 +12,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -125,7 +126,7 @@ def test_a_module_inside_a_linked_folder_is_not_found(tmp_path):
     assert find_module(root, "layers.py") == deep / "layers.py"  # the deeper real file, not the shallower link
 
 
-def test_zip_link_members_are_not_extracted(tmp_path):
+def test_zip_link_members_are_not_extracted(tmp_path, monkeypatch):
     def link_member(name: str) -> zipfile.ZipInfo:
         info = zipfile.ZipInfo(name)
         info.external_attr = (stat.S_IFLNK | 0o777) << 16
@@ -140,9 +141,13 @@ def test_zip_link_members_are_not_extracted(tmp_path):
     only_link = tmp_path / "yan.zip"
     with zipfile.ZipFile(only_link, "w") as bundle:
         bundle.writestr(link_member("cs231n/layers.py"), str(CORRECT))
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
     with pytest.raises(SubmissionError, match="no layers.py found"):
         with Unpacked(Submission("yan", only_link), "layers.py"):
             pass
+    assert list(private.iterdir()) == []  # no unpacked folder is left behind
 
 
 def test_a_single_file_in_a_class_folder_is_staged_without_the_other_students_files(tmp_path):
@@ -319,7 +324,12 @@ def test_a_hung_process_that_ignores_sigterm_is_killed_with_what_it_started(tmp_
     found = small_class(tmp_path, "stubborn")
     rows = list(batch.grade_all(found, small_rubric, jobs=2, grade=hang_ignoring_sigterm, hang_seconds=6))
     assert "did not finish within 6 s" in check_rows(rows, small_rubric, "stubborn")["output"]
-    assert not running(int((tmp_path / "stubborn" / "pid").read_text()))
+    pid = int((tmp_path / "stubborn" / "pid").read_text())
+    try:
+        assert not running(pid)
+    finally:
+        if running(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_the_hang_bound_comes_from_the_rubric(small_rubric):

@@ -265,3 +265,24 @@ def test_case_result_final_stops_the_search():
     result = search.smallest_failure(run, Space(), False, 50, 3)
     assert result.outcome == outcomes.ERROR
     assert len(calls) == 1
+
+
+def test_results_carry_the_fingerprint_and_resume_needs_the_same_secret(default_rubric, tmp_path, monkeypatch):
+    from gradeconv.reports import json_report
+
+    (tmp_path / "secret.txt").write_text("first secret\n")
+    first = rubrics.load(write_rubric(tmp_path, default_rubric, secret_file="secret.txt"))
+    row = {"id": "a", "late": False, "path": "a", "score": 1.0, "max_score": 100.0, "execution_time": 0.1,
+           "output": "", "tests": []}
+    results = tmp_path / "results.json"
+    json_report.write(results, first, [row])
+    text = results.read_text()
+    assert json.loads(text)["rubric"]["secret_fingerprint"] == first.secret_fingerprint
+    assert "first secret" not in text
+    assert [r["id"] for r in json_report.read_finished(results, first)] == ["a"]
+    (tmp_path / "secret.txt").write_text("second secret\n")
+    second = rubrics.load(write_rubric(tmp_path, default_rubric, secret_file="secret.txt"))
+    assert second.sha256 == first.sha256
+    said = []
+    assert json_report.read_finished(results, second, said.append) == []
+    assert "another secret" in said[0]

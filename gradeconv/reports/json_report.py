@@ -19,7 +19,8 @@ def document(rubric: Rubric, submissions: list[dict]) -> dict:
         "gradeconv_version": __version__,
         "hypothesis_version": hypothesis.__version__,
         "numpy_version": numpy.__version__,
-        "rubric": {"path": rubric.path, "sha256": rubric.sha256},
+        "rubric": {"path": rubric.path, "sha256": rubric.sha256,
+                   "secret_fingerprint": rubric.secret_fingerprint},
         "submissions": submissions,
     }
 
@@ -68,6 +69,8 @@ def _why_not_resumable(data: object, rubric: Rubric) -> str | None:
     sha = recorded.get("sha256") if isinstance(recorded, dict) else None
     if sha != rubric.sha256:
         return f"it was graded with another rubric (sha256 {str(sha)[:16]}, now {rubric.sha256[:16]})"
+    if recorded.get("secret_fingerprint") != rubric.secret_fingerprint:
+        return "it was graded with another secret for the hidden tests"
     if data.get("gradeconv_version") != __version__:
         return (f"it was graded with another gradeconv version "
                 f"({data.get('gradeconv_version')}, now {__version__})")

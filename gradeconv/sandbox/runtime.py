@@ -19,6 +19,7 @@ sibling folder and renamed into place, so a process pool can race to build it.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -61,7 +62,7 @@ def shared_runtime(cache_root: Path | None = None) -> Runtime:
     """The runtime of this interpreter and numpy under cache_root, built on first use.
 
     cache_root defaults to $GRADECONV_RUNTIME_DIR, else /var/cache/gradeconv.
-    When the runtime exists this costs one stat and one small read.
+    When the runtime exists this costs one lstat and one small read (its manifest).
     """
     if cache_root is None:
         cache_root = Path(os.environ.get(CACHE_VARIABLE) or DEFAULT_CACHE_ROOT)
@@ -92,8 +93,9 @@ def runtime_usable_by(runtime: Runtime, uid: int, gid: int) -> bool:
     return done.returncode == 0 and done.stdout == _probe_expected()
 
 
+@functools.lru_cache(maxsize=1)
 def runtime_name() -> str:
-    """The runtime's folder name: a key of this Python and this numpy."""
+    """The runtime's folder name: a key of this Python and this numpy (fixed for a process)."""
     key = json.dumps([FORMAT, sys.version, os.path.realpath(sys.executable),
                       numpy.__version__, str(_numpy_dirs()[0])])
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
