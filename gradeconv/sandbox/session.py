@@ -30,6 +30,8 @@ WATCH_SECONDS = 0.05
 SCRATCH_WATCH_SECONDS = 1.0
 #: the watchdog kills a submission this long after its time budget, whatever grading is doing
 BUDGET_MARGIN_SECONDS = 30.0
+#: replies to load and drop carry no arrays
+NO_ARRAYS = 0
 NONE_WARNING = ("sandbox: none. Student code ran with the grader's own rights: it could read, change or "
                 "forge anything this user can. Install bubblewrap, or run the grader as root so that "
                 "gradeconv can use a dedicated account.")
@@ -136,7 +138,7 @@ class Session:
         with self._lock:
             self.worker = WorkerProcess(self.stage, self.limits, self.functions, self.isolation)
         self.generation += 1
-        return self._request({"op": "load"}, [], REPLY_FOR_LOAD)
+        return self._request({"op": "load"}, [], NO_ARRAYS)
 
     def call(self, function: str, args: list, keep: bool = False, expected_bytes: int = 0,
              writable: bool = False) -> tuple[Reply, Handle | None]:
@@ -196,7 +198,7 @@ class Session:
     def forget(self, *handles: Handle) -> None:
         live = [h.key for h in handles if h is not None and h.generation == self.generation]
         if live and self.worker is not None:
-            self._request({"op": "drop", "handles": live}, [], REPLY_FOR_LOAD)
+            self._request({"op": "drop", "handles": live}, [], NO_ARRAYS)
 
     def _watch(self) -> None:
         """Kill the submission when it breaks a limit of all its processes together, or runs out of time."""
@@ -260,10 +262,6 @@ class Session:
         )
         remove(self.stage)
         return self.report
-
-
-#: replies to load and drop carry no arrays
-REPLY_FOR_LOAD = 0
 
 
 def _isolation(mode: str, stage: Stage) -> Isolation:
