@@ -94,8 +94,10 @@ def quoted(text: str) -> str:
 
 def protect_from_workers(rubric: Rubric, submission: Submission) -> None:
     """Take other users' access to what a worker account must not read (see accounts.protect)."""
-    guarded = [Path(gradeconv.__file__).parent, Path(reference.__file__).parent, submission.path,
-               submission.path.parent]
+    packages = [Path(gradeconv.__file__).parent, Path(reference.__file__).parent]
+    checkouts = [package.parent for package in packages  # a source checkout holds them again in .git
+                 if (package.parent / ".git").exists() or (package.parent / "pyproject.toml").exists()]
+    guarded = [*packages, *checkouts, submission.path, submission.path.parent]
     if rubric.path:
         guarded.append(Path(rubric.path))
     if rubric.secret_file:

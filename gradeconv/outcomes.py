@@ -33,12 +33,24 @@ def failed_reply(reply: Reply, during: str, forbidden: tuple[str, ...]) -> tuple
     if reply.status == "not_run":
         return NOT_RUN, reply.message
     if reply.status == "protocol":
-        return ERROR, f"{during} broke the grader's connection ({reply.message})"
+        return ERROR, f"{during} broke the grader's connection ({one_line(reply.message)})"
     return raised(reply.header, during, forbidden)
 
 
+MAX_QUOTED_CHARS = 500
+
+
+def one_line(text: str) -> str:
+    """Student text on one line, control characters escaped, so it cannot pose as the grader's lines."""
+    escaped = "".join(
+        {"\n": "\\n", "\r": "\\r", "\t": " "}.get(char, char) if char in "\n\r\t"
+        else (f"\\x{ord(char):02x}" if ord(char) < 32 or 127 <= ord(char) < 160 else char)
+        for char in text)
+    return escaped if len(escaped) <= MAX_QUOTED_CHARS else escaped[:MAX_QUOTED_CHARS] + "..."
+
+
 def raised(header: dict, during: str, forbidden: tuple[str, ...]) -> tuple[str, str]:
-    kind, message = header.get("type", "Exception"), header.get("message", "")
+    kind, message = header.get("type", "Exception"), one_line(str(header.get("message", "")))
     where = header.get("where")
     at = f" at {where}" if where else ""
     if kind in ("SyntaxError", "IndentationError", "TabError"):

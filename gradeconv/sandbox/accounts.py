@@ -82,12 +82,65 @@ def release(account: Account) -> None:
 
 
 def sweep(account: Account) -> None:
-    """Kill every process of the account and remove what it left in the scratch folders."""
+    """Kill every process of the account; remove what it left in scratch folders and System V IPC."""
     from gradeconv.sandbox.reaper import by_uid
 
     by_uid(account.uid).kill_all()
     for entry in scratch_entries(account.uid):
         remove_entry(entry)
+    for kind, ident in ipc_objects(account.uid):
+        remove_ipc(kind, ident)
+
+
+#: System V IPC tables: kind -> (the /proc file, its id column)
+IPC_TABLES = {"shm": ("/proc/sysvipc/shm", "shmid"), "msg": ("/proc/sysvipc/msg", "msqid"),
+              "sem": ("/proc/sysvipc/sem", "semid")}
+
+
+def _ipc_rows(kind: str) -> list[dict[str, str]]:
+    path, _ = IPC_TABLES[kind]
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return []
+    if not lines:
+        return []
+    names = lines[0].split()
+    return [dict(zip(names, line.split())) for line in lines[1:]]
+
+
+def ipc_objects(uid: int) -> list[tuple[str, int]]:
+    """System V shared memory segments, message queues and semaphores owned or created by uid.
+
+    They outlive every process, so a sweep must remove them (bubblewrap's own
+    IPC namespace dies with the jail instead).
+    """
+    found = []
+    for kind, (_, column) in IPC_TABLES.items():
+        for row in _ipc_rows(kind):
+            if str(uid) in (row.get("uid"), row.get("cuid")):
+                found.append((kind, int(row[column])))
+    return found
+
+
+def shared_memory_bytes(uid: int) -> int:
+    """Bytes of System V shared memory owned or created by uid (attached or not)."""
+    return sum(int(row.get("size", 0)) for row in _ipc_rows("shm")
+               if str(uid) in (row.get("uid"), row.get("cuid")))
+
+
+def remove_ipc(kind: str, ident: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    IPC_RMID = 0
+    if kind == "shm":
+        libc.shmctl(ident, IPC_RMID, None)
+    elif kind == "msg":
+        libc.msgctl(ident, IPC_RMID, None)
+    else:
+        libc.semctl(ident, 0, IPC_RMID)
 
 
 def scratch_entries(uid: int) -> list[Path]:

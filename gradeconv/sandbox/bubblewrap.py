@@ -85,6 +85,7 @@ def command(stage_root: Path, inner_argv: list[str], info_fd: int, scratch_bytes
     args += ["--ro-bind", str(stage_root / "runtime"), f"{SANDBOX_ROOT}/runtime",
              "--ro-bind", str(stage_root / "pkg"), f"{SANDBOX_ROOT}/pkg",
              *size, "--tmpfs", f"{SANDBOX_ROOT}/work",
+             "--remount-ro", "/",  # the jail's own root file system holds no writable place either
              "--chdir", f"{SANDBOX_ROOT}/work", "--"]
     return args + inner_argv
 

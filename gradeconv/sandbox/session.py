@@ -226,8 +226,11 @@ class Session:
         usage = worker.group.usage()
         if usage.processes > self.limits.processes:
             return f"it ran {usage.processes} processes at once (the limit is {self.limits.processes})"
-        if usage.resident_bytes > self.limits.memory_mb << 20:
-            return (f"its processes together used {usage.resident_bytes >> 20} MB of memory "
+        memory = usage.resident_bytes
+        if self.mode == "uid":  # shared memory segments of the account live outside every process
+            memory += accounts.shared_memory_bytes(self.isolation.account.uid)
+        if memory > self.limits.memory_mb << 20:
+            return (f"its processes together used {memory >> 20} MB of memory "
                     f"(the limit is {self.limits.memory_mb} MB)")
         return None
 

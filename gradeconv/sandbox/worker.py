@@ -14,6 +14,8 @@ import resource
 import sys
 import traceback
 
+OPEN_FILES = 256
+
 # The parent refuses replies outside its schema (gradeconv.sandbox.replies): keep to it.
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,199}$")
@@ -21,7 +23,7 @@ _LOCATION = re.compile(r"^[A-Za-z0-9_./-]{1,200}:[0-9]{1,9}$")
 
 
 def apply_limits(config):
-    """Memory, file size and core-dump limits, soft and hard, before any student code runs."""
+    """Memory, file size, open file and core-dump limits, soft and hard, before any student code runs."""
     memory = config.get("memory_bytes")
     if memory:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
@@ -29,6 +31,7 @@ def apply_limits(config):
     if file_bytes:
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
 
 
 class ForbiddenImports:
