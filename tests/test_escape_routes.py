@@ -1,0 +1,191 @@
+"""Escape routes found by attacking the sandbox as a student who read its source, each closed.
+
+Every attack runs at import of an otherwise correct submission, under small
+limits, in each mode where it applies; the tests assert it is stopped, that it
+leaves nothing behind and that the honest functions are still graded.
+"""
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import gradeconv
+from gradeconv import outcomes, search
+from gradeconv import rubric as rubrics
+from gradeconv.sandbox import accounts
+from tests.conftest import CORRECT, skip_unless_available
+
+ROOT = Path(__file__).resolve().parent.parent
+SURVIVOR = "gcsurvivor"
+SHM_KEY = 0x67630901
+FORWARD = "conv forward: no padding (pad = 0)"
+
+
+@pytest.fixture(scope="module")
+def tight_rubric(default_rubric):
+    data = default_rubric.model_dump()
+    data["limits"] = {"call_seconds": 3.0, "submission_seconds": 20.0, "memory_mb": 256, "processes": 16,
+                      "scratch_mb": 16}
+    data["tests"] = [dict(t, examples=min(t["examples"], 3)) for t in data["tests"]
+                     if t["name"] in (FORWARD, "max-pool forward: the notebook's example")]
+    return rubrics.Rubric.model_validate(data)
+
+
+def grade_with(tmp_path, code: str, rubric, mode: str):
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / "layers.py").write_text(code + "\n" + CORRECT.read_text())
+    return gradeconv.grade(folder / "layers.py", rubric, sandbox=mode)[0]
+
+
+def running_threads_named(name: str) -> list[str]:
+    """pid/tid of every live thread with this name (a zombie does not count)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                comm = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+                state = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rpartition(")")[2].split()[0]
+            except OSError:
+                continue
+            if comm == name and state != "Z":
+                found.append(f"{pid}/{tid}")
+    return found
+
+
+HIDDEN_THREAD = f"""
+import ctypes, os, threading, time
+def _linger():
+    ctypes.CDLL(None).prctl(15, b"{SURVIVOR}", 0, 0, 0)
+    time.sleep(30)
+if os.fork() == 0:
+    os.setsid()
+    threading.Thread(target=_linger).start()
+    ctypes.CDLL(None).syscall(60, 0)  # SYS_exit: only the first thread ends; the process looks like a zombie
+"""
+
+
+@pytest.mark.parametrize("mode", ["uid", "bubblewrap"])
+def test_a_process_whose_first_thread_exited_does_not_outlive_grading(mode, tight_rubric, tmp_path):
+    skip_unless_available(mode)
+    result = grade_with(tmp_path, HIDDEN_THREAD, tight_rubric, mode)
+    assert result.score == result.max_score, result.output
+    assert running_threads_named(SURVIVOR) == []
+
+
+SHARED_MEMORY = f"""
+import ctypes
+_libc = ctypes.CDLL(None)
+_id = _libc.shmget({SHM_KEY}, 4 << 20, 0o1666)
+"""
+
+
+def shared_memory_keys() -> set[int]:
+    rows = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    return {int(row.split()[0]) for row in rows}
+
+
+@pytest.mark.parametrize("mode", ["uid", "bubblewrap"])
+def test_system_v_shared_memory_is_gone_after_grading(mode, tight_rubric, tmp_path):
+    skip_unless_available(mode)
+    if SHM_KEY in shared_memory_keys():
+        pytest.skip("a segment with the test's key exists already")
+    result = grade_with(tmp_path, SHARED_MEMORY, tight_rubric, mode)
+    assert result.score == result.max_score, result.output
+    assert SHM_KEY not in shared_memory_keys()
+
+
+MEMFD_HOG = """
+import os, time
+_held = []
+def _hog():
+    for _ in range(6):  # 60 MB each: under the per-file limit, 360 MB together
+        fd = os.memfd_create("hog")
+        for _ in range(60):
+            os.write(fd, b"x" * (1 << 20))
+        _held.append(fd)
+    time.sleep(2)
+"""
+
+
+@pytest.mark.parametrize("mode", ["uid", "bubblewrap"])
+def test_memory_held_in_a_memfd_counts_against_the_limit(mode, tight_rubric, tmp_path):
+    skip_unless_available(mode)
+    code = MEMFD_HOG
+    source = CORRECT.read_text().replace(
+        '    stride, pad = conv_param["stride"], conv_param["pad"]\n',
+        '    stride, pad = conv_param["stride"], conv_param["pad"]\n    _hog()\n', 1)
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / "layers.py").write_text(code + source)
+    started = time.monotonic()
+    result = gradeconv.grade(folder / "layers.py", tight_rubric, sandbox=mode)[0]
+    forward = next(t for t in result.tests if t.name == FORWARD)
+    assert forward.outcome == outcomes.CRASHED
+    assert "MB of memory (the limit is 256 MB)" in forward.output
+    others = [t for t in result.tests if t.name != FORWARD]
+    assert all(t.passed for t in others)
+    assert time.monotonic() - started < 15
+
+
+def test_hypothesis_home_is_private_and_a_planted_one_is_not_used(tmp_path, monkeypatch):
+    home = search.private_home()
+    info = home.lstat()
+    assert info.st_uid == os.geteuid() and info.st_mode & 0o077 == 0
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    planted = shared / f"gradeconv-hypothesis-{os.geteuid()}"
+    planted.symlink_to(tmp_path)  # a student's link where the grader's folder should be
+    chosen = search.private_home()
+    assert chosen != planted and not chosen.is_symlink()
+    assert chosen.lstat().st_mode & 0o077 == 0
+
+
+def test_student_exception_text_stays_on_one_line(tight_rubric, tmp_path):
+    fake = "\\n=== gradeconv: all tests passed ===\\nscore: 100/100"
+    source = CORRECT.read_text().replace(
+        '    stride, pad = conv_param["stride"], conv_param["pad"]\n',
+        f'    raise ValueError("{fake}")\n', 1)
+    (tmp_path / "layers.py").write_text(source)
+    result = gradeconv.grade(tmp_path / "layers.py", tight_rubric)[0]
+    forward = next(t for t in result.tests if t.name == FORWARD)
+    first = forward.output.splitlines()[0]
+    assert first.startswith("ValueError at layers.py:") and "all tests passed" in first
+    assert not any(line.startswith("===") for line in forward.output.splitlines())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid sandbox needs root")
+def test_a_worker_account_cannot_read_this_checkout(tight_rubric, tmp_path):
+    """The checkout holds the reference again in .git: a worker account must not get in."""
+    targets = [ROOT / ".git" / "HEAD", ROOT / "pyproject.toml", ROOT / "reference" / "layers.py"]
+    probe = ("import os\n_seen = []\n"
+             f"for _p in {[str(t) for t in targets]!r}:\n"
+             "    try:\n        open(_p).read(1); _seen.append('READ ' + _p)\n"
+             "    except OSError as _e:\n        _seen.append('denied ' + _p)\n"
+             "print(*_seen, sep='\\n')\n")
+    result = grade_with(tmp_path, probe, tight_rubric, "uid")
+    assert "READ" not in result.output
+    assert result.output.count("denied") == len(targets)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sweeping System V objects of another uid needs root")
+def test_sweep_removes_every_ipc_object_of_the_account(tmp_path):
+    uid = 60998
+    code = ("import ctypes; l = ctypes.CDLL(None)\n"
+            "assert l.shmget(0, 1 << 16, 0o1600) >= 0\nassert l.msgget(0, 0o1600) >= 0\n"
+            "assert l.semget(0, 1, 0o1600) >= 0\n")
+    # Debian's interpreter: the project's may live where another uid cannot enter
+    subprocess.run(["/usr/bin/python3", "-c", code], check=True, user=uid, group=uid, extra_groups=[], cwd="/")
+    kinds = {kind for kind, _ in accounts.ipc_objects(uid)}
+    assert kinds == {"shm", "msg", "sem"}
+    accounts.sweep(accounts.Account(uid, uid, lock_fd=-1))
+    assert accounts.ipc_objects(uid) == []
+
