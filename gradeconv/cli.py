@@ -12,8 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gradeconv import __version__, batch
 from gradeconv import rubric as rubrics
-from gradeconv.grading import grade_submission
+from gradeconv.grading import grade_submission, protect_class
 from gradeconv.reports import csv_report, feedback, gradescope, json_report, terminal
+from gradeconv.sandbox.session import SandboxUnavailable
 from gradeconv.submissions import Submission, SubmissionError, discover
 
 COMMANDS = ("grade", "check", "gradescope")
@@ -96,6 +97,10 @@ def grade(args: argparse.Namespace) -> int:
     try:
         submissions = discover(args.paths, rubric.module)
     except SubmissionError as error:
+        raise UserError(str(error)) from None
+    try:
+        protect_class(submissions, rubric)
+    except SandboxUnavailable as error:
         raise UserError(str(error)) from None
     finished = json_report.read_finished(args.json, rubric, warn=_warn) if args.resume else []
     done = {s["id"] for s in finished}

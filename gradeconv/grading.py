@@ -20,7 +20,7 @@ from gradeconv.cases import Case, build, from_explicit
 from gradeconv.results import CaseResult, SubmissionResult, TestResult
 from gradeconv.rubric import ReferenceCheck, Rubric, Space, Test
 from gradeconv.sandbox import Handle, Limits, Session, accounts, stage_module
-from gradeconv.sandbox.session import NONE_WARNING
+from gradeconv.sandbox.session import NONE_WARNING, best_mode
 from gradeconv.sandbox.staging import remove
 from gradeconv.search import smallest_failure
 from gradeconv.specs import SPECS, Spec, canonical_cache, forward_args, reference_forward, reference_outputs
@@ -90,6 +90,18 @@ def grade_submission(submission: Submission, rubric: Rubric, sandbox: str | None
 def quoted(text: str) -> str:
     """Student output, each line marked as theirs so it cannot pass for the grader's own text."""
     return "\n".join(f"  | {line}" for line in text.rstrip().splitlines())
+
+
+def protect_class(submissions: list[Submission], rubric: Rubric) -> None:
+    """Before a batch in the uid sandbox: close every submission, and every folder holding one, to workers.
+
+    Protecting each submission only when its own grading starts would leave a
+    classmate in another class folder readable until then.
+    """
+    if best_mode() != "uid":
+        return
+    for submission in submissions:
+        protect_from_workers(rubric, submission)
 
 
 def protect_from_workers(rubric: Rubric, submission: Submission) -> None:
@@ -186,7 +198,6 @@ class CaseRunner:
 
     def first_explicit_failure(self, test: Test, spec: Spec) -> CaseResult | None:
         for explicit in test.cases:
-            explicit = explicit.model_copy(update={"seed": self.rubric.value_seed(test, explicit.seed)})
             result = self.run_case(test, spec, from_explicit(explicit, spec.pool))
             if result.outcome != outcomes.PASSED:
                 return result
@@ -197,7 +208,9 @@ class CaseRunner:
         if spec.name in self.broken:
             return replace(self.broken[spec.name], case=case)
         try:
-            arrays = build(case)
+            # tests students cannot see draw their values with the rubric's secret (if any), so
+            # answers recorded for public seeds, even the first, simplest case, are worth nothing
+            arrays = build(replace(case, seed=self.rubric.value_seed(test, case.seed)))
             self.writable = not test.checks.inputs_unchanged
             result = (self._backward(test, spec, arrays, case) if spec.is_backward
                       else self._forward(test, spec, arrays))

@@ -198,7 +198,7 @@ class Rubric(Strict):
         return int.from_bytes(digest[:8], "big")
 
     def value_seed(self, test: Test, seed: int) -> int:
-        """The value seed of an explicit case: mixed with the secret for tests students cannot see."""
+        """The value seed of a case: mixed with the secret for tests students cannot see."""
         if test.visibility == "visible" or not self._secret:
             return seed
         digest = hashlib.sha256(f"{self._secret}\0{test.name}\0{seed}".encode()).digest()

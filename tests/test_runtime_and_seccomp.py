@@ -233,6 +233,7 @@ results = {
     "socketpair": outcome(lambda: [end.close() for end in socket.socketpair()]),
     "pipe": outcome(lambda: [os.close(fd) for fd in os.pipe()]),
     "io_uring": raw_syscall(425, ctypes.c_uint(1), ctypes.create_string_buffer(120)),
+    "keyctl": raw_syscall({"x86_64": 250, "aarch64": 219}.get(os.uname().machine, 250), 0, 0, 0, 0),
 }
 if os.uname().machine == "x86_64":  # socket() through the x32 syscall table
     results["x32_socket"] = raw_syscall(0x40000000 + 41, 2, 1, 0)
@@ -244,7 +245,7 @@ print(json.dumps(results))
 """
 
 BLOCKED = {"inet": "EACCES", "inet6": "EACCES", "netlink": "EACCES", "packet": "EACCES",
-           "unix": "ok", "socketpair": "ok", "pipe": "ok", "io_uring": "EPERM",
+           "unix": "EACCES", "socketpair": "ok", "pipe": "ok", "io_uring": "EPERM", "keyctl": "EPERM",
            "grandchild_inet": "PermissionError"}
 
 

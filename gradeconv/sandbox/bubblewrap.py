@@ -9,6 +9,7 @@ capabilities, and the jail dies with its parent. Nothing else of the host
 from __future__ import annotations
 
 import functools
+import glob
 import json
 import os
 import select
@@ -54,21 +55,31 @@ def _bind_system(args: list[str], path: str) -> None:
         args += ["--ro-bind", path, path]
 
 
+#: where packages of the system's own Pythons live (torch from apt or pip, say)
+SYSTEM_PACKAGE_GLOBS = ("/usr/lib/python3*/dist-packages", "/usr/lib/python3*/site-packages",
+                        "/usr/local/lib/python3*/dist-packages", "/usr/local/lib/python3*/site-packages")
+
+
 def _site_dirs() -> set[str]:
+    """Every folder of installed packages the jail could otherwise see: ours and the system's."""
     dirs = set(site.getsitepackages()) | {site.getusersitepackages()}
     dirs |= {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    return {d for d in dirs if os.path.isdir(d)}
+    dirs |= {found for pattern in SYSTEM_PACKAGE_GLOBS for found in glob.glob(pattern)}
+    return {d for d in dirs if os.path.isdir(d) and not os.path.islink(d)}
 
 
-def command(stage_root: Path, inner_argv: list[str], info_fd: int, scratch_bytes: int) -> list[str]:
+def command(stage_root: Path, inner_argv: list[str], info_fd: int, scratch_bytes: int,
+            filter_fd: int = -1) -> list[str]:
     """The bwrap command line that runs inner_argv with the stage mounted at /sandbox.
 
     bwrap writes the host pid of the jail's first process to info_fd; /tmp,
-    /dev/shm and the work dir are private memory file systems of scratch_bytes each.
+    /dev/shm and the work dir are private memory file systems of scratch_bytes
+    each; filter_fd, if given, holds a seccomp program bwrap installs last.
     """
     size = ["--size", str(scratch_bytes)]
     args = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--info-fd", str(info_fd),
+            *(["--seccomp", str(filter_fd)] if filter_fd >= 0 else []),
             "--proc", "/proc", "--dev", "/dev", *size, "--tmpfs", "/dev/shm", *size, "--tmpfs", "/tmp"]
     for path in SYSTEM_DIRS:
         _bind_system(args, path)

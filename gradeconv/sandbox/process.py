@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradeconv.sandbox import bubblewrap, reaper, replies, wire
+from gradeconv.sandbox import bubblewrap, reaper, replies, seccomp, wire
 from gradeconv.sandbox.accounts import Account
 from gradeconv.sandbox.runtime import Runtime
 from gradeconv.sandbox.staging import Stage
@@ -92,10 +92,12 @@ class WorkerProcess:
         request_read, self._request_write = os.pipe()
         self._reply_read, reply_write = os.pipe()
         os.set_blocking(self._request_write, False)
-        info_read, info_write = os.pipe() if isolation.mode == "bubblewrap" else (-1, -1)
-        argv, env, options = self._launch(request_read, reply_write, functions, info_write)
+        jailed = isolation.mode == "bubblewrap"
+        info_read, info_write = os.pipe() if jailed else (-1, -1)
+        filter_read = _filter_pipe() if jailed and seccomp.supported() else -1
+        argv, env, options = self._launch(request_read, reply_write, functions, info_write, filter_read)
         logs = stage.root / "logs"
-        passed = tuple(fd for fd in (request_read, reply_write, info_write) if fd >= 0)
+        passed = tuple(fd for fd in (request_read, reply_write, info_write, filter_read) if fd >= 0)
         try:
             with open(logs / "stdout", "ab") as stdout, open(logs / "stderr", "ab") as stderr:
                 self.process = subprocess.Popen(
@@ -107,7 +109,7 @@ class WorkerProcess:
         self.group = self._group(info_read)
 
     def _launch(self, request_read: int, reply_write: int, functions: list[str],
-                info_write: int) -> tuple[list[str], dict, dict]:
+                info_write: int, filter_read: int) -> tuple[list[str], dict, dict]:
         """argv, environment and Popen options for this isolation mode."""
         mode, runtime = self.isolation.mode, self.isolation.runtime
         jailed = mode == "bubblewrap"
@@ -146,7 +148,8 @@ class WorkerProcess:
         if runtime is not None:
             env.update(runtime.env)
         if jailed:
-            return bubblewrap.command(self.stage.root, argv, info_write, self.limits.scratch_mb << 20), env, {}
+            jail = bubblewrap.command(self.stage.root, argv, info_write, self.limits.scratch_mb << 20, filter_read)
+            return jail, env, {}
         if mode == "uid":
             account = self.isolation.account
             return argv, env, {"user": account.uid, "group": account.gid, "extra_groups": [],
@@ -267,10 +270,18 @@ class WorkerProcess:
         return gone
 
 
+def _filter_pipe() -> int:
+    """The read end of a pipe holding the seccomp program, for bwrap's --seccomp."""
+    read, write = os.pipe()
+    try:
+        os.write(write, seccomp.program_bytes())  # far below a pipe's capacity
+    finally:
+        os.close(write)
+    return read
+
+
 def _confine(processes: int):
     """preexec_fn for a worker account: no network, no new privileges, a bounded number of processes."""
-    from gradeconv.sandbox import seccomp
-
     install = seccomp.no_network_installer() if seccomp.supported() else _no_new_privileges()
 
     def confine() -> None:

@@ -1,10 +1,16 @@
-"""A seccomp filter that takes the network away from a worker without namespaces.
+"""A seccomp filter that takes sockets and kernel keyrings away from a worker.
 
 Without bubblewrap the worker cannot get a network namespace of its own, so it
 gets this filter instead, installed in the child between fork and exec
-(subprocess's preexec_fn) and inherited by everything it runs:
+(subprocess's preexec_fn) and inherited by everything it runs. Under bubblewrap
+the same program is handed to bwrap (``--seccomp``), because a jail without a
+user namespace shares its uid's kernel keyrings with the host.
 
-- socket() fails with EACCES for every address family but AF_UNIX;
+- socket() fails with EACCES for every address family, AF_UNIX included
+  (abstract Unix sockets carry no permissions: any host daemon listening on
+  one would be reachable); socketpair() and pipes still work;
+- add_key(), request_key() and keyctl() fail with EPERM: keyrings belong to a
+  uid and outlive its processes, so they would carry secrets between students;
 - io_uring_setup() fails with EPERM (an io_uring can open sockets without socket());
 - a system call of another ABI fails with EPERM: x32 on x86_64 (nr >= 0x40000000),
   and any other arch value (e.g. 32-bit int 0x80 calls, where socketcall lives),
@@ -43,7 +49,6 @@ ARCH_OFFSET = 4
 ARG0_LOW_OFFSET = 16
 
 X32_SYSCALL_BIT = 0x40000000
-AF_UNIX = 1
 
 
 @dataclass(frozen=True)
@@ -53,12 +58,14 @@ class Arch:
     audit: int  # AUDIT_ARCH_* as seen in seccomp_data.arch
     socket: int
     io_uring_setup: int
+    keyrings: tuple[int, ...]  # add_key, request_key, keyctl
     has_x32: bool
 
 
 ARCHES = {
-    "x86_64": Arch(audit=0xC000003E, socket=41, io_uring_setup=425, has_x32=True),
-    "aarch64": Arch(audit=0xC00000B7, socket=198, io_uring_setup=425, has_x32=False),
+    "x86_64": Arch(audit=0xC000003E, socket=41, io_uring_setup=425, keyrings=(248, 249, 250), has_x32=True),
+    "aarch64": Arch(audit=0xC00000B7, socket=198, io_uring_setup=425, keyrings=(217, 218, 219),
+                    has_x32=False),
 }
 
 
@@ -92,12 +99,9 @@ def program(arch: Arch) -> list[tuple[int, int, int, int]]:
     ]
     if arch.has_x32:
         body.append((BPF_JGE_K, "eperm", None, X32_SYSCALL_BIT))
-    body += [
-        (BPF_JEQ_K, "eperm", None, arch.io_uring_setup),
-        (BPF_JEQ_K, None, "allow", arch.socket),
-        (BPF_LD_W_ABS, None, None, ARG0_LOW_OFFSET),
-        (BPF_JEQ_K, "allow", "eacces", AF_UNIX),
-    ]
+    body.append((BPF_JEQ_K, "eperm", None, arch.io_uring_setup))
+    body += [(BPF_JEQ_K, "eperm", None, number) for number in arch.keyrings]
+    body.append((BPF_JEQ_K, "eacces", "allow", arch.socket))
     returns = {"allow": SECCOMP_RET_ALLOW,
                "eacces": SECCOMP_RET_ERRNO | errno.EACCES,
                "eperm": SECCOMP_RET_ERRNO | errno.EPERM}
@@ -136,6 +140,14 @@ class _Installer:
             raise OSError(code, f"prctl(PR_SET_SECCOMP): {os.strerror(code)}")
 
 
+def program_bytes() -> bytes:
+    """The filter as the raw struct sock_filter array bwrap's --seccomp reads from a file descriptor."""
+    arch = machine_arch()
+    if arch is None:
+        raise RuntimeError(f"no seccomp filter for this architecture ({os.uname().machine})")
+    return b"".join(struct.pack("=HBBI", *instruction) for instruction in program(arch))
+
+
 def no_network_installer() -> Callable[[], None]:
     """A preexec_fn that installs the no-network filter in the child; raises OSError if it cannot.
 
@@ -168,7 +180,7 @@ def supported() -> bool:
 
 
 def _probe_in_child(install: Callable[[], None]) -> int:
-    """Exit status of the forked probe: 0 if AF_INET is refused and AF_UNIX is not."""
+    """Exit status of the forked probe: 0 if socket() is refused and socketpair() is not."""
     try:
         install()
         try:
@@ -176,7 +188,8 @@ def _probe_in_child(install: Callable[[], None]) -> int:
             return 2  # the filter let it through
         except PermissionError:
             pass
-        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close()
+        for end in socket.socketpair():
+            end.close()
         return 0
     except BaseException:  # never return into the parent's code
         return 1
