@@ -399,3 +399,23 @@ def test_terminal_prints_student_text_literally():
     assert "[pad:-pad]" in text and "[bold]all passed[/bold]" in text
     assert "\x1b" not in text and "\\x1b[2J" in text
     assert re.search(r"conv forward\s*│\s*0/2", text)  # the pass-rate table survives a first row without tests
+
+
+def test_csv_cells_never_become_spreadsheet_formulas(default_rubric):
+    from gradeconv.reports import csv_report
+
+    row = {"id": "=HYPERLINK(\"http://x\")", "late": False, "score": 1.0, "max_score": 100.0, "tests": []}
+    text = csv_report.render(default_rubric, [row])
+    assert "'=HYPERLINK" in text
+    assert "\n=" not in text and ",=" not in text
+
+
+def test_feedback_files_of_ids_that_clean_alike_do_not_overwrite(tmp_path):
+    from gradeconv.reports import feedback
+
+    rows = [{"id": name, "score": 0.0, "max_score": 1.0, "tests": [], "output": ""} for name in ("a b", "a_b", "..")]
+    feedback.write_all(tmp_path, rows)
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["a_b-2.md", "a_b.md", "submission.md"]
+    assert "Feedback for a b" in (tmp_path / "a_b.md").read_text()
+    assert "Feedback for a_b" in (tmp_path / "a_b-2.md").read_text()

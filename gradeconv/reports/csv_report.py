@@ -9,13 +9,22 @@ from gradeconv.reports.files import write_atomically
 from gradeconv.rubric import Rubric
 
 
+#: a cell starting with one of these is a formula to a spreadsheet (CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(text: str) -> str:
+    """Text a spreadsheet shows as text, never runs as a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def render(rubric: Rubric, submissions: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["id", "late", "score", "max_score", *(test.name for test in rubric.tests)])
+    writer.writerow(["id", "late", "score", "max_score", *(cell(test.name) for test in rubric.tests)])
     for submission in submissions:
         points = {test["name"]: test["score"] for test in submission["tests"]}
-        writer.writerow([submission["id"], submission["late"], submission["score"], submission["max_score"],
+        writer.writerow([cell(submission["id"]), submission["late"], submission["score"], submission["max_score"],
                          *(points.get(test.name, 0) for test in rubric.tests)])
     return buffer.getvalue()
 

@@ -44,6 +44,13 @@ def render(submission: dict) -> str:
 
 
 def write_all(folder: Path, submissions: list[dict]) -> None:
+    """One file per submission; ids that clean to the same file name get -2, -3, never overwrite."""
+    used: set[str] = set()
     for submission in submissions:
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", submission["id"])
-        write_atomically(Path(folder) / f"{safe}.md", render(submission))
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", submission["id"]).lstrip(".") or "submission"
+        name, count = safe, 1
+        while name in used:
+            count += 1
+            name = f"{safe}-{count}"
+        used.add(name)
+        write_atomically(Path(folder) / f"{name}.md", render(submission))
