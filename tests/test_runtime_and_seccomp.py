@@ -245,7 +245,7 @@ print(json.dumps(results))
 """
 
 BLOCKED = {"inet": "EACCES", "inet6": "EACCES", "netlink": "EACCES", "packet": "EACCES",
-           "unix": "EACCES", "socketpair": "ok", "pipe": "ok", "io_uring": "EPERM", "keyctl": "EPERM",
+           "unix": "EACCES", "socketpair": "EACCES", "pipe": "ok", "io_uring": "EPERM", "keyctl": "EPERM",
            "grandchild_inet": "PermissionError"}
 
 

@@ -23,7 +23,8 @@ UID_BASE = int(os.environ.get("GRADECONV_UID_BASE", "61000"))
 SLOTS = 256
 #: world-writable folders where any uid can leave files behind
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
-MAX_SWEPT_ENTRIES = 100_000
+#: files a submission may keep in scratch folders and its work dir (empty files cost kernel memory too)
+MAX_SCRATCH_FILES = 10_000
 
 
 class NoAccount(Exception):
@@ -160,11 +161,17 @@ def scratch_entries(uid: int) -> list[Path]:
     return found
 
 
-def scratch_bytes(uid: int, roots: list[Path]) -> int:
-    """Bytes held by uid's files in the scratch folders and under the given roots (bounded walk)."""
+@dataclass(frozen=True)
+class Scratch:
+    bytes: int
+    files: int  # counted up to MAX_SCRATCH_FILES + 1: past that, the walk stops
+
+
+def scratch_use(uid: int, roots: list[Path]) -> Scratch:
+    """What uid keeps in the scratch folders and under the given roots; the walk stops past the file limit."""
     total, seen = 0, 0
     pending = list(scratch_entries(uid)) + [Path(root) for root in roots]
-    while pending and seen < MAX_SWEPT_ENTRIES:
+    while pending and seen <= MAX_SCRATCH_FILES:
         path = pending.pop()
         seen += 1
         try:
@@ -177,7 +184,7 @@ def scratch_bytes(uid: int, roots: list[Path]) -> int:
                 pending += [Path(entry.path) for entry in os.scandir(path)]
             except OSError:
                 continue
-    return total
+    return Scratch(total, seen)
 
 
 def remove_entry(path: Path) -> None:

@@ -25,6 +25,8 @@ import numpy
 
 SANDBOX_ROOT = "/sandbox"
 SANDBOX_SITE = f"{SANDBOX_ROOT}/site"
+#: the jail's writable places: memory file systems of their own
+SCRATCH_MOUNTS = ("/tmp", "/dev/shm", f"{SANDBOX_ROOT}/work")
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc/alternatives")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group")
 
@@ -101,8 +103,8 @@ def command(stage_root: Path, inner_argv: list[str], info_fd: int, scratch_bytes
     return args + inner_argv
 
 
-def namespace_of(info_read: int, deadline: float) -> int | None:
-    """The PID namespace (its inode) of the jail whose bwrap reports on info_read; None if it does not."""
+def jail_of(info_read: int, deadline: float) -> tuple[int, int] | None:
+    """(host pid of the jail's first process, its PID namespace inode) as bwrap reports on info_read."""
     data = b""
     while time.monotonic() < deadline and b"}" not in data:
         readable, _, _ = select.select([info_read], [], [], max(deadline - time.monotonic(), 0))
@@ -111,7 +113,7 @@ def namespace_of(info_read: int, deadline: float) -> int | None:
             return None
         data += chunk
     try:
-        child = json.loads(data[: data.index(b"}") + 1])["child-pid"]
-        return os.stat(f"/proc/{int(child)}/ns/pid").st_ino
+        child = int(json.loads(data[: data.index(b"}") + 1])["child-pid"])
+        return child, os.stat(f"/proc/{child}/ns/pid").st_ino
     except (ValueError, KeyError, TypeError, OSError):
         return None

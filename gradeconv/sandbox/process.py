@@ -88,6 +88,7 @@ class WorkerProcess:
         self.stage, self.limits, self.isolation = stage, limits, isolation
         self.marker = uuid.uuid4().hex
         self.kill_reason: str | None = None
+        self.jail_pid: int | None = None  # under bubblewrap: the jail's first process, seen from here
         self._closed = False
         request_read, self._request_write = os.pipe()
         self._reply_read, reply_write = os.pipe()
@@ -162,10 +163,11 @@ class WorkerProcess:
             return reaper.by_uid(self.isolation.account.uid)
         if self.isolation.mode == "bubblewrap":
             try:
-                inode = bubblewrap.namespace_of(info_read, time.monotonic() + START_SECONDS)
+                jail = bubblewrap.jail_of(info_read, time.monotonic() + START_SECONDS)
             finally:
                 os.close(info_read)
-            if inode is not None:
+            if jail is not None:
+                self.jail_pid, inode = jail
                 return reaper.by_namespace(inode)
             self.terminate("bubblewrap did not report its sandbox")
         return reaper.by_marker(MARKER_VARIABLE, self.marker)

@@ -19,7 +19,7 @@ KILL_WAIT_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class Usage:
-    processes: int
+    processes: int  # threads included: each is a task the kernel must hold
     resident_bytes: int  # resident memory, plus files held open but not visible (memfd, deleted)
 
 
@@ -45,7 +45,7 @@ class Group:
 
     def usage(self) -> Usage:
         pids = self.pids()
-        return Usage(len(pids), sum(map(_resident_bytes, pids)) + _hidden_file_bytes(pids))
+        return Usage(sum(map(_tasks, pids)), sum(map(_resident_bytes, pids)) + _hidden_file_bytes(pids))
 
     def kill_all(self, wait: float = KILL_WAIT_SECONDS) -> bool:
         """SIGKILL every member until none is left; False if some survived `wait` seconds."""
@@ -62,6 +62,13 @@ class Group:
                     pass
             time.sleep(0.002)
         return True
+
+
+def _tasks(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
 
 
 def _resident_bytes(pid: int) -> int:

@@ -9,8 +9,11 @@ user namespace shares its uid's kernel keyrings with the host.
 - socket() fails with EACCES for every address family, AF_UNIX included
   (abstract Unix sockets carry no permissions: any host daemon listening on
   one would be reachable); socketpair() and pipes still work;
+- socketpair() fails with EACCES too: full socket buffers are kernel memory
+  that no process's size shows; pipes still work;
 - add_key(), request_key() and keyctl() fail with EPERM: keyrings belong to a
   uid and outlive its processes, so they would carry secrets between students;
+  so does mq_open(): POSIX message queues outlive their processes as well;
 - io_uring_setup() fails with EPERM (an io_uring can open sockets without socket());
 - a system call of another ABI fails with EPERM: x32 on x86_64 (nr >= 0x40000000),
   and any other arch value (e.g. 32-bit int 0x80 calls, where socketcall lives),
@@ -59,13 +62,16 @@ class Arch:
     socket: int
     io_uring_setup: int
     keyrings: tuple[int, ...]  # add_key, request_key, keyctl
+    socketpair: int
+    mq_open: int
     has_x32: bool
 
 
 ARCHES = {
-    "x86_64": Arch(audit=0xC000003E, socket=41, io_uring_setup=425, keyrings=(248, 249, 250), has_x32=True),
+    "x86_64": Arch(audit=0xC000003E, socket=41, io_uring_setup=425, keyrings=(248, 249, 250),
+                   socketpair=53, mq_open=240, has_x32=True),
     "aarch64": Arch(audit=0xC00000B7, socket=198, io_uring_setup=425, keyrings=(217, 218, 219),
-                    has_x32=False),
+                    socketpair=199, mq_open=180, has_x32=False),
 }
 
 
@@ -100,7 +106,8 @@ def program(arch: Arch) -> list[tuple[int, int, int, int]]:
     if arch.has_x32:
         body.append((BPF_JGE_K, "eperm", None, X32_SYSCALL_BIT))
     body.append((BPF_JEQ_K, "eperm", None, arch.io_uring_setup))
-    body += [(BPF_JEQ_K, "eperm", None, number) for number in arch.keyrings]
+    body += [(BPF_JEQ_K, "eperm", None, number) for number in (*arch.keyrings, arch.mq_open)]
+    body.append((BPF_JEQ_K, "eacces", None, arch.socketpair))
     body.append((BPF_JEQ_K, "eacces", "allow", arch.socket))
     returns = {"allow": SECCOMP_RET_ALLOW,
                "eacces": SECCOMP_RET_ERRNO | errno.EACCES,
@@ -180,7 +187,7 @@ def supported() -> bool:
 
 
 def _probe_in_child(install: Callable[[], None]) -> int:
-    """Exit status of the forked probe: 0 if socket() is refused and socketpair() is not."""
+    """Exit status of the forked probe: 0 if socket() is refused and pipes still work."""
     try:
         install()
         try:
@@ -188,8 +195,8 @@ def _probe_in_child(install: Callable[[], None]) -> int:
             return 2  # the filter let it through
         except PermissionError:
             pass
-        for end in socket.socketpair():
-            end.close()
+        for end in os.pipe():
+            os.close(end)
         return 0
     except BaseException:  # never return into the parent's code
         return 1

@@ -209,6 +209,8 @@ class Session:
             reason = self._over_budget()
             if reason is None and worker is not None:
                 reason = self._over_limits(worker)
+                if reason is None and self.mode == "bubblewrap":
+                    reason = self._over_jail_files(worker)
                 if reason is None and self.mode == "uid" and time.monotonic() >= next_scratch:
                     next_scratch = time.monotonic() + SCRATCH_WATCH_SECONDS
                     reason = self._over_scratch()
@@ -235,10 +237,27 @@ class Session:
         return None
 
     def _over_scratch(self) -> str | None:
-        used = accounts.scratch_bytes(self.isolation.account.uid, [self.stage.root / "work"])
-        if used > self.limits.scratch_mb << 20:
-            return (f"it wrote {used >> 20} MB of files to scratch folders "
+        used = accounts.scratch_use(self.isolation.account.uid, [self.stage.root / "work"])
+        if used.files > accounts.MAX_SCRATCH_FILES:
+            return f"it made more than {accounts.MAX_SCRATCH_FILES} files in scratch folders"
+        if used.bytes > self.limits.scratch_mb << 20:
+            return (f"it wrote {used.bytes >> 20} MB of files to scratch folders "
                     f"(the limit is {self.limits.scratch_mb} MB)")
+        return None
+
+    def _over_jail_files(self, worker: WorkerProcess) -> str | None:
+        """Files in the jail's memory file systems: bounded in bytes by bwrap, in number only here."""
+        if worker.jail_pid is None:
+            return None
+        files = 0
+        for mount in bubblewrap.SCRATCH_MOUNTS:
+            try:
+                info = os.statvfs(f"/proc/{worker.jail_pid}/root{mount}")
+            except OSError:
+                continue
+            files += info.f_files - info.f_ffree
+        if files > accounts.MAX_SCRATCH_FILES:
+            return f"it made more than {accounts.MAX_SCRATCH_FILES} files in scratch folders"
         return None
 
     def close(self) -> SandboxReport:
