@@ -168,7 +168,7 @@ class WorkerProcess:
                 os.close(info_read)
             if jail is not None:
                 self.jail_pid, inode = jail
-                return reaper.by_namespace(inode)
+                return reaper.by_namespace(inode, self.jail_pid)
             self.terminate("bubblewrap did not report its sandbox")
         return reaper.by_marker(MARKER_VARIABLE, self.marker)
 

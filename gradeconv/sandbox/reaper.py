@@ -159,8 +159,8 @@ def kill_as(uid: int) -> None:
     os.waitpid(child, 0)
 
 
-def by_namespace(inode: int) -> Group:
-    """Every process inside one PID namespace."""
+def by_namespace(inode: int, init_pid: int) -> Group:
+    """Every process inside one PID namespace, whose first process is init_pid (seen from here)."""
 
     def belongs(entry: str) -> bool:
         try:
@@ -168,7 +168,15 @@ def by_namespace(inode: int) -> Group:
         except OSError:
             return False
 
-    return Group(f"PID namespace {inode}", belongs)
+    def kill_init() -> None:
+        """The kernel kills every process of a PID namespace when its first process dies."""
+        try:
+            if os.stat(f"/proc/{init_pid}/ns/pid").st_ino == inode:  # not a recycled pid
+                os.kill(init_pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    return Group(f"PID namespace {inode}", belongs, kill_init)
 
 
 def by_marker(variable: str, marker: str) -> Group:
