@@ -14,6 +14,8 @@ user namespace shares its uid's kernel keyrings with the host.
 - add_key(), request_key() and keyctl() fail with EPERM: keyrings belong to a
   uid and outlive its processes, so they would carry secrets between students;
   so does mq_open(): POSIX message queues outlive their processes as well;
+- fallocate() fails with EPERM: it fills gigabytes of a shared disk in
+  milliseconds, faster than any watchdog looks (writing takes real time);
 - io_uring_setup() fails with EPERM (an io_uring can open sockets without socket());
 - a system call of another ABI fails with EPERM: x32 on x86_64 (nr >= 0x40000000),
   and any other arch value (e.g. 32-bit int 0x80 calls, where socketcall lives),
@@ -64,14 +66,15 @@ class Arch:
     keyrings: tuple[int, ...]  # add_key, request_key, keyctl
     socketpair: int
     mq_open: int
+    fallocate: int
     has_x32: bool
 
 
 ARCHES = {
     "x86_64": Arch(audit=0xC000003E, socket=41, io_uring_setup=425, keyrings=(248, 249, 250),
-                   socketpair=53, mq_open=240, has_x32=True),
+                   socketpair=53, mq_open=240, fallocate=285, has_x32=True),
     "aarch64": Arch(audit=0xC00000B7, socket=198, io_uring_setup=425, keyrings=(217, 218, 219),
-                    socketpair=199, mq_open=180, has_x32=False),
+                    socketpair=199, mq_open=180, fallocate=47, has_x32=False),
 }
 
 
@@ -106,7 +109,7 @@ def program(arch: Arch) -> list[tuple[int, int, int, int]]:
     if arch.has_x32:
         body.append((BPF_JGE_K, "eperm", None, X32_SYSCALL_BIT))
     body.append((BPF_JEQ_K, "eperm", None, arch.io_uring_setup))
-    body += [(BPF_JEQ_K, "eperm", None, number) for number in (*arch.keyrings, arch.mq_open)]
+    body += [(BPF_JEQ_K, "eperm", None, number) for number in (*arch.keyrings, arch.mq_open, arch.fallocate)]
     body.append((BPF_JEQ_K, "eacces", None, arch.socketpair))
     body.append((BPF_JEQ_K, "eacces", "allow", arch.socket))
     returns = {"allow": SECCOMP_RET_ALLOW,

@@ -27,7 +27,7 @@ from gradeconv.sandbox.staging import Stage, remove
 KEPT_OUTPUT_BYTES = 2000
 MODES = ("bubblewrap", "uid", "none")
 WATCH_SECONDS = 0.05
-SCRATCH_WATCH_SECONDS = 1.0
+SCRATCH_WATCH_SECONDS = 0.25
 #: the watchdog kills a submission this long after its time budget, whatever grading is doing
 BUDGET_MARGIN_SECONDS = 30.0
 #: replies to load and drop carry no arrays
@@ -247,7 +247,7 @@ class Session:
 
     def _over_jail_files(self, worker: WorkerProcess) -> str | None:
         """Files in the jail's memory file systems: bounded in bytes by bwrap, in number only here."""
-        if worker.jail_pid is None:
+        if worker.jail_pid is None or not _inside_its_root(worker.jail_pid):
             return None
         files = 0
         for mount in bubblewrap.SCRATCH_MOUNTS:
@@ -284,6 +284,15 @@ class Session:
         )
         remove(self.stage)
         return self.report
+
+
+def _inside_its_root(pid: int) -> bool:
+    """The jail has switched to its own root (bwrap reports its pid before it does)."""
+    try:
+        jail, host = os.stat(f"/proc/{pid}/root"), os.stat("/")
+    except OSError:
+        return False
+    return (jail.st_dev, jail.st_ino) != (host.st_dev, host.st_ino)
 
 
 def _isolation(mode: str, stage: Stage) -> Isolation:
