@@ -189,3 +189,23 @@ def test_sweep_removes_every_ipc_object_of_the_account(tmp_path):
     accounts.sweep(accounts.Account(uid, uid, lock_fd=-1))
     assert accounts.ipc_objects(uid) == []
 
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="stages are group-owned by a worker account only as root")
+def test_a_stage_left_by_a_killed_grader_is_removed_before_its_group_is_used_again(tmp_path):
+    """A killed grader leaves its stage readable by the account's group: the next holder must not find it."""
+    account = accounts.acquire()
+    try:
+        stale = Path(tempfile.mkdtemp(prefix="gradeconv-stage-"))
+        for folder in ("runtime", "pkg", "work"):
+            (stale / folder).mkdir()
+        (stale / "pkg" / "layers.py").write_text("# a classmate's solution\n")
+        accounts.grant(account, stale)
+    finally:
+        os.close(account.lock_fd)  # the grader died holding it: no release, no sweep
+    again = accounts.acquire()
+    try:
+        assert again.gid == account.gid
+        assert not stale.exists()
+    finally:
+        accounts.release(again)

@@ -87,10 +87,29 @@ def sweep(account: Account) -> None:
     from gradeconv.sandbox.reaper import by_uid
 
     by_uid(account.uid).kill_all()
-    for entry in scratch_entries(account.uid):
+    for entry in scratch_entries(account.uid) + stale_stages(account.gid):
         remove_entry(entry)
     for kind, ident in ipc_objects(account.uid):
         remove_ipc(kind, ident)
+
+
+def stale_stages(gid: int) -> list[Path]:
+    """Stages a killed grader left behind for this account's group: the next holder could read them.
+
+    While we hold the account no live stage can belong to its group.
+    """
+    from gradeconv.sandbox.staging import STAGE_PREFIX
+
+    folder = Path(tempfile.gettempdir())
+    found = []
+    for path in folder.glob(STAGE_PREFIX + "*"):
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and info.st_gid == gid:
+            found.append(path)
+    return found
 
 
 #: System V IPC tables: kind -> (the /proc file, its id column)

@@ -272,17 +272,14 @@ class Session:
             self.worker = None
         if self.isolation.account is not None:
             clean = reaper.by_uid(self.isolation.account.uid).kill_all() and clean
-            accounts.release(self.isolation.account)
-        logs = self.stage.root / "logs"
-        self.report = SandboxReport(
-            sandbox=self.mode,
-            stdout=truncated_text(logs / "stdout"),
-            stderr=truncated_text(logs / "stderr"),
-            restarts=max(self.generation - 1, 0),
-            helper_note=self.stage.helper_note,
-            clean=clean,
-        )
+        logs = self.stage.root / "logs"  # read while nothing of the submission runs, before any sweep
+        stdout, stderr = truncated_text(logs / "stdout"), truncated_text(logs / "stderr")
         remove(self.stage)
+        if self.isolation.account is not None:
+            accounts.release(self.isolation.account)
+        self.report = SandboxReport(sandbox=self.mode, stdout=stdout, stderr=stderr,
+                                    restarts=max(self.generation - 1, 0), helper_note=self.stage.helper_note,
+                                    clean=clean)
         return self.report
 
 

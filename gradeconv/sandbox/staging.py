@@ -24,6 +24,7 @@ from gradeconv.submissions import NotRegularFile, SubmissionError, read_regular_
 
 MAX_COPIED_FILE_BYTES = 5 << 20
 HELPER = "im2col.py"
+STAGE_PREFIX = "gradeconv-stage-"
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Stage:
 
 def stage_module(module_file: Path, package: str, module_name: str, own_helper: bool) -> Stage:
     """Copy the graded module and its sibling .py files (regular files only) into a fresh stage."""
-    root = Path(tempfile.mkdtemp(prefix="gradeconv-stage-"))
+    root = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX))
     try:
         return _fill(root, module_file, package, module_name, own_helper)
     except BaseException:
