@@ -82,8 +82,9 @@ def test_a_process_whose_first_thread_exited_does_not_outlive_grading(mode, tigh
 
 SHARED_MEMORY = f"""
 import ctypes
-_libc = ctypes.CDLL(None)
+_libc = ctypes.CDLL(None, use_errno=True)
 _id = _libc.shmget({SHM_KEY}, 4 << 20, 0o1666)
+print("shmget", _id, ctypes.get_errno())
 """
 
 
@@ -99,6 +100,7 @@ def test_system_v_shared_memory_is_gone_after_grading(mode, tight_rubric, tmp_pa
         pytest.skip("a segment with the test's key exists already")
     result = grade_with(tmp_path, SHARED_MEMORY, tight_rubric, mode)
     assert result.score == result.max_score, result.output
+    assert "shmget -1 1" in result.output  # refused with EPERM: a detached segment is memory nobody counts
     assert SHM_KEY not in shared_memory_keys()
 
 
@@ -209,3 +211,23 @@ def test_a_stage_left_by_a_killed_grader_is_removed_before_its_group_is_used_aga
         assert not stale.exists()
     finally:
         accounts.release(again)
+
+
+KERNEL_SETTINGS = """
+import os
+for _path in ("/proc/sys/kernel/core_pattern", "/proc/sys/fs/file-max", "/proc/sys/vm/overcommit_memory"):
+    try:
+        os.close(os.open(_path, os.O_WRONLY))  # opened, never written
+        print("WRITABLE", _path)
+    except OSError as _error:
+        print("refused", _path, _error.errno)
+"""
+
+
+@pytest.mark.parametrize("mode", ["uid", "bubblewrap"])
+def test_the_hosts_kernel_settings_cannot_be_opened_for_writing(mode, tight_rubric, tmp_path):
+    """Under bubblewrap the worker is uid 0 without capabilities, and /proc/sys checks the uid alone."""
+    skip_unless_available(mode)
+    result = grade_with(tmp_path, KERNEL_SETTINGS, tight_rubric, mode)
+    assert "WRITABLE" not in result.output
+    assert result.output.count("refused") == 3

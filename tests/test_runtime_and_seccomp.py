@@ -234,7 +234,19 @@ results = {
     "pipe": outcome(lambda: [os.close(fd) for fd in os.pipe()]),
     "io_uring": raw_syscall(425, ctypes.c_uint(1), ctypes.create_string_buffer(120)),
     "keyctl": raw_syscall({"x86_64": 250, "aarch64": 219}.get(os.uname().machine, 250), 0, 0, 0, 0),
+    "unshare_user": raw_syscall({"x86_64": 272, "aarch64": 97}.get(os.uname().machine, 272),
+                                ctypes.c_ulong(0x10000000)),
+    "thread": outcome(lambda: __import__("threading").Thread(target=int).start()),
+    "fork": outcome(lambda: subprocess.run(["true"], check=True)),
 }
+if os.uname().machine == "x86_64":  # clone() with CLONE_NEWUSER: a child that gets through exits at once
+    libc = ctypes.CDLL(None, use_errno=True)
+    child = libc.syscall(ctypes.c_long(56), ctypes.c_ulong(0x10000000 | 17), 0, 0, 0, 0)
+    if child == 0:
+        os._exit(0)
+    results["clone_newuser"] = "ok" if child > 0 else errno.errorcode[ctypes.get_errno()]
+    if child > 0:
+        os.waitpid(child, 0)
 if os.uname().machine == "x86_64":  # socket() through the x32 syscall table
     results["x32_socket"] = raw_syscall(0x40000000 + 41, 2, 1, 0)
 grandchild = subprocess.run([sys.executable, "-I", "-S", "-c",
@@ -246,6 +258,7 @@ print(json.dumps(results))
 
 BLOCKED = {"inet": "EACCES", "inet6": "EACCES", "netlink": "EACCES", "packet": "EACCES",
            "unix": "EACCES", "socketpair": "EACCES", "pipe": "ok", "io_uring": "EPERM", "keyctl": "EPERM",
+           "unshare_user": "EPERM", "thread": "ok", "fork": "ok",
            "grandchild_inet": "PermissionError"}
 
 
@@ -262,13 +275,15 @@ def test_filter_takes_the_network_away_from_the_child_and_its_children():
     expected = dict(BLOCKED)
     if os.uname().machine == "x86_64":
         expected["x32_socket"] = "EPERM"
+        expected["clone_newuser"] = "EPERM"
     assert results == expected
 
 
 def test_without_the_filter_the_child_has_the_network():
     results = probe_network(sys.executable)
-    assert results["inet"] == results["inet6"] == results["unix"] == "ok"
+    assert results["inet"] == results["inet6"] == results["unix"] == results["socketpair"] == "ok"
     assert results["grandchild_inet"] == "ok"
+    assert results["unshare_user"] == "ok"  # the filter, not the machine, refuses it above
 
 
 @as_root

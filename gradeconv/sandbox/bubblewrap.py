@@ -82,7 +82,8 @@ def command(stage_root: Path, inner_argv: list[str], info_fd: int, scratch_bytes
     args = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--info-fd", str(info_fd),
             *(["--seccomp", str(filter_fd)] if filter_fd >= 0 else []),
-            "--proc", "/proc", "--dev", "/dev", *size, "--tmpfs", "/dev/shm", *size, "--tmpfs", "/tmp"]
+            "--proc", "/proc", "--remount-ro", "/proc",  # uid 0 without capabilities may still write /proc/sys
+            "--dev", "/dev", *size, "--tmpfs", "/dev/shm", *size, "--tmpfs", "/tmp"]
     for path in SYSTEM_DIRS:
         _bind_system(args, path)
     for path in SYSTEM_FILES:

@@ -13,9 +13,15 @@ user namespace shares its uid's kernel keyrings with the host.
   that no process's size shows; pipes still work;
 - add_key(), request_key() and keyctl() fail with EPERM: keyrings belong to a
   uid and outlive its processes, so they would carry secrets between students;
-  so does mq_open(): POSIX message queues outlive their processes as well;
+  so do mq_open() and System V IPC (shmget, shmat, msgget, semget): queues and
+  segments outlive their processes, and a detached segment is memory no
+  process's size shows;
 - fallocate() fails with EPERM: it fills gigabytes of a shared disk in
   milliseconds, faster than any watchdog looks (writing takes real time);
+- no new namespaces: unshare() and setns() fail with EPERM, clone() with any
+  CLONE_NEW* flag too, and clone3() (whose flags a filter cannot read) with
+  ENOSYS, so the C library falls back to clone(). A user namespace would give
+  the worker mounts (memory file systems nobody counts) and a view of its own;
 - io_uring_setup() fails with EPERM (an io_uring can open sockets without socket());
 - a system call of another ABI fails with EPERM: x32 on x86_64 (nr >= 0x40000000),
   and any other arch value (e.g. 32-bit int 0x80 calls, where socketcall lives),
@@ -46,6 +52,7 @@ SECCOMP_RET_ERRNO = 0x00050000
 BPF_LD_W_ABS = 0x00 | 0x00 | 0x20  # BPF_LD | BPF_W | BPF_ABS
 BPF_JEQ_K = 0x05 | 0x10 | 0x00  # BPF_JMP | BPF_JEQ | BPF_K
 BPF_JGE_K = 0x05 | 0x30 | 0x00  # BPF_JMP | BPF_JGE | BPF_K
+BPF_JSET_K = 0x05 | 0x40 | 0x00  # BPF_JMP | BPF_JSET | BPF_K
 BPF_RET_K = 0x06 | 0x00  # BPF_RET | BPF_K
 
 # offsets into struct seccomp_data (little endian)
@@ -54,6 +61,8 @@ ARCH_OFFSET = 4
 ARG0_LOW_OFFSET = 16
 
 X32_SYSCALL_BIT = 0x40000000
+#: CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET
+CLONE_NEW_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
 
 
 @dataclass(frozen=True)
@@ -67,14 +76,21 @@ class Arch:
     socketpair: int
     mq_open: int
     fallocate: int
+    sysv_ipc: tuple[int, ...]  # shmget, shmat, msgget, semget
+    unshare: int
+    setns: int
+    clone: int
+    clone3: int
     has_x32: bool
 
 
 ARCHES = {
     "x86_64": Arch(audit=0xC000003E, socket=41, io_uring_setup=425, keyrings=(248, 249, 250),
-                   socketpair=53, mq_open=240, fallocate=285, has_x32=True),
+                   socketpair=53, mq_open=240, fallocate=285, sysv_ipc=(29, 30, 68, 64), unshare=272, setns=308, clone=56, clone3=435,
+                   has_x32=True),
     "aarch64": Arch(audit=0xC00000B7, socket=198, io_uring_setup=425, keyrings=(217, 218, 219),
-                    socketpair=199, mq_open=180, fallocate=47, has_x32=False),
+                    socketpair=199, mq_open=180, fallocate=47, sysv_ipc=(194, 196, 186, 190), unshare=97, setns=268, clone=220, clone3=435,
+                    has_x32=False),
 }
 
 
@@ -97,8 +113,8 @@ def machine_arch() -> Arch | None:
 def program(arch: Arch) -> list[tuple[int, int, int, int]]:
     """The filter as (code, jt, jf, k) instructions.
 
-    Jump targets are written as the names of the three final return instructions
-    ("allow", "eacces", "eperm"; None is the next instruction) and resolved to
+    Jump targets are written as the names of the final return instructions
+    ("allow", "eacces", "eperm", "enosys"; None is the next instruction) and resolved to
     relative offsets at the end.
     """
     body = [
@@ -109,12 +125,20 @@ def program(arch: Arch) -> list[tuple[int, int, int, int]]:
     if arch.has_x32:
         body.append((BPF_JGE_K, "eperm", None, X32_SYSCALL_BIT))
     body.append((BPF_JEQ_K, "eperm", None, arch.io_uring_setup))
-    body += [(BPF_JEQ_K, "eperm", None, number) for number in (*arch.keyrings, arch.mq_open, arch.fallocate)]
-    body.append((BPF_JEQ_K, "eacces", None, arch.socketpair))
-    body.append((BPF_JEQ_K, "eacces", "allow", arch.socket))
+    refused = (*arch.keyrings, arch.mq_open, *arch.sysv_ipc, arch.fallocate, arch.unshare, arch.setns)
+    body += [(BPF_JEQ_K, "eperm", None, number) for number in refused]
+    body += [
+        (BPF_JEQ_K, "enosys", None, arch.clone3),
+        (BPF_JEQ_K, "eacces", None, arch.socketpair),
+        (BPF_JEQ_K, "eacces", None, arch.socket),
+        (BPF_JEQ_K, None, "allow", arch.clone),
+        (BPF_LD_W_ABS, None, None, ARG0_LOW_OFFSET),  # clone's flags
+        (BPF_JSET_K, "eperm", "allow", CLONE_NEW_FLAGS),
+    ]
     returns = {"allow": SECCOMP_RET_ALLOW,
                "eacces": SECCOMP_RET_ERRNO | errno.EACCES,
-               "eperm": SECCOMP_RET_ERRNO | errno.EPERM}
+               "eperm": SECCOMP_RET_ERRNO | errno.EPERM,
+               "enosys": SECCOMP_RET_ERRNO | errno.ENOSYS}
     where = {name: len(body) + index for index, name in enumerate(returns)}
 
     def offset(index: int, target: str | None) -> int:
