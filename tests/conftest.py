@@ -29,6 +29,21 @@ def default_rubric():
     return rubrics.load(ROOT / "rubric.yaml")
 
 
+#: the quick tests of small_rubric besides the conv forward "no padding" ones
+SMALL_TESTS = {"max-pool forward: the notebook's example", "max-pool backward: overlapping windows (stride < pool size)"}
+
+
+@pytest.fixture(scope="session")
+def small_rubric(default_rubric):
+    """The default rubric reduced to a few quick tests under small limits."""
+    data = default_rubric.model_dump()
+    data["limits"] = {"call_seconds": 1.0, "submission_seconds": 20.0, "memory_mb": 1024}
+    data["tests"] = [t for t in data["tests"] if t["name"] in SMALL_TESTS or t["name"].startswith("conv forward: no pad")]
+    for test in data["tests"]:
+        test["examples"] = min(test["examples"], 5)
+    return rubrics.Rubric.model_validate(data)
+
+
 def mutate(source: str, old: str, new: str) -> str:
     """The correct solution with one bug planted; fails loudly if the anchor text is gone."""
     assert source.count(old) >= 1, f"anchor not found: {old!r}"

@@ -1012,29 +1012,19 @@ def conv_forward_naive(x, w, b, conv_param):
 '''
 
 
-class TaskWatch(threading.Thread):
-    """The peak number of tasks (threads) on the host while a batch runs."""
+class Watch(threading.Thread):
+    """The highest and lowest value of a host-wide measure while a batch runs."""
 
-    def __init__(self):
+    def __init__(self, sample, interval: float):
         super().__init__(daemon=True)
-        self.base = self.peak = self.tasks()
+        self.sample, self.interval = sample, interval
+        self.base = self.peak = self.low = sample()
         self._halt = threading.Event()
 
-    @staticmethod
-    def tasks() -> int:
-        total = 0
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as handle:
-                        total += int(handle.read().rpartition(")")[2].split()[17])
-                except (OSError, ValueError, IndexError):
-                    continue
-        return total
-
     def run(self) -> None:
-        while not self._halt.wait(0.1):
-            self.peak = max(self.peak, self.tasks())
+        while not self._halt.wait(self.interval):
+            value = self.sample()
+            self.peak, self.low = max(self.peak, value), min(self.low, value)
 
     def __enter__(self):
         self.start()
@@ -1045,6 +1035,25 @@ class TaskWatch(threading.Thread):
         self.join()
 
 
+def meminfo(field: str) -> int:
+    """One /proc/meminfo field in bytes: Shmem holds memfd pages, Slab inodes and dentries."""
+    with open("/proc/meminfo") as handle:
+        return next(int(line.split()[1]) << 10 for line in handle if line.startswith(field + ":"))
+
+
+def host_tasks() -> int:
+    """Tasks (threads) on the host."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    total += int(handle.read().rpartition(")")[2].split()[17])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total
+
+
 @pytest.mark.parametrize("mode", ATTACK_MODES)
 def test_threads_count_against_the_process_limit(mode, ws, marker):
     """Threads are tasks like processes: a submission staying under 32 processes but running thousands of
@@ -1053,7 +1062,7 @@ def test_threads_count_against_the_process_limit(mode, ws, marker):
     skip_unless_available(mode)
     bomb = honest_with(THREAD_BOMB, ("conv_forward_naive",))
     class_dir = make_class(ws, {"threads": bomb})
-    with TaskWatch() as tasks:
+    with Watch(host_tasks, 0.1) as tasks:
         batch = grade_batch(ws, mode, class_dir, write_rubric(ws / "rubric.yaml", tests=base_tests(3)))
     assert_honest(batch)
     assert_nothing_left(marker, batch, mode, [ws])
@@ -1255,32 +1264,6 @@ def conv_forward_naive(x, w, b, conv_param):
 '''
 
 
-class SlabWatch(threading.Thread):
-    """The peak of the host's kernel slab memory (inodes and dentries live there) while a batch runs."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.base = self.peak = self.slab()
-        self._halt = threading.Event()
-
-    @staticmethod
-    def slab() -> int:
-        with open("/proc/meminfo") as handle:
-            return next(int(line.split()[1]) << 10 for line in handle if line.startswith("Slab:"))
-
-    def run(self) -> None:
-        while not self._halt.wait(0.05):
-            self.peak = max(self.peak, self.slab())
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._halt.set()
-        self.join()
-
-
 def test_the_jails_file_count_is_bounded(ws, marker):
     """bubblewrap only (the uid sandbox's files are on the host's disk: see the scratch tests): two calls
     creating empty files under memory_mb 256 must be stopped. Found by this test: the jail's tmpfs mounts
@@ -1288,7 +1271,7 @@ def test_the_jails_file_count_is_bounded(ws, marker):
     skip_unless_available("bubblewrap")
     hog = honest_with(INODE_HOG, ("conv_forward_naive",))
     class_dir = make_class(ws, {"inodes": hog})
-    with SlabWatch() as slab:
+    with Watch(lambda: meminfo("Slab"), 0.05) as slab:
         batch = grade_batch(ws, "bubblewrap", class_dir,
                             write_rubric(ws / "rubric.yaml", tests=base_tests(3), limits={"memory_mb": 256}))
     assert_honest(batch)
@@ -1862,32 +1845,6 @@ def conv_forward_naive(x, w, b, conv_param):
 '''
 
 
-class MemoryWatch(threading.Thread):
-    """The peak of the host's shared memory (Shmem in /proc/meminfo, which holds memfd pages) while a batch runs."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.base = self.peak = self.shmem()
-        self._halt = threading.Event()
-
-    @staticmethod
-    def shmem() -> int:
-        with open("/proc/meminfo") as handle:
-            return next(int(line.split()[1]) << 10 for line in handle if line.startswith("Shmem:"))
-
-    def run(self) -> None:
-        while not self._halt.wait(0.02):
-            self.peak = max(self.peak, self.shmem())
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._halt.set()
-        self.join()
-
-
 @pytest.mark.parametrize("mode", ATTACK_MODES)
 def test_memory_held_in_memory_files_counts_against_memory_mb(mode, ws, marker):
     """40 memory files of 60 MB (memfd_create + fallocate) under memory_mb 1024: in no process's address space
@@ -1895,7 +1852,7 @@ def test_memory_held_in_memory_files_counts_against_memory_mb(mode, ws, marker):
     skip_unless_available(mode)
     hog = honest_with(MEMFD_HOG, ("conv_forward_naive",))
     class_dir = make_class(ws, {"hog": hog})
-    with MemoryWatch() as memory:
+    with Watch(lambda: meminfo("Shmem"), 0.02) as memory:
         batch = grade_batch(ws, mode, class_dir, write_rubric(ws / "rubric.yaml", tests=base_tests(3)))
     assert_honest(batch)
     assert_nothing_left(marker, batch, mode, [ws])
@@ -1944,32 +1901,6 @@ def conv_forward_naive(x, w, b, conv_param):
 '''
 
 
-class AvailableWatch(threading.Thread):
-    """The largest drop of the host's MemAvailable while a batch runs."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.base = self.low = self.available()
-        self._halt = threading.Event()
-
-    @staticmethod
-    def available() -> int:
-        with open("/proc/meminfo") as handle:
-            return next(int(line.split()[1]) << 10 for line in handle if line.startswith("MemAvailable:"))
-
-    def run(self) -> None:
-        while not self._halt.wait(0.05):
-            self.low = min(self.low, self.available())
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._halt.set()
-        self.join()
-
-
 @pytest.mark.parametrize("mode", ATTACK_MODES)
 def test_kernel_socket_buffers_count_against_memory_mb(mode, ws, marker):
     """Full socket buffers are kernel memory no process's size shows. Found by this test: 24 processes with
@@ -1977,7 +1908,7 @@ def test_kernel_socket_buffers_count_against_memory_mb(mode, ws, marker):
     skip_unless_available(mode)
     hog = honest_with(SOCKET_BUFFERS, ("conv_forward_naive",))
     class_dir = make_class(ws, {"buffers": hog})
-    with AvailableWatch() as memory:
+    with Watch(lambda: meminfo("MemAvailable"), 0.05) as memory:
         batch = grade_batch(ws, mode, class_dir, write_rubric(ws / "rubric.yaml", tests=base_tests(3)))
     assert_honest(batch)
     assert_nothing_left(marker, batch, mode, [ws])

@@ -29,19 +29,7 @@ from gradeconv.submissions import NotRegularFile, Submission, SubmissionError, U
 from tests.conftest import CORRECT, ROOT
 
 REFERENCE = ROOT / "reference" / "layers.py"
-SMALL_TESTS = {"max-pool forward: the notebook's example", "max-pool backward: overlapping windows (stride < pool size)"}
 FUNCTIONS = ("conv_forward_naive", "conv_backward_naive", "max_pool_forward_naive", "max_pool_backward_naive")
-
-
-@pytest.fixture(scope="module")
-def small_rubric(default_rubric):
-    """The default rubric reduced to a few quick tests, as in test_hostile.py."""
-    data = default_rubric.model_dump()
-    data["limits"] = {"call_seconds": 1.0, "submission_seconds": 20.0, "memory_mb": 1024}
-    data["tests"] = [t for t in data["tests"] if t["name"] in SMALL_TESTS or t["name"].startswith("conv forward: no pad")]
-    for test in data["tests"]:
-        test["examples"] = min(test["examples"], 5)
-    return rubrics.Rubric.model_validate(data)
 
 
 def student(tmp_path: Path, name: str = "student") -> Path:

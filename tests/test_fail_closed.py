@@ -141,7 +141,7 @@ def test_an_exception_in_the_search_is_a_failure_not_a_pass():
 
 
 @pytest.fixture(scope="module")
-def small_rubric(default_rubric):
+def judged_rubric(default_rubric):
     keep = {"conv forward: the notebook's example", "conv forward: no padding (pad = 0)",
             "conv backward dx: no padding (pad = 0)", "max-pool backward: overlapping windows (stride < pool size)"}
     data = default_rubric.model_dump()
@@ -151,7 +151,7 @@ def small_rubric(default_rubric):
 
 
 @pytest.mark.parametrize("broken", ["compare", "unpack"])
-def test_an_exception_while_judging_fails_every_case_it_touches(broken, small_rubric, tmp_path, monkeypatch):
+def test_an_exception_while_judging_fails_every_case_it_touches(broken, judged_rubric, tmp_path, monkeypatch):
     """A reply that makes the parent raise (in explicit and generated cases alike) never counts as passed."""
     (tmp_path / "layers.py").write_text(CORRECT.read_text())
 
@@ -159,17 +159,17 @@ def test_an_exception_while_judging_fails_every_case_it_touches(broken, small_ru
         raise IndexError("the parent tripped over this reply")
 
     monkeypatch.setattr(checks, broken, explode)
-    result = gradeconv.grade(tmp_path / "layers.py", small_rubric, sandbox="none")[0]
+    result = gradeconv.grade(tmp_path / "layers.py", judged_rubric, sandbox="none")[0]
     assert result.score == 0
     for test in result.tests:
         assert test.outcome == outcomes.ERROR
         assert "could not judge the reply" in test.output
 
 
-def test_writing_into_inputs_fails_in_the_student_code_naming_the_array(small_rubric, tmp_path):
+def test_writing_into_inputs_fails_in_the_student_code_naming_the_array(judged_rubric, tmp_path):
     source = in_conv_forward("w *= 1.0")
     (tmp_path / "layers.py").write_text(source)
-    result = gradeconv.grade(tmp_path / "layers.py", small_rubric)[0]
+    result = gradeconv.grade(tmp_path / "layers.py", judged_rubric)[0]
     forward = [t for t in result.tests if t.function == "conv_forward_naive"]
     assert forward and all(t.outcome == outcomes.MUTATED_INPUT for t in forward)
     assert all("changed its input w in place" in t.output for t in forward)
@@ -177,7 +177,7 @@ def test_writing_into_inputs_fails_in_the_student_code_naming_the_array(small_ru
     assert all(t.passed for t in others), [t.output for t in others]
 
 
-def test_a_reply_hiding_an_input_write_still_fails(small_rubric, tmp_path):
+def test_a_reply_hiding_an_input_write_still_fails(judged_rubric, tmp_path):
     """The worker's hint is dropped, yet the write raised in the student's code: still mutated_input."""
     hide = ("import gc\n"
             "for _o in gc.get_objects():\n"
@@ -185,7 +185,7 @@ def test_a_reply_hiding_an_input_write_still_fails(small_rubric, tmp_path):
             "        _o.written_inputs = lambda *a: []\n")
     source = in_conv_forward("x[...] = 0")
     (tmp_path / "layers.py").write_text(hide + source)
-    result = gradeconv.grade(tmp_path / "layers.py", small_rubric)[0]
+    result = gradeconv.grade(tmp_path / "layers.py", judged_rubric)[0]
     forward = [t for t in result.tests if t.function == "conv_forward_naive"]
     assert all(t.outcome == outcomes.MUTATED_INPUT and "read-only" in t.output for t in forward)
 
@@ -202,13 +202,13 @@ def test_inputs_stay_writable_where_the_rubric_allows_changing_them(default_rubr
     assert result.tests[0].passed, result.tests[0].output
 
 
-def test_malformed_replies_cost_the_call_not_a_storm_of_restarts(small_rubric, tmp_path):
+def test_malformed_replies_cost_the_call_not_a_storm_of_restarts(judged_rubric, tmp_path):
     forge = ("import gc\n"
              "for _o in gc.get_objects():\n"
              "    if type(_o).__name__ == 'Worker' and hasattr(_o, 'describe'):\n"
              "        _o.describe = lambda value, arrays, depth: {'array': 7}\n")
     (tmp_path / "layers.py").write_text(forge + CORRECT.read_text())
-    result = gradeconv.grade(tmp_path / "layers.py", small_rubric)[0]
+    result = gradeconv.grade(tmp_path / "layers.py", judged_rubric)[0]
     assert result.score == 0
     assert all(t.outcome == outcomes.ERROR for t in result.tests)
     assert "refers to arrays" in result.tests[0].output

@@ -13,15 +13,14 @@ import time
 import pytest
 
 import gradeconv
-from gradeconv import rubric as rubrics
 from gradeconv.sandbox import process, reaper
-from tests.conftest import CORRECT, MODES, VECTORISED, VECTORISED_IMPORT, skip_unless_available
+from tests.conftest import CORRECT, MODES, SMALL_TESTS, VECTORISED, VECTORISED_IMPORT, skip_unless_available
 
 SOURCE = CORRECT.read_text()
 ANCHOR = '    stride, pad = conv_param["stride"], conv_param["pad"]\n    N, C, H, W = x.shape\n    F, _, HH, WW = w.shape\n    H_out'
 MARKER = "gradeconv-hostile-marker"
 FAILS_AT_IMPORT = {"infinite_loop_at_import", "syntax_error", "non_utf8_source", "import_error", "forbidden_import"}
-OTHER_TESTS = {"max-pool forward: the notebook's example", "max-pool backward: overlapping windows (stride < pool size)"}
+OTHER_TESTS = SMALL_TESTS  # graded beside the planted misbehaviour, which must not touch them
 
 
 def in_forward(code: str) -> str:
@@ -71,16 +70,6 @@ CASES = {
     "writes_files": (in_forward("open('written_in_cwd.txt', 'w').write('x')\n"
                                 "try:\n    open(__file__ + '.evil', 'w').write('x')\nexcept OSError:\n    pass"), "passed"),
 }
-
-
-@pytest.fixture(scope="module")
-def small_rubric(default_rubric):
-    data = default_rubric.model_dump()
-    data["limits"] = {"call_seconds": 1.0, "submission_seconds": 20.0, "memory_mb": 1024}
-    data["tests"] = [t for t in data["tests"] if t["name"] in OTHER_TESTS or t["name"].startswith("conv forward: no pad")]
-    for test in data["tests"]:
-        test["examples"] = min(test["examples"], 5)
-    return rubrics.Rubric.model_validate(data)
 
 
 def leftover_processes() -> list[str]:
