@@ -44,6 +44,19 @@ def available() -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=None)
+def available_to(uid: int, gid: int) -> bool:
+    """Whether bwrap started by this (unprivileged) account can build a jail: it needs user namespaces."""
+    probe = ["bwrap", "--unshare-user", "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid",
+             "--die-with-parent", "--cap-drop", "ALL", "true"]
+    try:
+        done = subprocess.run(probe, capture_output=True, timeout=10, cwd="/", user=uid, group=gid,
+                              extra_groups=[])
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
 def numpy_dirs() -> list[Path]:
     """numpy's package folder and the folder of its bundled libraries, if any."""
     package = Path(numpy.__file__).resolve().parent
@@ -66,20 +79,26 @@ def _site_dirs() -> set[str]:
     """Every folder of installed packages the jail could otherwise see: ours and the system's."""
     dirs = set(site.getsitepackages()) | {site.getusersitepackages()}
     dirs |= {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    dirs |= {found for pattern in SYSTEM_PACKAGE_GLOBS for found in glob.glob(pattern)}
-    return {d for d in dirs if os.path.isdir(d) and not os.path.islink(d)}
+    return {d for d in dirs | _system_site_dirs() if os.path.isdir(d) and not os.path.islink(d)}
+
+
+def _system_site_dirs() -> set[str]:
+    found = {path for pattern in SYSTEM_PACKAGE_GLOBS for path in glob.glob(pattern)}
+    return {d for d in found if os.path.isdir(d) and not os.path.islink(d)}
 
 
 def command(stage_root: Path, inner_argv: list[str], info_fd: int, scratch_bytes: int,
-            filter_fd: int = -1) -> list[str]:
+            filter_fd: int = -1, runtime_root: Path | None = None) -> list[str]:
     """The bwrap command line that runs inner_argv with the stage mounted at /sandbox.
 
     bwrap writes the host pid of the jail's first process to info_fd; /tmp,
     /dev/shm and the work dir are private memory file systems of scratch_bytes
-    each; filter_fd, if given, holds a seccomp program bwrap installs last.
+    each; filter_fd, if given, holds a seccomp program bwrap installs last. With
+    runtime_root (bwrap started by a worker account, in a user namespace of its
+    own) the world-readable runtime copy stands in for this interpreter and numpy.
     """
     size = ["--size", str(scratch_bytes)]
-    args = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+    args = ["bwrap", *(["--unshare-user"] if runtime_root else []), "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--info-fd", str(info_fd),
             *(["--seccomp", str(filter_fd)] if filter_fd >= 0 else []),
             "--proc", "/proc", "--remount-ro", "/proc",  # uid 0 without capabilities may still write /proc/sys
@@ -89,13 +108,18 @@ def command(stage_root: Path, inner_argv: list[str], info_fd: int, scratch_bytes
     for path in SYSTEM_FILES:
         if os.path.exists(path):
             args += ["--ro-bind", path, path]
-    for prefix in sorted({sys.base_prefix, sys.prefix}):
-        if not prefix.startswith("/usr"):
-            args += ["--ro-bind", prefix, prefix]
-    for site_dir in sorted(_site_dirs()):  # hide every installed package ...
-        args += ["--tmpfs", site_dir]
-    for path in numpy_dirs():  # ... but numpy
-        args += ["--ro-bind", str(path), f"{SANDBOX_SITE}/{path.name}"]
+    if runtime_root is not None:
+        args += ["--ro-bind", str(runtime_root), str(runtime_root)]
+        args += [arg for site_dir in sorted(_system_site_dirs()) for arg in ("--tmpfs", site_dir)]
+        args += ["--ro-bind", str(runtime_root / "site"), SANDBOX_SITE]
+    else:
+        for prefix in sorted({sys.base_prefix, sys.prefix}):
+            if not prefix.startswith("/usr"):
+                args += ["--ro-bind", prefix, prefix]
+        for site_dir in sorted(_site_dirs()):  # hide every installed package ...
+            args += ["--tmpfs", site_dir]
+        for path in numpy_dirs():  # ... but numpy
+            args += ["--ro-bind", str(path), f"{SANDBOX_SITE}/{path.name}"]
     args += ["--ro-bind", str(stage_root / "runtime"), f"{SANDBOX_ROOT}/runtime",
              "--ro-bind", str(stage_root / "pkg"), f"{SANDBOX_ROOT}/pkg",
              *size, "--tmpfs", f"{SANDBOX_ROOT}/work",

@@ -148,13 +148,16 @@ class WorkerProcess:
         env.update({k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_CORETYPE")})
         if runtime is not None:
             env.update(runtime.env)
-        if jailed:
-            jail = bubblewrap.command(self.stage.root, argv, info_write, self.limits.scratch_mb << 20, filter_read)
-            return jail, env, {}
+        account = self.isolation.account
+        as_account = {} if account is None else {"user": account.uid, "group": account.gid, "extra_groups": []}
+        if jailed:  # bwrap itself installs the seccomp filter, after building the jail
+            jail = bubblewrap.command(self.stage.root, argv, info_write, self.limits.scratch_mb << 20, filter_read,
+                                      runtime.root if runtime is not None else None)
+            if account is not None:
+                as_account["preexec_fn"] = _process_limit(self.limits.processes)
+            return jail, env, as_account
         if mode == "uid":
-            account = self.isolation.account
-            return argv, env, {"user": account.uid, "group": account.gid, "extra_groups": [],
-                               "preexec_fn": _confine(self.limits.processes)}
+            return argv, env, {**as_account, "preexec_fn": _confine(self.limits.processes)}
         return argv, env, {}
 
     def _group(self, info_read: int) -> reaper.Group:
@@ -280,6 +283,15 @@ def _filter_pipe() -> int:
     finally:
         os.close(write)
     return read
+
+
+def _process_limit(processes: int):
+    """preexec_fn for bwrap started by a worker account: the kernel bounds the account's processes."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+
+    return limit
 
 
 def _confine(processes: int):

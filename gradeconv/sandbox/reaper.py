@@ -50,7 +50,7 @@ class Group:
     def kill_all(self, wait: float = KILL_WAIT_SECONDS) -> bool:
         """SIGKILL every member until none is left; False if some survived `wait` seconds."""
         deadline = time.monotonic() + wait
-        if self.kill_at_once is not None:
+        if self.kill_at_once is not None and self.pids():
             self.kill_at_once()
         while pids := self.pids():
             if time.monotonic() > deadline:

@@ -298,15 +298,18 @@ def _isolation(mode: str, stage: Stage) -> Isolation:
         raise SandboxUnavailable(f"unknown sandbox mode {mode!r}: use one of {', '.join(MODES)}")
     if mode == "bubblewrap" and not bubblewrap.available():
         raise SandboxUnavailable("bubblewrap is not usable on this machine")
-    if mode != "uid":
+    if mode == "none" or (mode == "bubblewrap" and os.geteuid() != 0):
         return Isolation(mode)
     if os.geteuid() != 0:
         raise SandboxUnavailable("the uid sandbox needs the grader to run as root")
     account = accounts.acquire()
     try:
+        if mode == "bubblewrap" and not bubblewrap.available_to(account.uid, account.gid):
+            accounts.release(account)  # no user namespaces for accounts: the jail runs as root
+            return Isolation(mode)
         shared = runtime.shared_runtime()
         accounts.grant(account, stage.root)
     except BaseException:
         accounts.release(account)
         raise
-    return Isolation("uid", account, shared)
+    return Isolation(mode, account, shared)
