@@ -15,7 +15,7 @@ import pytest
 import gradeconv
 from gradeconv import outcomes, search
 from gradeconv import rubric as rubrics
-from gradeconv.sandbox import accounts
+from gradeconv.sandbox import accounts, bubblewrap
 from tests.conftest import CORRECT, skip_unless_available
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -231,3 +231,20 @@ def test_the_hosts_kernel_settings_cannot_be_opened_for_writing(mode, tight_rubr
     result = grade_with(tmp_path, KERNEL_SETTINGS, tight_rubric, mode)
     assert "WRITABLE" not in result.output
     assert result.output.count("refused") == 3
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root grader has worker accounts")
+def test_the_jail_of_a_root_grader_runs_student_code_as_a_worker_account(tight_rubric, tmp_path):
+    """Not as uid 0: the kernel grants some things by uid alone (/proc/sys, keyrings, no process limit)."""
+    skip_unless_available("bubblewrap")
+    account = accounts.acquire()
+    usable = bubblewrap.available_to(account.uid, account.gid)
+    accounts.release(account)
+    if not usable:
+        pytest.skip("this kernel gives unprivileged accounts no user namespaces: the jail runs as uid 0")
+    result = grade_with(tmp_path, 'import os\nprint("running as", os.getuid(), os.getgroups())\n', tight_rubric,
+                        "bubblewrap")
+    assert result.score == result.max_score, result.output
+    uid = int(result.output.split("running as ")[1].split()[0])
+    assert accounts.UID_BASE <= uid < accounts.UID_BASE + accounts.SLOTS
+    assert "running as %d []" % uid in result.output
