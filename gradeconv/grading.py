@@ -73,7 +73,7 @@ def grade_submission(submission: Submission, rubric: Rubric, sandbox: str | None
     lines = [NONE_WARNING if report.sandbox == "none" else f"sandbox: {report.sandbox}"]
     if report.helper_note:
         lines.append(f"im2col helper: {report.helper_note}")
-    for skipped in getattr(stage, "skipped", ()):
+    for skipped in stage.skipped:
         lines.append(f"not copied from your submission: {skipped}")
     if report.stdout.strip():
         lines.append("your code printed (quoted):\n" + quoted(report.stdout))

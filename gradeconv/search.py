@@ -28,7 +28,6 @@ from gradeconv.rubric import Space
 MAX_SHRINK_CALLS = 150
 
 
-
 def private_home() -> Path:
     """A folder for Hypothesis's caches that only this user owns and can enter.
 

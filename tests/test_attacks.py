@@ -1100,30 +1100,20 @@ def conv_forward_naive(x, w, b, conv_param):
 '''
 
 
-class ScratchWatch:
+def marked_bytes(marker: str) -> int:
+    """Bytes the marker's files hold in the host's scratch folders."""
+    total = 0
+    for path in marked_files(marker, []):
+        try:
+            total += os.lstat(path).st_blocks * 512
+        except OSError:
+            pass
+    return total
+
+
+def scratch_watch(marker: str) -> Watch:
     """Samples, while a batch runs, how many bytes the marker's files hold in the host's scratch folders."""
-
-    def __init__(self, marker: str):
-        self.marker, self.peak, self._stop = marker, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            total = 0
-            for path in marked_files(self.marker, []):
-                try:
-                    total += os.lstat(path).st_blocks * 512
-                except OSError:
-                    pass
-            self.peak = max(self.peak, total)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    return Watch(lambda: marked_bytes(marker), 0.02)
 
 
 @pytest.mark.parametrize("mode", ATTACK_MODES)
@@ -1135,7 +1125,7 @@ def test_i_scratch_space_is_bounded_and_removed(mode, ws, marker):
     skip_unless_available(mode)
     filler = honest_with(fill(SCRATCH_FILLER, MARKER=marker), ("conv_forward_naive",))
     class_dir = make_class(ws, {"filler": filler})
-    with ScratchWatch(marker) as watch:
+    with scratch_watch(marker) as watch:
         batch = grade_batch(ws, mode, class_dir, write_rubric(ws / "rubric.yaml", tests=base_tests(3)))
     printed = batch.rows["filler"]["output"]
     if mode == "bubblewrap":
@@ -1189,7 +1179,7 @@ def test_scratch_space_is_bounded_while_it_is_being_filled(mode, ws, marker):
     skip_unless_available(mode)
     filler = honest_with(fill(FAST_FILLER, MARKER=marker), ("conv_forward_naive",))
     class_dir = make_class(ws, {"filler": filler})
-    with ScratchWatch(marker) as watch:
+    with scratch_watch(marker) as watch:
         batch = grade_batch(ws, mode, class_dir, write_rubric(ws / "rubric.yaml", tests=base_tests(3)))
     assert_honest(batch)
     assert_nothing_left(marker, batch, mode, [ws])
@@ -1233,7 +1223,7 @@ def test_scratch_accounting_cannot_be_blinded_by_many_entries(mode, ws, marker):
     skip_unless_available(mode)
     blinder = honest_with(fill(BLINDER, MARKER=marker), ("conv_forward_naive",))
     class_dir = make_class(ws, {"blinder": blinder})
-    with ScratchWatch(marker) as watch:
+    with scratch_watch(marker) as watch:
         batch = grade_batch(ws, mode, class_dir, write_rubric(ws / "rubric.yaml", tests=base_tests(3)))
     assert_honest(batch)
     assert_nothing_left(marker, batch, mode, [ws])

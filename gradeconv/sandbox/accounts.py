@@ -19,6 +19,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from gradeconv.sandbox.reaper import by_uid
+from gradeconv.sandbox.staging import STAGE_PREFIX
+
 UID_BASE = int(os.environ.get("GRADECONV_UID_BASE", "61000"))
 SLOTS = 256
 #: world-writable folders where any uid can leave files behind
@@ -77,20 +80,24 @@ def acquire() -> Account:
     raise NoAccount(f"all {SLOTS} worker accounts from uid {UID_BASE} are in use")
 
 
-def release(account: Account) -> None:
-    sweep(account)
+def release(account: Account) -> bool:
+    """Sweep the account and give it back; False if one of its processes survived the kill."""
+    gone = sweep(account)
     os.close(account.lock_fd)
+    return gone
 
 
-def sweep(account: Account) -> None:
-    """Kill every process of the account; remove what it left in scratch folders and System V IPC."""
-    from gradeconv.sandbox.reaper import by_uid
+def sweep(account: Account) -> bool:
+    """Kill every process of the account; remove what it left in scratch folders and System V IPC.
 
-    by_uid(account.uid).kill_all()
+    Returns False if a process survived the kill.
+    """
+    gone = by_uid(account.uid).kill_all()
     for entry in scratch_entries(account.uid) + stale_stages(account.gid):
         remove_entry(entry)
     for kind, ident in ipc_objects(account.uid):
         remove_ipc(kind, ident)
+    return gone
 
 
 def stale_stages(gid: int) -> list[Path]:
@@ -98,8 +105,6 @@ def stale_stages(gid: int) -> list[Path]:
 
     While we hold the account no live stage can belong to its group.
     """
-    from gradeconv.sandbox.staging import STAGE_PREFIX
-
     folder = Path(tempfile.gettempdir())
     found = []
     for path in folder.glob(STAGE_PREFIX + "*"):

@@ -98,8 +98,8 @@ def command(stage_root: Path, inner_argv: list[str], info_fd: int, scratch_bytes
     own) the world-readable runtime copy stands in for this interpreter and numpy.
     """
     size = ["--size", str(scratch_bytes)]
-    args = ["bwrap", *(["--unshare-user"] if runtime_root else []), "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--info-fd", str(info_fd),
+    args = ["bwrap", *(["--unshare-user"] if runtime_root else []),
+            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--info-fd", str(info_fd),
             *(["--seccomp", str(filter_fd)] if filter_fd >= 0 else []),
             "--proc", "/proc", "--remount-ro", "/proc",  # uid 0 without capabilities may still write /proc/sys
             "--dev", "/dev", *size, "--tmpfs", "/dev/shm", *size, "--tmpfs", "/tmp"]

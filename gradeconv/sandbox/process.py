@@ -90,6 +90,7 @@ class WorkerProcess:
         self.kill_reason: str | None = None
         self.jail_pid: int | None = None  # under bubblewrap: the jail's first process, seen from here
         self._closed = False
+        self.group: reaper.Group | None = None  # known once the worker has started
         request_read, self._request_write = os.pipe()
         self._reply_read, reply_write = os.pipe()
         os.set_blocking(self._request_write, False)
@@ -154,10 +155,12 @@ class WorkerProcess:
             jail = bubblewrap.command(self.stage.root, argv, info_write, self.limits.scratch_mb << 20, filter_read,
                                       runtime.root if runtime is not None else None)
             if account is not None:
-                as_account["preexec_fn"] = _process_limit(self.limits.processes)
+                as_account["preexec_fn"] = _confine(self.limits.processes)
             return jail, env, as_account
         if mode == "uid":
-            return argv, env, {**as_account, "preexec_fn": _confine(self.limits.processes)}
+            install = (seccomp.no_network_installer() if seccomp.supported()
+                       else seccomp.no_new_privileges_installer())
+            return argv, env, {**as_account, "preexec_fn": _confine(self.limits.processes, install)}
         return argv, env, {}
 
     def _group(self, info_read: int) -> reaper.Group:
@@ -258,7 +261,7 @@ class WorkerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError, AttributeError):
             pass
-        gone = self.group.kill_all() if hasattr(self, "group") else True
+        gone = self.group.kill_all() if self.group is not None else True
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -285,38 +288,18 @@ def _filter_pipe() -> int:
     return read
 
 
-def _process_limit(processes: int):
-    """preexec_fn for bwrap started by a worker account: the kernel bounds the account's processes."""
+def _confine(processes: int, install=None):
+    """preexec_fn for a worker account: the kernel bounds its processes; then `install` runs (seccomp).
 
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
-
-    return limit
-
-
-def _confine(processes: int):
-    """preexec_fn for a worker account: no network, no new privileges, a bounded number of processes."""
-    install = seccomp.no_network_installer() if seccomp.supported() else _no_new_privileges()
+    bwrap started by an account gets no `install`: it installs the filter itself, after building the jail.
+    """
 
     def confine() -> None:
         resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
-        install()
+        if install is not None:
+            install()
 
     return confine
-
-
-def _no_new_privileges():
-    """Where seccomp is unavailable: at least no setuid gains for anything the student runs."""
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    PR_SET_NO_NEW_PRIVS = 38
-
-    def install() -> None:
-        if prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
-
-    return install
 
 
 def reply_budget(expected_bytes: int) -> int:

@@ -11,9 +11,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
-DOTTED = r"^[A-Za-z_][A-Za-z0-9_.]{0,199}$"
-LOCATION = r"^[A-Za-z0-9_./-]{1,200}:[0-9]{1,9}$"
+from gradeconv.sandbox.wire import DOTTED, IDENTIFIER, LOCATION
+
 MAX_ITEMS = 64
 
 

@@ -149,16 +149,18 @@ def program(arch: Arch) -> list[tuple[int, int, int, int]]:
 
 
 class _Installer:
-    """preexec_fn that installs a prebuilt filter: two prctl calls and nothing else.
+    """preexec_fn that sets no_new_privs and installs a prebuilt filter (if any): prctl calls only.
 
     It keeps the instruction array and the sock_fprog pointing at it alive for as
     long as it exists.
     """
 
-    def __init__(self, instructions: list[tuple[int, int, int, int]]):
-        self.filters = (_SockFilter * len(instructions))(*[_SockFilter(*i) for i in instructions])
-        self.fprog = _SockFprog(len(instructions), ctypes.cast(self.filters, ctypes.POINTER(_SockFilter)))
-        self.address = ctypes.addressof(self.fprog)
+    def __init__(self, instructions: list[tuple[int, int, int, int]] | None):
+        self.address = None
+        if instructions is not None:
+            self.filters = (_SockFilter * len(instructions))(*[_SockFilter(*i) for i in instructions])
+            self.fprog = _SockFprog(len(instructions), ctypes.cast(self.filters, ctypes.POINTER(_SockFilter)))
+            self.address = ctypes.addressof(self.fprog)
         libc = ctypes.CDLL(None, use_errno=True)
         self.prctl = libc.prctl
         self.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
@@ -169,17 +171,21 @@ class _Installer:
         if self.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             code = ctypes.get_errno()
             raise OSError(code, f"prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(code)}")
-        if self.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, self.address, 0, 0) != 0:
+        if self.address is not None and self.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, self.address, 0, 0) != 0:
             code = ctypes.get_errno()
             raise OSError(code, f"prctl(PR_SET_SECCOMP): {os.strerror(code)}")
 
 
-def program_bytes() -> bytes:
-    """The filter as the raw struct sock_filter array bwrap's --seccomp reads from a file descriptor."""
+def _machine_program() -> list[tuple[int, int, int, int]]:
     arch = machine_arch()
     if arch is None:
         raise RuntimeError(f"no seccomp filter for this architecture ({os.uname().machine})")
-    return b"".join(struct.pack("=HBBI", *instruction) for instruction in program(arch))
+    return program(arch)
+
+
+def program_bytes() -> bytes:
+    """The filter as the raw struct sock_filter array bwrap's --seccomp reads from a file descriptor."""
+    return b"".join(struct.pack("=HBBI", *instruction) for instruction in _machine_program())
 
 
 def no_network_installer() -> Callable[[], None]:
@@ -187,10 +193,12 @@ def no_network_installer() -> Callable[[], None]:
 
     The filter is built here, in the parent, so the child only makes the two prctl calls.
     """
-    arch = machine_arch()
-    if arch is None:
-        raise RuntimeError(f"no seccomp filter for this architecture ({os.uname().machine})")
-    return _Installer(program(arch))
+    return _Installer(_machine_program())
+
+
+def no_new_privileges_installer() -> Callable[[], None]:
+    """Where the filter is not supported: a preexec_fn that at least forbids setuid gains."""
+    return _Installer(None)
 
 
 @functools.lru_cache(maxsize=1)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradeconv.sandbox import accounts, bubblewrap, reaper, runtime
+from gradeconv.sandbox import accounts, bubblewrap, runtime
 from gradeconv.sandbox.process import Isolation, Limits, Reply, WorkerProcess, reply_budget
 from gradeconv.sandbox.staging import Stage, remove
 
@@ -270,13 +270,11 @@ class Session:
         if self.worker is not None:
             clean = self.worker.kill()
             self.worker = None
-        if self.isolation.account is not None:
-            clean = reaper.by_uid(self.isolation.account.uid).kill_all() and clean
-        logs = self.stage.root / "logs"  # read while nothing of the submission runs, before any sweep
+        logs = self.stage.root / "logs"  # read before the account's sweep, which removes stages of its group
         stdout, stderr = truncated_text(logs / "stdout"), truncated_text(logs / "stderr")
         remove(self.stage)
-        if self.isolation.account is not None:
-            accounts.release(self.isolation.account)
+        if self.isolation.account is not None:  # its processes outside the jail too
+            clean = accounts.release(self.isolation.account) and clean
         self.report = SandboxReport(sandbox=self.mode, stdout=stdout, stderr=stderr,
                                     restarts=max(self.generation - 1, 0), helper_note=self.stage.helper_note,
                                     clean=clean)

@@ -19,6 +19,12 @@ import struct
 
 import numpy as np
 
+#: text fields of a reply must match these (the parent's schema, gradeconv.sandbox.replies, checks
+#: them; the worker keeps to them): an exception's type, a module name, a "file:line"
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
+DOTTED = r"^[A-Za-z_][A-Za-z0-9_.]{0,199}$"
+LOCATION = r"^[A-Za-z0-9_./-]{1,200}:[0-9]{1,9}$"
+
 _LENGTH = struct.Struct(">I")
 MAX_HEADER_BYTES = 1 << 20
 MAX_NPY_HEADER_BYTES = 4096

@@ -16,11 +16,6 @@ import traceback
 
 OPEN_FILES = 256
 
-# The parent refuses replies outside its schema (gradeconv.sandbox.replies): keep to it.
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
-_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,199}$")
-_LOCATION = re.compile(r"^[A-Za-z0-9_./-]{1,200}:[0-9]{1,9}$")
-
 
 def apply_limits(config):
     """Memory, file size, open file and core-dump limits, soft and hard, before any student code runs."""
@@ -80,6 +75,10 @@ class Worker:
         self.module = None
         self.stored = {}
         self.ndarray = np.ndarray
+        # the parent refuses replies whose text fields are not of these forms: keep to them
+        wire = channel.wire
+        self.identifier, self.dotted, self.location_form = (
+            re.compile(pattern) for pattern in (wire.IDENTIFIER, wire.DOTTED, wire.LOCATION))
 
     def serve(self):
         while True:
@@ -181,16 +180,30 @@ class Worker:
         kind = type(error).__name__
         reply = {
             "status": "raised",
-            "type": kind if _IDENTIFIER.match(kind) else "Exception",
+            "type": kind if self.identifier.match(kind) else "Exception",
             "message": _safe_str(error)[:2000],
-            "where": _student_location(error, self.config["package_dir"]),
+            "where": self.student_location(error),
         }
         if isinstance(error, ImportError):
             name = getattr(error, "name", None)
-            reply["module"] = name if isinstance(name, str) and _DOTTED.match(name) else None
+            reply["module"] = name if isinstance(name, str) and self.dotted.match(name) else None
         if isinstance(error, SyntaxError):
-            reply["where"] = _location(os.path.basename(error.filename or "?"), error.lineno)
+            reply["where"] = self.location(os.path.basename(error.filename or "?"), error.lineno)
         return reply
+
+    def student_location(self, error):
+        """file:line of the innermost traceback frame inside the submission, if any."""
+        package_dir = self.config["package_dir"]
+        location = None
+        for frame in traceback.extract_tb(error.__traceback__):
+            if frame.filename.startswith(package_dir):
+                location = self.location(os.path.relpath(frame.filename, package_dir), frame.lineno)
+        return location
+
+    def location(self, filename, line):
+        """file:line in the form the parent accepts, or None."""
+        text = f"{filename}:{line}"
+        return text if type(line) is int and self.location_form.match(text) else None
 
 
 def _safe_str(error):
@@ -199,20 +212,6 @@ def _safe_str(error):
     except BaseException:
         return "<unprintable exception>"
 
-
-def _student_location(error, package_dir):
-    """file:line of the innermost traceback frame inside the submission, if any."""
-    location = None
-    for frame in traceback.extract_tb(error.__traceback__):
-        if frame.filename.startswith(package_dir):
-            location = _location(os.path.relpath(frame.filename, package_dir), frame.lineno)
-    return location
-
-
-def _location(filename, line):
-    """file:line in the form the parent accepts, or None."""
-    text = f"{filename}:{line}"
-    return text if type(line) is int and _LOCATION.match(text) else None
 
 
 def main():
