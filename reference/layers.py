@@ -19,6 +19,23 @@ __all__ = [
     "conv_backward_naive",
     "max_pool_forward_naive",
     "max_pool_backward_naive",
+    "affine_forward",
+    "affine_backward",
+    "relu_forward",
+    "relu_backward",
+    "svm_loss",
+    "softmax_loss",
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "batchnorm_backward_alt",
+    "layernorm_forward",
+    "layernorm_backward",
+    "dropout_forward",
+    "dropout_backward",
+    "spatial_batchnorm_forward",
+    "spatial_batchnorm_backward",
+    "spatial_groupnorm_forward",
+    "spatial_groupnorm_backward",
 ]
 
 
@@ -136,3 +153,247 @@ def max_pool_backward_naive(dout, cache):
     dcols[cols.argmax(axis=0), np.arange(cols.shape[1])] = routed
     dx = col2im_indices(dcols, (n * c, 1, h, w), height, width, padding=0, stride=stride)
     return dx.reshape(x.shape)
+
+
+# ---------------------------------------------------------------------------
+# The rest of assignment 2 (cs231n/layers.py, 2021+ conventions). Every function
+# works in float64 and never writes into its inputs; batchnorm replaces the
+# running statistics in bn_param with new arrays.
+# ---------------------------------------------------------------------------
+
+
+def _f64(array) -> np.ndarray:
+    """array as float64 (no copy when it already is)."""
+    return np.asarray(array, dtype=np.float64)
+
+
+def affine_forward(x, w, b):
+    """out = x.reshape(N, D) @ w + b; returns (out, (x, w, b))."""
+    x, w, b = _f64(x), _f64(w), _f64(b)
+    out = x.reshape(x.shape[0], -1) @ w + b
+    return out, (x, w, b)
+
+
+def affine_backward(dout, cache):
+    """Gradients (dx, dw, db) of the affine layer; dx has x's original shape."""
+    x, w, b = cache
+    dout = _f64(dout)
+    dx = (dout @ w.T).reshape(x.shape)
+    dw = x.reshape(x.shape[0], -1).T @ dout
+    db = dout.sum(axis=0)
+    return dx, dw, db
+
+
+def relu_forward(x):
+    """out = max(x, 0); cache is x."""
+    x = _f64(x)
+    return np.maximum(x, 0.0), x
+
+
+def relu_backward(dout, cache):
+    """dx = dout where x > 0, else 0."""
+    return np.where(cache > 0, _f64(dout), 0.0)
+
+
+def svm_loss(x, y):
+    """Multiclass hinge loss (margin 1, correct class excluded) averaged over N; returns (loss, dx)."""
+    x = _f64(x)
+    y = np.asarray(y)
+    n = x.shape[0]
+    rows = np.arange(n)
+    margins = np.maximum(0.0, x - x[rows, y][:, None] + 1.0)
+    margins[rows, y] = 0.0
+    loss = margins.sum() / n
+    positive = (margins > 0).astype(np.float64)
+    positive[rows, y] -= positive.sum(axis=1)
+    return np.float64(loss), positive / n
+
+
+def softmax_loss(x, y):
+    """Cross-entropy of softmax(x) averaged over N (row max subtracted); returns (loss, dx)."""
+    x = _f64(x)
+    y = np.asarray(y)
+    n = x.shape[0]
+    rows = np.arange(n)
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -log_probs[rows, y].sum() / n
+    dx = np.exp(log_probs)
+    dx[rows, y] -= 1.0
+    return np.float64(loss), dx / n
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    """Batch normalisation of x (N, D); returns (out, cache).
+
+    Train mode normalises with the biased batch statistics and stores new running
+    averages in bn_param; test mode uses the running statistics. As in the course,
+    bn_param receives 'running_mean'/'running_var' (zeros when absent) in both modes.
+    """
+    x, gamma, beta = _f64(x), _f64(gamma), _f64(beta)
+    mode = bn_param["mode"]
+    eps = bn_param.get("eps", 1e-5)
+    momentum = bn_param.get("momentum", 0.9)
+    d = x.shape[1]
+    running_mean = _f64(bn_param.get("running_mean", np.zeros(d)))
+    running_var = _f64(bn_param.get("running_var", np.zeros(d)))
+    if mode == "train":
+        mean = x.mean(axis=0)
+        var = x.var(axis=0)
+        inv_std = 1.0 / np.sqrt(var + eps)
+        x_hat = (x - mean) * inv_std
+        running_mean = momentum * running_mean + (1 - momentum) * mean
+        running_var = momentum * running_var + (1 - momentum) * var
+    elif mode == "test":
+        inv_std = 1.0 / np.sqrt(running_var + eps)
+        x_hat = (x - running_mean) * inv_std
+    else:
+        raise ValueError(f"Invalid forward batchnorm mode {mode!r}")
+    out = gamma * x_hat + beta
+    bn_param["running_mean"] = running_mean
+    bn_param["running_var"] = running_var
+    return out, (mode, x_hat, inv_std, gamma)
+
+
+def _batchnorm_test_backward(dout, cache):
+    _, x_hat, inv_std, gamma = cache
+    return dout * gamma * inv_std, (dout * x_hat).sum(axis=0), dout.sum(axis=0)
+
+
+def batchnorm_backward(dout, cache):
+    """Gradients (dx, dgamma, dbeta) by walking the forward computation graph backwards."""
+    dout = _f64(dout)
+    if cache[0] == "test":
+        return _batchnorm_test_backward(dout, cache)
+    _, x_hat, inv_std, gamma = cache
+    n = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)
+    dx_hat = dout * gamma
+    centred = x_hat / inv_std  # x - mean
+    dinv_std = (dx_hat * centred).sum(axis=0)
+    dvar = dinv_std * -0.5 * inv_std**3  # d(var + eps)^(-1/2) / dvar
+    dcentred = dx_hat * inv_std + dvar * 2.0 * centred / n
+    dx = dcentred - dcentred.sum(axis=0) / n
+    return dx, dgamma, dbeta
+
+
+def batchnorm_backward_alt(dout, cache):
+    """Gradients (dx, dgamma, dbeta) from the simplified closed form."""
+    dout = _f64(dout)
+    if cache[0] == "test":
+        return _batchnorm_test_backward(dout, cache)
+    _, x_hat, inv_std, gamma = cache
+    n = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)
+    dx_hat = dout * gamma
+    dx = inv_std / n * (n * dx_hat - dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat).sum(axis=0))
+    return dx, dgamma, dbeta
+
+
+def layernorm_forward(x, gamma, beta, ln_param):
+    """Normalise each row of x (N, D) over its features; returns (out, cache)."""
+    x, gamma, beta = _f64(x), _f64(gamma), _f64(beta)
+    eps = ln_param.get("eps", 1e-5)
+    mean = x.mean(axis=1, keepdims=True)
+    inv_std = 1.0 / np.sqrt(x.var(axis=1, keepdims=True) + eps)
+    x_hat = (x - mean) * inv_std
+    return gamma * x_hat + beta, (x_hat, inv_std, gamma)
+
+
+def layernorm_backward(dout, cache):
+    """Gradients (dx, dgamma, dbeta) of layer normalisation."""
+    dout = _f64(dout)
+    x_hat, inv_std, gamma = cache
+    d = dout.shape[1]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)
+    dx_hat = dout * gamma
+    dx = inv_std / d * (
+        d * dx_hat - dx_hat.sum(axis=1, keepdims=True) - x_hat * (dx_hat * x_hat).sum(axis=1, keepdims=True)
+    )
+    return dx, dgamma, dbeta
+
+
+def dropout_forward(x, dropout_param):
+    """Inverted dropout with KEEP probability p; returns (out, (dropout_param, mask)).
+
+    As in the course, np.random.seed(seed) runs whenever 'seed' is present (in
+    either mode), and train mode draws np.random.rand(*x.shape) once. Test mode
+    returns a copy of x and mask None.
+    """
+    x = _f64(x)
+    p, mode = dropout_param["p"], dropout_param["mode"]
+    if "seed" in dropout_param:
+        np.random.seed(dropout_param["seed"])
+    mask = None
+    if mode == "train":
+        mask = (np.random.rand(*x.shape) < p) / p
+        out = x * mask
+    elif mode == "test":
+        out = x.copy()
+    else:
+        raise ValueError(f"Invalid forward dropout mode {mode!r}")
+    return out, (dropout_param, mask)
+
+
+def dropout_backward(dout, cache):
+    """dx = dout * mask in train mode, dout in test mode."""
+    dropout_param, mask = cache
+    dout = _f64(dout)
+    if dropout_param["mode"] == "train":
+        return dout * mask
+    return dout.copy()
+
+
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    """Batch normalisation of x (N, C, H, W) per channel over N*H*W; gamma, beta (C,)."""
+    x = _f64(x)
+    n, c, h, w = x.shape
+    flat = x.transpose(0, 2, 3, 1).reshape(-1, c)
+    out, cache = batchnorm_forward(flat, gamma, beta, bn_param)
+    return out.reshape(n, h, w, c).transpose(0, 3, 1, 2), cache
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """Gradients (dx, dgamma, dbeta) of spatial batchnorm; dgamma, dbeta (C,)."""
+    dout = _f64(dout)
+    n, c, h, w = dout.shape
+    dx, dgamma, dbeta = batchnorm_backward_alt(dout.transpose(0, 2, 3, 1).reshape(-1, c), cache)
+    return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2), dgamma, dbeta
+
+
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    """Group normalisation of x (N, C, H, W) over G blocks of C // G consecutive channels.
+
+    gamma and beta have shape (1, C, 1, 1) (the course) or (C,); the backward's
+    dgamma and dbeta take gamma's shape.
+    """
+    x, gamma, beta = _f64(x), _f64(gamma), _f64(beta)
+    n, c, h, w = x.shape
+    if G < 1 or c % G:
+        raise ValueError(f"G={G} does not divide C={c}")
+    eps = gn_param.get("eps", 1e-5)
+    groups = x.reshape(n, G, -1)
+    mean = groups.mean(axis=2, keepdims=True)
+    inv_std = 1.0 / np.sqrt(groups.var(axis=2, keepdims=True) + eps)
+    x_hat = ((groups - mean) * inv_std).reshape(x.shape)
+    out = gamma.reshape(1, c, 1, 1) * x_hat + beta.reshape(1, c, 1, 1)
+    return out, (G, x_hat, inv_std, gamma)
+
+
+def spatial_groupnorm_backward(dout, cache):
+    """Gradients (dx, dgamma, dbeta) of spatial group normalisation."""
+    G, x_hat, inv_std, gamma = cache
+    dout = _f64(dout)
+    n, c, h, w = dout.shape
+    dgamma = (dout * x_hat).sum(axis=(0, 2, 3)).reshape(gamma.shape)
+    dbeta = dout.sum(axis=(0, 2, 3)).reshape(gamma.shape)
+    dx_hat = (dout * gamma.reshape(1, c, 1, 1)).reshape(n, G, -1)
+    x_hat = x_hat.reshape(n, G, -1)
+    m = x_hat.shape[2]
+    dx = inv_std / m * (
+        m * dx_hat - dx_hat.sum(axis=2, keepdims=True) - x_hat * (dx_hat * x_hat).sum(axis=2, keepdims=True)
+    )
+    return dx.reshape(dout.shape), dgamma, dbeta
