@@ -475,3 +475,174 @@ def test_reference_never_writes_into_its_inputs():
     words = frozen(np.array([[0, 1, 0], [2, 2, 0]]))[0]
     R.word_embedding_backward(dh, R.word_embedding_forward(words, wx[:3, :3])[1])
     R.temporal_softmax_loss(dh, words, frozen(np.ones((2, 3), dtype=bool))[0])
+
+
+# --------------------------------------------------------------------- the student-style solutions
+
+
+def load(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def a2():
+    return load(A2, "solution_a2_layers")
+
+
+@pytest.fixture(scope="module")
+def a3():
+    return load(A3, "solution_a3_rnn_layers")
+
+
+def imports(path):
+    return [ast.unparse(node) for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, (ast.Import, ast.ImportFrom))]
+
+
+def test_solutions_import_only_what_the_course_files_import():
+    assert A2.read_text().startswith("from builtins import range\nimport numpy as np\n")
+    assert imports(A2) == ["from builtins import range", "import numpy as np"]
+    assert imports(A3) == ["import numpy as np"]
+
+
+def test_a2_solution_copies_alices_conv_and_pool_verbatim(a2):
+    alice = load(ALICE, "alice_layers")
+    for name in L.__all__[:4]:
+        assert inspect.getsource(getattr(a2, name)) == inspect.getsource(getattr(alice, name)), name
+
+
+def test_solutions_define_every_reference_function(a2, a3):
+    assert not [name for name in L.__all__ if not callable(getattr(a2, name, None))]
+    assert not [name for name in R.__all__ if name != "sigmoid" and not callable(getattr(a3, name, None))]
+
+
+def _affine(m, rng, n, a, b, c):
+    x, w, bias, dout = rng.normal(size=(n, a, b)), rng.normal(size=(a * b, c)), rng.normal(size=c), rng.normal(size=(n, c))
+    out, cache = m.affine_forward(x, w, bias)
+    return [out, *m.affine_backward(dout, cache)]
+
+
+def _relu(m, rng, n, a, b, c):
+    x, dout = rng.normal(size=(n, a, b)), rng.normal(size=(n, a, b))
+    out, cache = m.relu_forward(x)
+    return [out, m.relu_backward(dout, cache)]
+
+
+def _losses(m, rng, n, a, b, c):
+    x, y = rng.normal(size=(n, a + 1)) * 3, rng.integers(0, a + 1, size=n)
+    return [*m.svm_loss(x, y), *m.softmax_loss(x, y), *m.softmax_loss(x * 1000, y)]
+
+
+def _batchnorm(m, rng, n, a, b, c):
+    x, gamma, beta, dout = rng.normal(size=(n, a)) + 1, rng.normal(size=a), rng.normal(size=a), rng.normal(size=(n, a))
+    results = []
+    for mode in ("train", "test"):
+        param = {"mode": mode, "momentum": 0.7, "running_mean": rng.normal(size=a), "running_var": rng.uniform(0.5, 2, size=a)}
+        out, cache = m.batchnorm_forward(x, gamma, beta, param)
+        results += [out, param["running_mean"], param["running_var"], *m.batchnorm_backward(dout, cache), *m.batchnorm_backward_alt(dout, cache)]
+    param = {"mode": "train"}
+    results.append(m.batchnorm_forward(x, gamma, beta, param)[0])
+    return results + [param["running_mean"], param["running_var"]]
+
+
+def _layernorm(m, rng, n, a, b, c):
+    x, gamma, beta, dout = rng.normal(size=(n, a)), rng.normal(size=a), rng.normal(size=a), rng.normal(size=(n, a))
+    out, cache = m.layernorm_forward(x, gamma, beta, {"eps": 1e-4})
+    return [out, *m.layernorm_backward(dout, cache)]
+
+
+def _dropout(m, rng, n, a, b, c):
+    x, dout, seed = rng.normal(size=(n, a, b)), rng.normal(size=(n, a, b)), int(rng.integers(0, 2**31))
+    results = []
+    for mode in ("train", "test"):
+        out, cache = m.dropout_forward(x, {"mode": mode, "p": float(rng.uniform(0.1, 0.9)), "seed": seed})
+        results += [out, m.dropout_backward(dout, cache)]
+    return results
+
+
+def _spatial_batchnorm(m, rng, n, a, b, c):
+    x, gamma, beta, dout = rng.normal(size=(n, a, b, c)), rng.normal(size=a), rng.normal(size=a), rng.normal(size=(n, a, b, c))
+    results = []
+    for mode in ("train", "test"):
+        param = {"mode": mode, "running_mean": rng.normal(size=a), "running_var": rng.uniform(0.5, 2, size=a)}
+        out, cache = m.spatial_batchnorm_forward(x, gamma, beta, param)
+        results += [out, param["running_mean"], param["running_var"], *m.spatial_batchnorm_backward(dout, cache)]
+    return results
+
+
+def _spatial_groupnorm(m, rng, n, a, b, c):
+    groups = int(rng.integers(1, 4))
+    shape = (n, groups * a, b, c)
+    x, dout = rng.normal(size=shape), rng.normal(size=shape)
+    results = []
+    for gamma_shape in ((1, shape[1], 1, 1), (shape[1],)):
+        gamma, beta = rng.normal(size=gamma_shape), rng.normal(size=gamma_shape)
+        out, cache = m.spatial_groupnorm_forward(x, gamma, beta, groups, {"eps": 1e-5})
+        results += [out, *m.spatial_groupnorm_backward(dout, cache)]
+    return results
+
+
+def _conv(m, rng, n, a, b, c):
+    stride, pad, kernel = int(rng.integers(1, 3)), int(rng.integers(0, 3)), int(rng.integers(1, 4))
+    h, w = (b - 1) * stride + kernel - 2 * pad, (c - 1) * stride + kernel - 2 * pad
+    h, w = h + stride * max(0, -((h - 1) // stride)), w + stride * max(0, -((w - 1) // stride))
+    x, wts, bias = rng.normal(size=(n, a, h, w)), rng.normal(size=(2, a, kernel, kernel)), rng.normal(size=2)
+    param = {"stride": stride, "pad": pad}
+    out, cache = m.conv_forward_naive(x, wts, bias, param)
+    return [out, *m.conv_backward_naive(rng.normal(size=out.shape), cache)]
+
+
+def _pool(m, rng, n, a, b, c):
+    size, stride = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+    x = rng.normal(size=(n, a, (b - 1) * stride + size, (c - 1) * stride + size))
+    out, cache = m.max_pool_forward_naive(x, {"pool_height": size, "pool_width": size, "stride": stride})
+    return [out, m.max_pool_backward_naive(rng.normal(size=out.shape), cache)]
+
+
+def _rnn(m, rng, n, a, b, c):
+    x, h0, wx, wh, bias = rnn_case(rng, n, a, b, c)
+    next_h, cache = m.rnn_step_forward(x[:, 0], h0, wx, wh, bias)
+    results = [next_h, *m.rnn_step_backward(rng.normal(size=next_h.shape), cache)]
+    h, cache = m.rnn_forward(x, h0, wx, wh, bias)
+    return results + [h, *m.rnn_backward(rng.normal(size=h.shape), cache)]
+
+
+def _lstm(m, rng, n, a, b, c):
+    x, h0, wx, wh, bias = rnn_case(rng, n, a, b, c, gates=4)
+    next_h, next_c, cache = m.lstm_step_forward(x[:, 0], h0, h0 * 2, wx, wh, bias)
+    results = [next_h, next_c, *m.lstm_step_backward(rng.normal(size=next_h.shape), rng.normal(size=next_h.shape), cache)]
+    h, cache = m.lstm_forward(x, h0, wx, wh, bias)
+    return results + [h, *m.lstm_backward(rng.normal(size=h.shape), cache)]
+
+
+def _embedding_and_temporal(m, rng, n, a, b, c):
+    words = rng.integers(0, b, size=(n, a))
+    out, cache = m.word_embedding_forward(words, rng.normal(size=(b, c)))
+    results = [out, m.word_embedding_backward(rng.normal(size=out.shape), cache)]
+    x, w, bias = rng.normal(size=(n, a, b)), rng.normal(size=(b, c)), rng.normal(size=c)
+    out, cache = m.temporal_affine_forward(x, w, bias)
+    results += [out, *m.temporal_affine_backward(rng.normal(size=out.shape), cache)]
+    scores, labels = rng.normal(size=(n, a, c + 1)), rng.integers(0, c + 1, size=(n, a))
+    mask = rng.random(size=(n, a)) < 0.6
+    mask.flat[0] = False
+    return results + [*m.temporal_softmax_loss(scores, labels, mask), *m.temporal_softmax_loss(scores * 1000, labels, mask)]
+
+
+A2_CASES = [_affine, _relu, _losses, _batchnorm, _layernorm, _dropout, _spatial_batchnorm, _spatial_groupnorm, _conv, _pool]
+A3_CASES = [_rnn, _lstm, _embedding_and_temporal]
+
+
+@pytest.mark.parametrize("case", A2_CASES + A3_CASES, ids=lambda case: case.__name__.strip("_"))
+@EXAMPLES
+@given(n=sizes, a=sizes, b=sizes, c=sizes, seed=seeds)
+def test_solution_agrees_with_reference(a2, a3, case, n, a, b, c, seed):
+    solution = a2 if case in A2_CASES else a3
+    reference = L if case in A2_CASES else R
+    expected = case(reference, np.random.default_rng(seed), n, a, b, c)
+    got = case(solution, np.random.default_rng(seed), n, a, b, c)
+    assert len(got) == len(expected)
+    for index, (value, want) in enumerate(zip(got, expected)):
+        assert np.shape(value) == np.shape(want), f"{case.__name__} result {index}: shape {np.shape(value)} != {np.shape(want)}"
+        np.testing.assert_allclose(value, want, rtol=1e-7, atol=1e-12, err_msg=f"{case.__name__} result {index}")
