@@ -1,177 +1,284 @@
-"""Test cases: geometry drawn by Hypothesis, values built from a seed.
+"""Test cases: variables drawn by Hypothesis from a space, values built from a seed.
 
-Output sizes are drawn first and input sizes derived from them, so every case
-tiles exactly and none is filtered away. Max-pool inputs are distinct values
-on a coarse grid, so no pooling window has a tie or a kink.
+A case is a layer's variables (sizes, modes) and a value seed. Its arrays are
+drawn from the seed in the layer's declared order and domains, then the
+reference runs once on them; the upstream gradients a backward consumes are
+drawn last, in the shapes of the reference's outputs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 
-from gradeconv.rubric import ExplicitCase, Space
+from gradeconv.specs import layer_of
+from gradeconv.specs.model import REQUIRED, Array, Layer, Option, Param, Var
 
-POOL_SPACING = 0.01
+
+@dataclass(frozen=True)
+class Space:
+    """Where a test's cases are drawn from: integer ranges and option values (a tuple is drawn among)."""
+
+    ranges: dict[str, tuple[int, int]]
+    options: dict[str, Any]
+
+    def range(self, name: str) -> tuple[int, int]:
+        return self.ranges[name]
+
+    def option(self, name: str) -> Any:
+        """The option's value; the first when the space allows several."""
+        value = self.options[name]
+        return value[0] if isinstance(value, tuple) else value
+
+    def replaced(self, **values: Any) -> "Space":
+        ranges, options = dict(self.ranges), dict(self.options)
+        for name, value in values.items():
+            (ranges if name in ranges else options)[name] = value
+        return Space(ranges, options)
 
 
-@dataclass(frozen=True, order=True)
+def space_of(layer: Layer, given: dict[str, Any]) -> Space:
+    """The layer's default space with a rubric's `space:` mapping applied (see validate_space)."""
+    ranges = dict(layer.ranges)
+    options = {name: option.default for name, option in layer.options.items()}
+    for name, value in given.items():
+        if name in ranges:
+            ranges[name] = tuple(value)
+        else:
+            options[name] = tuple(value) if isinstance(value, list) else value
+    return Space(ranges, options)
+
+
+def validate_space(layer: Layer, given: dict[str, Any]) -> None:
+    """Raise ValueError naming the key when a rubric's space does not fit the layer."""
+    for name, value in given.items():
+        if name in layer.ranges:
+            low = layer.minimum.get(name, 1)
+            if (not isinstance(value, (list, tuple)) or len(value) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+                raise ValueError(f"{name}: a range is two integers [low, high], got {value!r}")
+            if value[0] < low:
+                raise ValueError(f"{name}: must be >= {low}")
+            if value[0] > value[1]:
+                raise ValueError(f"{name}: range [{value[0]}, {value[1]}] is empty: "
+                                 "the first number must be <= the second")
+        elif name in layer.options:
+            _check_option(name, layer.options[name], value)
+        else:
+            allowed = ", ".join([*layer.ranges, *layer.options])
+            raise ValueError(f"{name}: unknown key; allowed here: {allowed}")
+
+
+def _check_option(name: str, option: Option, value: Any) -> None:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ValueError(f"{name}: give at least one value")
+    for item in values:
+        if option.choices is not None and item not in option.choices:
+            raise ValueError(f"{name}: must be one of {list(option.choices)}, got {item!r}")
+        kind = type(option.default[0] if isinstance(option.default, tuple) else option.default)
+        if option.choices is None and not (isinstance(item, kind) or kind is float and isinstance(item, int)):
+            raise ValueError(f"{name}: must be a {kind.__name__}, got {item!r}")
+
+
+@dataclass(frozen=True)
 class Case:
-    """One geometry and value seed. For pooling, f and pad are unused (f=1, pad=0)."""
+    """One case of one function: its layer's variables and a value seed."""
 
-    n: int
-    c: int
-    h: int
-    w: int
-    f: int
-    field_h: int
-    field_w: int
-    stride: int
-    pad: int
+    function: str
+    variables: tuple[tuple[str, Any], ...]
     seed: int
-    pool: bool = False
     values: str = "random"
 
     @property
-    def out_h(self) -> int:
-        return 1 + (self.h + 2 * self.pad - self.field_h) // self.stride
+    def layer(self) -> Layer:
+        return layer_of(self.function)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict(self.variables).get(name, default)
 
     @property
-    def out_w(self) -> int:
-        return 1 + (self.w + 2 * self.pad - self.field_w) // self.stride
+    def all_variables(self) -> dict[str, Any]:
+        """The case's variables and those the layer derives from them."""
+        variables = dict(self.variables)
+        derive = self.layer.derive
+        return {**variables, **derive(variables)} if derive else variables
+
+    def shape(self, array: Array) -> tuple[int, ...]:
+        variables = self.all_variables
+        return tuple(size if isinstance(size, int) else int(variables[size]) for size in array.shape)
 
     @property
     def size(self) -> tuple:
         """Smaller cases sort first: the minimal failing case is the smallest by this key."""
-        return (self.n * self.c * self.h * self.w * self.f, self.n, self.c, self.f, self.h, self.w,
-                self.field_h, self.field_w, self.stride, self.pad, self.seed)
-
-    @property
-    def overlapping(self) -> bool:
-        return self.stride < self.field_h or self.stride < self.field_w
+        layer, variables = self.layer, self.all_variables
+        if layer.volume is not None:
+            volume = prod(variables[name] for name in layer.volume)
+        else:
+            volume = sum(prod(self.shape(array)) for array in layer.arrays)
+        order = layer.order if layer.order is not None else tuple(name for name, _ in self.variables)
+        return (volume, *(variables[name] for name in order), self.seed)
 
     def describe(self) -> str:
-        if self.pool:
-            return (f"x shape ({self.n}, {self.c}, {self.h}, {self.w}), pool {self.field_h}x{self.field_w}, "
-                    f"stride {self.stride}")
-        return (f"x shape ({self.n}, {self.c}, {self.h}, {self.w}), w shape ({self.f}, {self.c}, "
-                f"{self.field_h}, {self.field_w}), stride {self.stride}, pad {self.pad}")
+        layer = self.layer
+        shapes = {array.name: _shape_text(self.shape(array)) for array in layer.arrays}
+        if layer.describe is not None:
+            return layer.describe.format_map({**self.all_variables, **shapes})
+        parts = [f"{array.name} shape {shapes[array.name]}" for array in layer.arrays]
+        parts += [f"{name} {value}" for name, value in self.variables if name in layer.options]
+        return ", ".join(parts)
 
     def as_dict(self) -> dict:
-        keys = ["n", "c", "h", "w", "field_h", "field_w", "stride", "seed"]
-        if not self.pool:
-            keys[4:4] = ["f"]
-            keys.append("pad")
-        result = {key: getattr(self, key) for key in keys}
+        variables = {**dict(self.variables), "seed": self.seed}
+        keys = self.layer.shown or (*(name for name, _ in self.variables), "seed")
+        result = {key: variables[key] for key in keys if key in variables}
         if self.values != "random":
             result["values"] = self.values
         return result
 
 
-def input_size(out: int, field: int, stride: int, pad: int) -> int:
-    """The input size whose fields tile exactly into `out` positions, grown by strides to be >= 1."""
-    size = (out - 1) * stride + field - 2 * pad
-    if size < 1:
-        size += stride * -((size - 1) // stride)
-    return size
-
-
-def _between(bounds: tuple[int, int]) -> st.SearchStrategy[int]:
-    return st.integers(*bounds)
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return f"({shape[0]},)" if len(shape) == 1 else f"({', '.join(map(str, shape))})"
 
 
 @st.composite
-def cases(draw, space: Space, pool: bool) -> Case:
-    """A valid case from the space; with square, H == W and the field is square."""
-    stride = draw(_between(space.stride))
-    field_h = draw(_between(space.field_h))
-    field_w = field_h if space.square else draw(_between(space.field_w))
-    if space.overlap == "required":
-        field_h = max(field_h, 2)
-        field_w = field_h if space.square else field_w
-        stride = min(stride, max(field_h, field_w) - 1)
-    elif space.overlap == "forbidden":
-        stride = max(stride, field_h, field_w)
-    pad = 0 if pool else draw(_between(space.pad))
-    out_h = draw(_between(space.out_h))
-    out_w = out_h if space.square else draw(_between(space.out_w))
-    h, w = input_size(out_h, field_h, stride, pad), input_size(out_w, field_w, stride, pad)
-    return Case(
-        n=draw(_between(space.n)),
-        c=draw(_between(space.c)),
-        h=h,
-        w=w,
-        f=1 if pool else draw(_between(space.f)),
-        field_h=field_h,
-        field_w=field_w,
-        stride=stride,
-        pad=pad,
-        seed=draw(st.integers(0, 2**31 - 1)),
-        pool=pool,
-    )
+def cases(draw, function: str, space: Space) -> Case:
+    """A valid case of the function's layer from the space; nothing is filtered."""
+    layer = layer_of(function)
+    if layer.draw is not None:
+        variables = layer.draw(draw, space)
+    else:
+        variables = {name: draw(st.integers(*space.range(name))) for name in layer.ranges}
+        for name in layer.options:
+            value = space.options[name]
+            variables[name] = draw(st.sampled_from(value)) if isinstance(value, tuple) else value
+    return Case(function, tuple(variables.items()), draw(st.integers(0, 2**31 - 1)))
 
 
-def from_explicit(case: ExplicitCase, pool: bool) -> Case:
-    return Case(n=case.n, c=case.c, h=case.h, w=case.w, f=1 if pool else case.f,
-                field_h=case.field_h, field_w=case.field_w, stride=case.stride,
-                pad=0 if pool else case.pad, seed=case.seed, pool=pool, values=case.values)
+def from_explicit(function: str, given: dict[str, Any]) -> Case:
+    """The case a rubric spells out (validated by validate_explicit)."""
+    layer = layer_of(function)
+    variables = {name: given.get(name, default) for name, default in layer.case_variables.items()}
+    return Case(function, tuple(variables.items()), given.get("seed", 0), given.get("values", "random"))
 
 
-def restricted(space: Space, restriction: str) -> Space | None:
+def validate_explicit(layer: Layer, given: dict[str, Any]) -> None:
+    """Raise ValueError naming the key when an explicit case does not fit the layer."""
+    allowed = layer.case_variables
+    for name, value in given.items():
+        if name == "seed":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError("seed: must be an integer >= 0")
+        elif name == "values":
+            if value not in ("random", *(("notebook",) if layer.notebook else ())):
+                raise ValueError(f"values: must be random{' or notebook' if layer.notebook else ''}")
+        elif name not in allowed:
+            raise ValueError(f"{name}: unknown key; allowed here: {', '.join([*allowed, 'seed', 'values'])}")
+        elif name in layer.options:
+            _check_option(name, layer.options[name], value)
+        elif not isinstance(value, int) or isinstance(value, bool) or value < layer.minimum.get(name, 1):
+            raise ValueError(f"{name}: must be an integer >= {layer.minimum.get(name, 1)}")
+    missing = [name for name, default in allowed.items() if default is REQUIRED and name not in given]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}: an explicit case gives every size")
+    if layer.check is not None:
+        problem = layer.check({name: given.get(name, default) for name, default in allowed.items()})
+        if problem:
+            raise ValueError(problem)
+
+
+def restricted(space: Space, layer: Layer, restriction) -> Space | None:
     """The space narrowed by one restriction, or None when it is already that narrow or would be empty."""
-    low_pad, high_pad = space.pad
-    if restriction == "pad 1+" and high_pad < 1:
-        return None
-    narrowed = {
-        "square": {"square": True},
-        "stride 1": {"stride": (1, 1)},
-        "pad 0": {"pad": (0, 0)},
-        "pad 1+": {"pad": (max(low_pad, 1), high_pad)},
-        "no overlap": {"overlap": "forbidden"},
-        "N=1": {"n": (1, 1)},
-        "C=1": {"c": (1, 1)},
-        "F=1": {"f": (1, 1)},
-    }[restriction]
-    result = space.model_copy(update=narrowed)
+    narrowed = dict(restriction.replace)
+    for name, low in restriction.at_least.items():
+        old_low, high = space.range(name)
+        if high < low:
+            return None
+        narrowed[name] = (max(old_low, low), high)
+    result = space.replaced(**narrowed)
     return None if result == space else result
 
 
-@dataclass(frozen=True)
-class Arrays:
-    """The arrays of one case: x, and w, b for conv; dout is the upstream gradient."""
+@dataclass
+class CaseValues:
+    """The arrays of one case, the reference's answers on them, and the upstream gradients."""
 
-    x: np.ndarray
-    w: np.ndarray | None
-    b: np.ndarray | None
-    dout: np.ndarray
-    param: dict
+    case: Case
+    inputs: dict[str, np.ndarray]  # every array of the case by name, parameter arrays included
+    variables: dict[str, Any]
+    reference_outputs: dict[str, np.ndarray] = field(default_factory=dict)  # the forward's, by output name
+    reference_updates: dict[str, np.ndarray] = field(default_factory=dict)  # parameter entries it updated
+    cache: Any = None  # the reference forward's cache: the canonical one
+    upstream: dict[str, np.ndarray] = field(default_factory=dict)  # "d" + output name, for backwards
+
+    @property
+    def layer(self) -> Layer:
+        return self.case.layer
+
+    def arguments(self, overrides: dict[str, np.ndarray] | None = None, wrap=None) -> list:
+        """The forward's arguments; `overrides` replace inputs by name; wrap(array) marks parameter arrays."""
+        overrides = overrides or {}
+        result = []
+        for argument in self.layer.arguments:
+            if isinstance(argument, Array):
+                result.append(overrides.get(argument.name, self.inputs[argument.name]))
+            elif isinstance(argument, Var):
+                result.append(self.variables[argument.name])
+            else:
+                result.append(self._param(argument, wrap))
+        return result
+
+    def _param(self, param: Param, wrap) -> dict:
+        """A fresh dict every call: functions may update it (batchnorm's running averages)."""
+        entries = {}
+        for key, entry in param.entries.items():
+            if isinstance(entry, Array):
+                array = self.inputs[entry.name].copy()
+                entries[key] = wrap(array) if wrap else array
+            elif isinstance(entry, Var):
+                entries[key] = self.variables[entry.name]
+            else:
+                entries[key] = entry
+        return entries
+
+    def reference_forward(self, overrides: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """The reference forward's outputs by name, on the case's inputs with `overrides`."""
+        returned = self.layer.forward.reference(*self.arguments(overrides))
+        return outputs_of(self.layer.forward, returned)
 
 
-def build(case: Case) -> Arrays:
-    """Deterministic float64 arrays for a case."""
+def outputs_of(function, returned) -> dict[str, np.ndarray]:
+    """A function's returned value as {output name: array} (scalars become 0-d float arrays)."""
+    items = returned if len(function.outputs) > 1 or function.returns_cache else (returned,)
+    return {name: np.asarray(item, dtype=float) if np.isscalar(item) else item
+            for name, item in zip(function.outputs, items)}
+
+
+def build(case: Case) -> CaseValues:
+    """Deterministic arrays for a case, and the reference's forward on them."""
+    layer = case.layer
     rng = np.random.default_rng(case.seed)
-    shape = (case.n, case.c, case.h, case.w)
-    if case.pool:
-        if case.values == "notebook":
-            x = np.linspace(-0.3, 0.4, num=int(np.prod(shape))).reshape(shape)
+    variables = case.all_variables
+    inputs = {}
+    for array in layer.arrays:
+        shape = case.shape(array)
+        if case.values == "notebook" and array.name in layer.notebook:
+            low, high = layer.notebook[array.name]
+            inputs[array.name] = np.linspace(low, high, num=int(np.prod(shape))).reshape(shape)
         else:
-            x = _distinct(rng, shape)
-        param = {"pool_height": case.field_h, "pool_width": case.field_w, "stride": case.stride}
-        dout = rng.standard_normal((case.n, case.c, case.out_h, case.out_w))
-        return Arrays(x, None, None, dout, param)
-    w_shape = (case.f, case.c, case.field_h, case.field_w)
-    if case.values == "notebook":
-        x = np.linspace(-0.1, 0.5, num=int(np.prod(shape))).reshape(shape)
-        w = np.linspace(-0.2, 0.3, num=int(np.prod(w_shape))).reshape(w_shape)
-        b = np.linspace(-0.1, 0.2, num=case.f)
-    else:
-        x, w, b = rng.standard_normal(shape), rng.standard_normal(w_shape), rng.standard_normal(case.f)
-    dout = rng.standard_normal((case.n, case.f, case.out_h, case.out_w))
-    return Arrays(x, w, b, dout, {"stride": case.stride, "pad": case.pad})
-
-
-def _distinct(rng: np.random.Generator, shape: tuple) -> np.ndarray:
-    count = int(np.prod(shape))
-    return (rng.permutation(count).reshape(shape) - count / 2) * POOL_SPACING
-
+            inputs[array.name] = array.values.sample(rng, shape, variables)
+    values = CaseValues(case, inputs, variables)
+    arguments = values.arguments()
+    returned = layer.forward.reference(*arguments)
+    values.reference_outputs = outputs_of(layer.forward, returned)
+    values.cache = returned[-1] if layer.forward.returns_cache else None
+    for param, given in zip(layer.arguments, arguments):
+        if isinstance(param, Param):
+            values.reference_updates.update({key: given[key] for key in param.updated})
+    if layer.backward:
+        values.upstream = {f"d{name}": rng.standard_normal(output.shape)
+                           for name, output in values.reference_outputs.items()}
+    return values

@@ -11,10 +11,10 @@ from gradeconv import outcomes
 from gradeconv.results import CaseResult
 from gradeconv.rubric import ReferenceCheck
 from gradeconv.sandbox import Reply
-from gradeconv.specs import Spec
+from gradeconv.specs import Function
 
 
-def unpack(reply: Reply, spec: Spec) -> dict[str, np.ndarray] | CaseResult:
+def unpack(reply: Reply, spec: Function) -> dict[str, np.ndarray] | CaseResult:
     """The returned arrays by output name, or why the return value is unusable."""
     value = reply.header.get("value", {})
     returned = spec.outputs + ("cache",) if spec.returns_cache else spec.outputs
@@ -41,6 +41,13 @@ def unpack(reply: Reply, spec: Spec) -> dict[str, np.ndarray] | CaseResult:
             return CaseResult(outcomes.ERROR, "the worker sent a malformed reply", output=name)
         arrays[name] = reply.arrays[index]
     return arrays
+
+
+def entries(reply: Reply, index: int) -> dict[str, np.ndarray | None]:
+    """The reported entries of the index-th reported dict argument: an array, or None when not stored."""
+    reported = reply.header.get("arguments", [])
+    found = reported[index] if index < len(reported) else {}
+    return {key: reply.arrays[item["array"]] if "array" in item else None for key, item in found.items()}
 
 
 def _kind(item: dict) -> str:

@@ -1,7 +1,9 @@
-"""Numeric gradient checks of a backward pass.
+"""Numeric gradient checks of a backward pass (or of a loss's gradients).
 
+The objective is <forward outputs, upstream gradients> summed over the forward's
+outputs (a loss is its own objective, with upstream 1).
 Directional (the default): for k random directions v per input, one central
-difference of <forward, dout> along v (2 forward calls) against <grad, v>.
+difference of the objective along v (2 forward calls) against <grad, v>.
 Full: every element's central difference (2 forward calls per element), for
 small cases or to localise a failure.
 """
@@ -16,8 +18,8 @@ from gradeconv import outcomes
 from gradeconv.results import CaseResult
 from gradeconv.rubric import GradientCheck
 
-Forward = Callable[[dict[str, np.ndarray]], np.ndarray]
-GRADIENT_OF = {"dx": "x", "dw": "w", "db": "b"}
+#: overrides of some inputs -> the forward's outputs by name
+Forward = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 #: a directional failure on an input this small is localised with the full numeric gradient
 LOCALISE_MAX_ELEMENTS = 256
 
@@ -26,22 +28,27 @@ def _disagree(numeric: float, exact: float, tolerance: float) -> bool:
     return abs(numeric - exact) > tolerance * max(1.0, abs(numeric), abs(exact))
 
 
-def check(forward: Forward, inputs: dict[str, np.ndarray], grads: dict[str, np.ndarray],
-          dout: np.ndarray, settings: GradientCheck, seed: int) -> tuple[CaseResult | None, int]:
-    """(failure or None, forward calls used) for the gradients in grads (keyed dx, dw, db)."""
+def _slope(plus: dict[str, np.ndarray], minus: dict[str, np.ndarray], upstream: dict[str, np.ndarray],
+           h: float) -> float:
+    return sum(np.sum((plus[name] - minus[name]) * up) for name, up in upstream.items()) / (2 * h)
+
+
+def check(forward: Forward, inputs: dict[str, np.ndarray], grads: dict[str, np.ndarray], gradient_of: dict[str, str],
+          upstream: dict[str, np.ndarray], settings: GradientCheck, seed: int) -> tuple[CaseResult | None, int]:
+    """(failure or None, forward calls used) for grads (by output name; gradient_of names their inputs)."""
     if settings.mode == "full":
-        return _full(forward, inputs, grads, dout, settings)
+        return _full(forward, inputs, grads, gradient_of, upstream, settings)
     rng = np.random.default_rng(seed)
     calls = 0
     h = settings.step
     for name, grad in grads.items():
-        value = inputs[GRADIENT_OF[name]]
+        value = inputs[gradient_of[name]]
         for _ in range(settings.directions):
             direction = rng.standard_normal(value.shape)
-            plus = forward({GRADIENT_OF[name]: value + h * direction})
-            minus = forward({GRADIENT_OF[name]: value - h * direction})
+            plus = forward({gradient_of[name]: value + h * direction})
+            minus = forward({gradient_of[name]: value - h * direction})
             calls += 2
-            numeric = float(np.sum((plus - minus) * dout) / (2 * h))
+            numeric = float(_slope(plus, minus, upstream, h))
             exact = float(np.sum(grad * direction))
             if _disagree(numeric, exact, settings.tolerance):
                 failure = CaseResult(
@@ -52,7 +59,7 @@ def check(forward: Forward, inputs: dict[str, np.ndarray], grads: dict[str, np.n
                 )
                 if value.size > LOCALISE_MAX_ELEMENTS:
                     return failure, calls
-                located, extra = _full(forward, inputs, {name: grad}, dout, settings)
+                located, extra = _full(forward, inputs, {name: grad}, gradient_of, upstream, settings)
                 return _localised(failure, located), calls + extra
     return None, calls
 
@@ -66,20 +73,20 @@ def _localised(failure: CaseResult, located: CaseResult | None) -> CaseResult:
                            f"at index {located.where}")
 
 
-def _full(forward: Forward, inputs: dict[str, np.ndarray], grads: dict[str, np.ndarray],
-          dout: np.ndarray, settings: GradientCheck) -> tuple[CaseResult | None, int]:
+def _full(forward: Forward, inputs: dict[str, np.ndarray], grads: dict[str, np.ndarray], gradient_of: dict[str, str],
+          upstream: dict[str, np.ndarray], settings: GradientCheck) -> tuple[CaseResult | None, int]:
     calls = 0
     h = settings.step
     for name, grad in grads.items():
-        value = inputs[GRADIENT_OF[name]]
+        value = inputs[gradient_of[name]]
         numeric = np.zeros_like(value)
         for index in np.ndindex(value.shape):
             step = np.zeros_like(value)
             step[index] = h
-            plus = forward({GRADIENT_OF[name]: value + step})
-            minus = forward({GRADIENT_OF[name]: value - step})
+            plus = forward({gradient_of[name]: value + step})
+            minus = forward({gradient_of[name]: value - step})
             calls += 2
-            numeric[index] = np.sum((plus - minus) * dout) / (2 * h)
+            numeric[index] = _slope(plus, minus, upstream, h)
         error = np.abs(numeric - grad)
         allowed = settings.tolerance * np.maximum(1.0, np.maximum(np.abs(numeric), np.abs(grad)))
         if np.any(error > allowed):
@@ -93,6 +100,6 @@ def _full(forward: Forward, inputs: dict[str, np.ndarray], grads: dict[str, np.n
     return None, calls
 
 
-def full_calls(inputs: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> int:
+def full_calls(inputs: dict[str, np.ndarray], grads: dict[str, np.ndarray], gradient_of: dict[str, str]) -> int:
     """Forward calls the full numeric gradient would need for these gradients."""
-    return sum(2 * inputs[GRADIENT_OF[name]].size for name in grads)
+    return sum(2 * inputs[gradient_of[name]].size for name in grads)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +16,15 @@ import numpy as np
 import gradeconv
 import reference
 from gradeconv import checks, diagnosis, gradients, outcomes
-from gradeconv.cases import Case, build, from_explicit
+from gradeconv import specs
+from gradeconv.cases import Case, CaseValues, Space, build, from_explicit, outputs_of
 from gradeconv.results import CaseResult, SubmissionResult, TestResult
-from gradeconv.rubric import ReferenceCheck, Rubric, Space, Test
-from gradeconv.sandbox import Handle, Limits, Session, accounts, stage_module
+from gradeconv.rubric import ReferenceCheck, Rubric, Test
+from gradeconv.sandbox import Handle, Limits, Session, Writable, accounts, stage_module
 from gradeconv.sandbox.session import NONE_WARNING, best_mode
 from gradeconv.sandbox.staging import remove
 from gradeconv.search import smallest_failure
-from gradeconv.specs import SPECS, Spec, canonical_cache, forward_args, reference_forward, reference_outputs
+from gradeconv.specs.model import Function, Param
 from gradeconv.submissions import Submission, SubmissionError, Unpacked
 
 DIAGNOSIS_EXAMPLES = 8
@@ -43,33 +44,65 @@ def grade_submission(submission: Submission, rubric: Rubric, sandbox: str | None
     """Grade every test of the rubric on one submission.
 
     sandbox forces an isolation mode (bubblewrap, uid, none); by default the strongest available.
+    Each graded file (layers.py, rnn_layers.py) gets its own sandboxed session.
     """
     started = time.monotonic()
+    graded = [_grade_module(submission, rubric, module, sandbox) for module in rubric.modules]
+    if any(not part.clean for part in graded):  # a process outlived the kill: trust nothing it touched
+        message = "gradeconv could not stop every process of this submission; it is not graded"
+        return _all_failed(submission, rubric, outcomes.ERROR, message, started)
+    tests = tuple(sorted((test for part in graded for test in part.tests), key=lambda test: test.number))
+    several = len(graded) > 1
+    lines = [f"{part.module}: {line}" if several else line for part in graded for line in part.lines]
+    return SubmissionResult(
+        id=submission.id, late=submission.late, path=str(submission.path), tests=tests,
+        max_score=rubric.max_score, execution_time=time.monotonic() - started,
+        output="\n".join(lines), sandbox=next((part.sandbox for part in graded if part.sandbox), None),
+        student_seconds=sum(part.student_seconds for part in graded),
+        gradient_forward_calls=sum(part.gradient_calls for part in graded),
+        full_gradient_forward_calls=sum(part.full_calls for part in graded),
+    )
+
+
+@dataclass(frozen=True)
+class ModuleGrade:
+    """The tests of one graded file, and what its session reported."""
+
+    module: str
+    tests: tuple[TestResult, ...]
+    lines: tuple[str, ...]
+    clean: bool = True
+    sandbox: str | None = None
+    student_seconds: float = 0.0
+    gradient_calls: int = 0
+    full_calls: int = 0
+
+
+def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: str | None) -> ModuleGrade:
+    numbered = [(number, test) for number, test in enumerate(rubric.tests, 1) if rubric.module_of(test) == module]
     try:
-        with Unpacked(submission, rubric.module) as module_file:
-            stage = stage_module(module_file, rubric.package, rubric.module[:-3],
-                                 own_helper=rubric.helper == "submission")
+        with Unpacked(submission, module) as module_file:
+            stage = stage_module(module_file, rubric.package, module[:-3], own_helper=rubric.helper == "submission")
     except SubmissionError as error:
-        return _all_failed(submission, rubric, outcomes.ERROR, str(error), started)
-    forbidden = forbidden_imports(stage.package_dir / rubric.module, rubric.forbidden_imports)
+        return _module_failed(module, numbered, outcomes.ERROR, str(error))
+    forbidden = forbidden_imports(stage.package_dir / module, rubric.forbidden_imports)
     if forbidden:  # judged on the staged copy: the very bytes the worker will import
         remove(stage)
         message = f"imports {forbidden}, which this assignment forbids: use numpy only"
-        return _all_failed(submission, rubric, outcomes.FORBIDDEN, message, started)
+        return _module_failed(module, numbered, outcomes.FORBIDDEN, message)
     try:
-        session = Session(stage, sandbox_limits(rubric), called_functions(rubric), sandbox)
+        session = Session(stage, sandbox_limits(rubric), called_functions(test for _, test in numbered), sandbox)
     except BaseException:
         remove(stage)
         raise
     with session:
         if session.mode == "uid":
             protect_from_workers(rubric, submission)
-        runner = CaseRunner(session, rubric)
-        tests = tuple(runner.run_test(number, test) for number, test in enumerate(rubric.tests, 1))
+        runner = CaseRunner(session, rubric, module)
+        tests = tuple(runner.run_test(number, test) for number, test in numbered)
         report = session.close()
-    if not report.clean:  # a process of the submission outlived the kill: trust nothing it touched
-        message = "gradeconv could not stop every process of this submission; it is not graded"
-        return _all_failed(submission, rubric, outcomes.ERROR, message, started)
+    if not report.clean:
+        return ModuleGrade(module, tests, (), clean=False)
     lines = [NONE_WARNING if report.sandbox == "none" else f"sandbox: {report.sandbox}"]
     if report.helper_note:
         lines.append(f"im2col helper: {report.helper_note}")
@@ -79,12 +112,8 @@ def grade_submission(submission: Submission, rubric: Rubric, sandbox: str | None
         lines.append("your code printed (quoted):\n" + quoted(report.stdout))
     if report.stderr.strip():
         lines.append("your code wrote to stderr (quoted):\n" + quoted(report.stderr))
-    return SubmissionResult(
-        id=submission.id, late=submission.late, path=str(submission.path), tests=tests,
-        max_score=rubric.max_score, execution_time=time.monotonic() - started,
-        output="\n".join(lines), sandbox=report.sandbox, student_seconds=session.spent,
-        gradient_forward_calls=runner.gradient_calls, full_gradient_forward_calls=runner.full_calls,
-    )
+    return ModuleGrade(module, tests, tuple(lines), sandbox=report.sandbox, student_seconds=session.spent,
+                       gradient_calls=runner.gradient_calls, full_calls=runner.full_calls)
 
 
 def quoted(text: str) -> str:
@@ -117,10 +146,9 @@ def protect_from_workers(rubric: Rubric, submission: Submission) -> None:
     accounts.protect(guarded)
 
 
-def called_functions(rubric: Rubric) -> list[str]:
-    """The rubric's functions plus the forwards whose caches their backward tests try first."""
-    specs = [SPECS[name] for name in rubric.functions]
-    return sorted({spec.name for spec in specs} | {spec.forward for spec in specs if spec.forward})
+def called_functions(tests) -> list[str]:
+    """The tests' functions plus the forwards whose caches their backward tests try first."""
+    return sorted({name for test in tests for name in (test.function, test.layer.forward.name)})
 
 
 def forbidden_imports(module_file: Path, forbidden: tuple[str, ...]) -> str | None:
@@ -141,42 +169,49 @@ def forbidden_imports(module_file: Path, forbidden: tuple[str, ...]) -> str | No
     return None
 
 
-def _all_failed(submission: Submission, rubric: Rubric, outcome: str, message: str,
-                started: float) -> SubmissionResult:
-    tests = tuple(
+def _failed_tests(numbered, outcome: str, message: str) -> tuple[TestResult, ...]:
+    return tuple(
         TestResult(name=test.name, number=number, function=test.function, points=test.points,
                    score=0.0, outcome=outcome, visibility=test.visibility, tags=test.tags,
                    output=message)
-        for number, test in enumerate(rubric.tests, 1)
+        for number, test in numbered
     )
+
+
+def _module_failed(module: str, numbered, outcome: str, message: str) -> ModuleGrade:
+    return ModuleGrade(module, _failed_tests(numbered, outcome, message), (message,))
+
+
+def _all_failed(submission: Submission, rubric: Rubric, outcome: str, message: str,
+                started: float) -> SubmissionResult:
+    tests = _failed_tests(enumerate(rubric.tests, 1), outcome, message)
     return SubmissionResult(id=submission.id, late=submission.late, path=str(submission.path),
                             tests=tests, max_score=rubric.max_score,
                             execution_time=time.monotonic() - started, output=message)
 
 
 class CaseRunner:
-    """Runs cases of the rubric's tests against one submission's session."""
+    """Runs cases of one graded file's tests against its session."""
 
-    def __init__(self, session: Session, rubric: Rubric):
-        self.session, self.rubric = session, rubric
+    def __init__(self, session: Session, rubric: Rubric, module: str):
+        self.session, self.rubric, self.module = session, rubric, module
         self.gradient_calls = 0
         self.full_calls = 0
         self.broken: dict[str, CaseResult] = {}  # function -> the timeout, crash or bad reply it had
         self.writable = False  # whether the current test lets the function change its inputs
 
     def run_test(self, number: int, test: Test) -> TestResult:
-        spec = SPECS[test.function]
-        failure = self.load_failure(spec) or self.broken.get(spec.name)
+        failure = self.load_failure(test.function) or self.broken.get(test.function)
         if failure is None:
-            failure = self.first_explicit_failure(test, spec)
+            failure = self.first_explicit_failure(test)
         if failure is None and test.examples:
-            failure = smallest_failure(lambda case: self.run_case(test, spec, case), test.space,
-                                       spec.pool, test.examples, self.rubric.seed_of(test))
+            failure = smallest_failure(lambda case: self.run_case(test, case), test.function, test.draw_space,
+                                       test.examples, self.rubric.seed_of(test))
         if failure is None:
             return TestResult(name=test.name, number=number, function=test.function, points=test.points,
                               score=test.points, outcome=outcomes.PASSED, visibility=test.visibility,
                               tags=test.tags, output="passed")
-        explanation = self.diagnose(test, spec, failure)
+        explanation = self.diagnose(test, failure)
         return TestResult(
             name=test.name, number=number, function=test.function, points=test.points, score=0.0,
             outcome=failure.outcome, visibility=test.visibility, tags=test.tags,
@@ -185,35 +220,38 @@ class CaseRunner:
             diagnosis=explanation or None, cache=failure.cache,
         )
 
-    def load_failure(self, spec: Spec) -> CaseResult | None:
+    def load_failure(self, function: str) -> CaseResult | None:
         reply = self.session.load()
         if reply.status != "ok":
             return CaseResult(*outcomes.failed_reply(reply, "importing your module", self.rubric.forbidden_imports))
-        state = reply.header.get("functions", {}).get(spec.name)
+        state = reply.header.get("functions", {}).get(function)
         if state == "ok":
             return None
         if state == "not callable":
-            return CaseResult(outcomes.WRONG_TYPE, f"{spec.name} in {self.rubric.module} is not a function")
-        return CaseResult(outcomes.NOT_IMPLEMENTED, f"{self.rubric.module} has no function {spec.name}")
+            return CaseResult(outcomes.WRONG_TYPE, f"{function} in {self.module} is not a function")
+        return CaseResult(outcomes.NOT_IMPLEMENTED, f"{self.module} has no function {function}")
 
-    def first_explicit_failure(self, test: Test, spec: Spec) -> CaseResult | None:
+    def first_explicit_failure(self, test: Test) -> CaseResult | None:
         for explicit in test.cases:
-            result = self.run_case(test, spec, from_explicit(explicit, spec.pool))
+            result = self.run_case(test, from_explicit(test.function, explicit))
             if result.outcome != outcomes.PASSED:
                 return result
         return None
 
-    def run_case(self, test: Test, spec: Spec, case: Case) -> CaseResult:
+    def run_case(self, test: Test, case: Case) -> CaseResult:
         """The verdict on one case; fails closed: any exception while judging is a failure."""
-        if spec.name in self.broken:
-            return replace(self.broken[spec.name], case=case)
+        if test.function in self.broken:
+            return replace(self.broken[test.function], case=case)
         try:
             # tests students cannot see draw their values with the rubric's secret (if any), so
             # answers recorded for public seeds, even the first, simplest case, are worth nothing
-            arrays = build(replace(case, seed=self.rubric.value_seed(test, case.seed)))
+            values = build(replace(case, seed=self.rubric.value_seed(test, case.seed)))
             self.writable = not test.checks.inputs_unchanged
-            result = (self._backward(test, spec, arrays, case) if spec.is_backward
-                      else self._forward(test, spec, arrays))
+            function = specs.function(test.function)
+            if values.layer.role(function) == "backward":
+                result = self._backward(test, function, values, case)
+            else:
+                result = self._forward(test, function, values, case)
         except Exception as error:  # never a pass: the reply could not be judged
             detail = f"{type(error).__name__}: {error}"[:300]
             result = CaseResult(outcomes.ERROR, f"the grader could not judge the reply ({detail}); "
@@ -221,9 +259,9 @@ class CaseRunner:
         return replace(result, case=case)
 
     def _call(self, function: str, args: list, expected: list[np.ndarray], given: list[str],
-              keep: bool = False) -> tuple:
+              keep: bool = False, report: list = ()) -> tuple:
         """(failure or None, reply, handle) of one call; `given` names the arrays in args, in order."""
-        reply, handle = self.session.call(function, args, keep=keep, writable=self.writable,
+        reply, handle = self.session.call(function, args, keep=keep, writable=self.writable, report=report,
                                           expected_bytes=sum(array.nbytes for array in expected))
         if reply.status == "ok":
             return None, reply, handle
@@ -236,109 +274,173 @@ class CaseRunner:
             self.broken[function] = replace(failure, message=failure.message + note)
         return failure, None, None
 
-    def _forward(self, test: Test, spec: Spec, arrays) -> CaseResult:
-        expected = reference_outputs(spec, arrays)["out"]
-        failure, reply, _ = self._call(spec.name, forward_args(spec.name, arrays), [expected],
-                                       list(spec.inputs(arrays)))
+    def _call_forward(self, values: CaseValues, keep: bool = False,
+                      overrides: dict[str, np.ndarray] | None = None) -> tuple:
+        """(failure or None, outputs and updated entries by name, handle) of the student's forward."""
+        layer = values.layer
+        args = values.arguments(overrides, wrap=Writable)
+        expected = [*values.reference_outputs.values(), *values.reference_updates.values()]
+        report = [(index, list(argument.updated)) for index, argument in enumerate(layer.arguments)
+                  if isinstance(argument, Param) and argument.updated]
+        failure, reply, handle = self._call(layer.forward.name, args, expected, array_names(args, values.inputs),
+                                            keep=keep, report=report)
+        if failure:
+            return failure, None, None
+        got = checks.unpack(reply, layer.forward)
+        if isinstance(got, CaseResult):
+            self.session.forget(handle)
+            return got, None, None
+        for position, (index, _) in enumerate(report):
+            name = layer.arguments[index].name
+            got.update({f"{name}[{key!r}]": array for key, array in checks.entries(reply, position).items()})
+        return None, got, handle
+
+    def _forward(self, test: Test, function: Function, values: CaseValues, case: Case) -> CaseResult:
+        failure, got, _ = self._call_forward(values)
         if failure:
             return failure
-        got = checks.unpack(reply, spec)
-        if isinstance(got, CaseResult):
-            return got
-        if test.checks.reference is not None:
-            failure = checks.compare("out", got["out"], expected, test.checks.reference)
-            if failure:
-                return _note_missing_bias(failure, got["out"], expected, arrays)
+        failure = self._judge_forward(test, values, got)
+        if failure:
+            return failure
+        if function.loss and test.checks.gradient is not None:
+            upstream = {function.outputs[0]: np.ones(())}
+            grads = {name: got[name] for name in self._scored(test, function) if name in function.gradients}
+            return self._gradient_check(test, function, values, grads, upstream, values.reference_forward,
+                                        case) or CaseResult(outcomes.PASSED)
         return CaseResult(outcomes.PASSED)
 
-    def _backward(self, test: Test, spec: Spec, arrays, case: Case) -> CaseResult:
-        expected = reference_outputs(spec, arrays)
-        cache, cache_kind, handle = self._own_cache(spec, arrays)
-        given = ["dout"] + (list(spec.inputs(arrays)) if cache_kind == "canonical" else [])
-        failure, reply, _ = self._call(spec.name, [arrays.dout, cache], list(expected.values()), given)
+    def _judge_forward(self, test: Test | None, values: CaseValues, got: dict) -> CaseResult | None:
+        """The first thing wrong with a forward's outputs (and updated entries), or None."""
+        layer = values.layer
+        if layer.properties is not None:
+            return layer.properties.forward(values, got, lambda: self._call_forward(values)[:2])
+        expected = {**values.reference_outputs, **self._expected_updates(values)}
+        scored = self._scored(test, layer.forward) if test else layer.forward.outputs
+        names = [*scored, *(name for name in expected if name not in layer.forward.outputs)]
+        strict = test is None or test.checks.reference is not None
+        tolerance = (test.checks.reference if test else None) or DEFAULT_TOLERANCE
+        for name in names:
+            if got.get(name) is None:
+                return CaseResult(outcomes.WRONG_VALUE, f"{layer.forward.name} did not store {name}: "
+                                                        "it must update it", output=name)
+            failure = checks.compare(name, got[name], expected[name], tolerance)
+            if failure and (strict or failure.outcome != outcomes.WRONG_VALUE):
+                return _matched_mistakes(failure, layer.forward, got, values)
+        return None
+
+    @staticmethod
+    def _expected_updates(values: CaseValues) -> dict[str, np.ndarray]:
+        params = {key: param.name for param in values.layer.params for key in param.updated}
+        return {f"{params[key]}[{key!r}]": array for key, array in values.reference_updates.items()}
+
+    @staticmethod
+    def _scored(test: Test, function: Function) -> tuple[str, ...]:
+        return test.outputs or function.outputs
+
+    def _backward(self, test: Test, function: Function, values: CaseValues, case: Case) -> CaseResult:
+        layer = values.layer
+        cache, cache_kind, handle, own = self._own_cache(values)
+        if layer.properties is not None and own is not None:
+            expected = layer.properties.backward(values, own)
+        else:
+            expected = outputs_of(function, function.reference(*values.upstream.values(), values.cache))
+        args = [*values.upstream.values(), cache]
+        given = [*values.upstream] + (array_names([cache], values.inputs) if cache_kind == "canonical" else [])
+        failure, reply, _ = self._call(function.name, args, list(expected.values()), given)
         self.session.forget(handle)
         if failure:
             return replace(failure, cache=cache_kind)
-        return replace(self._judge_backward(test, spec, arrays, case, reply, expected), cache=cache_kind)
+        return replace(self._judge_backward(test, function, values, case, reply, expected), cache=cache_kind)
 
-    def _own_cache(self, spec: Spec, arrays) -> tuple[object, str, Handle | None]:
+    def _own_cache(self, values: CaseValues) -> tuple[object, str, Handle | None, dict | None]:
         """The student's own cache when their forward was right for this case, else the canonical one."""
-        canonical = canonical_cache(spec, arrays)
-        forward = SPECS[spec.forward]
-        if self.load_failure(forward) is not None or forward.name in self.broken:
-            return canonical, "canonical", None
-        expected = reference_forward(forward, arrays)
-        failure, reply, handle = self._call(spec.forward, forward_args(spec.name, arrays), [expected],
-                                            list(forward.inputs(arrays)), keep=True)
-        if failure is None and self._forward_was_right(forward, reply, expected):
-            return handle.item(1), "submission", handle
+        forward = values.layer.forward
+        if self.load_failure(forward.name) is not None or forward.name in self.broken:
+            return values.cache, "canonical", None, None
+        failure, got, handle = self._call_forward(values, keep=True)
+        if failure is None and self._judge_forward(None, values, got) is None:
+            return handle.item(len(forward.outputs)), "submission", handle, got
         self.session.forget(handle)
-        return canonical, "canonical", None
+        return values.cache, "canonical", None, None
 
-    def _forward_was_right(self, forward: Spec, reply, expected: np.ndarray) -> bool:
-        """The forward call returned the reference output (writing into its inputs raises instead)."""
-        got = checks.unpack(reply, forward)
-        return not isinstance(got, CaseResult) and checks.compare(
-            "out", got["out"], expected, DEFAULT_TOLERANCE) is None
-
-    def _judge_backward(self, test: Test, spec: Spec, arrays, case: Case, reply,
+    def _judge_backward(self, test: Test, function: Function, values: CaseValues, case: Case, reply,
                         expected: dict[str, np.ndarray]) -> CaseResult:
-        got = checks.unpack(reply, spec)
+        got = checks.unpack(reply, function)
         if isinstance(got, CaseResult):
             return got
-        scored = test.outputs or spec.outputs
+        scored = self._scored(test, function)
         tolerance = test.checks.reference or DEFAULT_TOLERANCE
         for name in scored:
             failure = checks.compare(name, got[name], expected[name], tolerance)
             if failure and (test.checks.reference is not None or failure.outcome != outcomes.WRONG_VALUE):
-                return failure
-        if test.checks.gradient is not None:
-            inputs = spec.inputs(arrays)
-            grads = {name: got[name] for name in scored}
-            failure, calls = gradients.check(self._forward_for_gradient(test, spec, arrays), inputs, grads,
-                                             arrays.dout, test.checks.gradient, case.seed)
-            self.gradient_calls += calls
-            self.full_calls += gradients.full_calls(inputs, grads)
+                return _matched_mistakes(failure, function, got, values)
+        if test.checks.gradient is not None and values.layer.properties is None:
+            upstream = {name: values.upstream[f"d{name}"] for name in values.layer.forward.outputs}
+            failure = self._gradient_check(test, function, values, {name: got[name] for name in scored}, upstream,
+                                           self._forward_for_gradient(test, values), case)
             if failure:
                 return failure
         return CaseResult(outcomes.PASSED)
 
-    def _forward_for_gradient(self, test: Test, spec: Spec, arrays):
+    def _gradient_check(self, test: Test, function: Function, values: CaseValues, grads: dict, upstream: dict,
+                        forward, case: Case) -> CaseResult | None:
+        failure, calls = gradients.check(forward, values.inputs, grads, function.gradients, upstream,
+                                         test.checks.gradient, case.seed)
+        self.gradient_calls += calls
+        self.full_calls += gradients.full_calls(values.inputs, grads, function.gradients)
+        return failure
+
+    def _forward_for_gradient(self, test: Test, values: CaseValues):
         if test.checks.gradient.forward == "reference":
-            return lambda inputs: reference_forward(spec, arrays, inputs)
-        forward = SPECS[spec.forward]
+            return values.reference_forward
 
-        expected = reference_forward(spec, arrays)
-
-        def submission_forward(inputs):
-            failure, reply, _ = self._call(spec.forward, forward_args(spec.name, arrays, inputs), [expected],
-                                           list(forward.inputs(arrays)))
-            got = None if failure else checks.unpack(reply, forward)
-            if got is None or isinstance(got, CaseResult) or got["out"].shape != expected.shape:
-                return np.full(expected.shape, np.nan)
-            return got["out"]
+        def submission_forward(overrides: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            failure, got, _ = self._call_forward(values, overrides=overrides)
+            return {name: got[name] if failure is None and got[name].shape == expected.shape
+                    else np.full(expected.shape, np.nan)
+                    for name, expected in values.reference_outputs.items()}
 
         return submission_forward
 
-    def diagnose(self, test: Test, spec: Spec, failure: CaseResult) -> str:
+    def diagnose(self, test: Test, failure: CaseResult) -> str:
         if failure.case is None or failure.outcome in outcomes.FATAL:
-            return diagnosis.summarize(failure, spec.name, [])
+            return diagnosis.summarize(failure, test.function, [])
 
         def passes_within(space: Space) -> bool:
-            return smallest_failure(lambda case: self.run_case(test, spec, case), space, spec.pool,
+            return smallest_failure(lambda case: self.run_case(test, case), test.function, space,
                                     DIAGNOSIS_EXAMPLES, self.rubric.seed_of(test, "/diagnosis"),
                                     shrink=False) is None
 
-        found = diagnosis.triggers(passes_within, test.space, spec.pool) if test.examples else []
-        return diagnosis.summarize(failure, spec.name, found)
+        found = diagnosis.triggers(passes_within, test.draw_space, test.function) if test.examples else []
+        return diagnosis.summarize(failure, test.function, found)
 
 
-def _note_missing_bias(failure: CaseResult, got: np.ndarray, expected: np.ndarray, arrays) -> CaseResult:
-    """Say so when the output is exactly the reference minus the bias."""
-    if failure.outcome != outcomes.WRONG_VALUE or got.shape != expected.shape:
-        return failure
-    if arrays.b is not None and np.allclose(got + arrays.b.reshape(1, -1, 1, 1), expected, atol=1e-8):
-        return replace(failure, message=failure.message + " (exactly the bias b is missing)")
+def array_names(value, inputs: dict[str, np.ndarray]) -> list[str]:
+    """Names of the arrays in value, in the order the sandbox sends them: a case input's name, else cache."""
+    if isinstance(value, Writable):
+        value = value.array
+    if isinstance(value, np.ndarray):
+        return [next((name for name, array in inputs.items() if array is value), "cache")]
+    if isinstance(value, (tuple, list)):
+        return [name for item in value for name in array_names(item, inputs)]
+    if isinstance(value, dict):
+        return [name for item in value.values() for name in array_names(item, inputs)]
+    return []
+
+
+def _matched_mistakes(failure: CaseResult, function: Function, got: dict, values: CaseValues) -> CaseResult:
+    """The failure, with the note and hint of each known mistake its output equals on this case."""
+    for mistake in function.mistakes:
+        if mistake.output != failure.output or got.get(mistake.output) is None:
+            continue
+        try:
+            wrong = np.asarray(mistake.compute(values), dtype=float)
+            output = got[mistake.output]
+            matches = output.shape == wrong.shape and np.allclose(output, wrong, atol=1e-8, equal_nan=True)
+        except Exception:  # a formula that does not apply to this case is no evidence
+            matches = False
+        if matches:
+            failure = replace(failure, message=failure.message + mistake.note, hints=failure.hints + (mistake.hint,))
     return failure
 
 

@@ -14,13 +14,14 @@ class CaseResult:
     outcome: str
     message: str = ""
     case: Case | None = None
-    output: str | None = None  # which output was wrong: out, dx, dw or db
+    output: str | None = None  # which output was wrong: out, dx, a parameter entry...
     max_error: float | None = None
     where: tuple[int, ...] | None = None
     cache: str | None = None  # for backward: "submission" or "canonical"
     got_shape: tuple[int, ...] | None = None
     expected_shape: tuple[int, ...] | None = None
     final: bool = False  # no further case can change the verdict (the function is not called again)
+    hints: tuple[str, ...] = ()  # known mistakes this case's outputs match
 
     @property
     def stops_search(self) -> bool:

@@ -7,23 +7,28 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import typing
 import zlib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
+
+from gradeconv import specs
+from gradeconv.cases import Space, space_of, validate_explicit, validate_space
 
 DEFAULT_RUBRIC = Path(__file__).with_name("default_rubric.yaml")
-#: The graded functions and the arrays each returns, in order (specs.py says how to call them).
-OUTPUTS = {
-    "conv_forward_naive": ("out",),
-    "conv_backward_naive": ("dx", "dw", "db"),
-    "max_pool_forward_naive": ("out",),
-    "max_pool_backward_naive": ("dx",),
-}
-FUNCTIONS = tuple(OUTPUTS)
+#: every function a rubric can grade (gradeconv/specs/ declares them)
+FUNCTIONS = tuple(specs.FUNCTIONS)
+
+
+def _python_file(value: str) -> str:
+    if not value.endswith(".py") or "/" in value:
+        raise ValueError("module must be a file name ending in .py, like layers.py")
+    return value
 
 
 class RubricError(Exception):
@@ -32,62 +37,6 @@ class RubricError(Exception):
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-Range = tuple[int, int]
-
-
-def _check_range(value: Range) -> Range:
-    low, high = value
-    if low > high:
-        raise ValueError(f"range [{low}, {high}] is empty: the first number must be <= the second")
-    return value
-
-
-class Space(Strict):
-    """Where generated cases are drawn from. Output sizes are drawn, input sizes derived."""
-
-    n: Range = (1, 2)
-    c: Range = (1, 3)
-    f: Range = (1, 3)
-    out_h: Range = (1, 4)
-    out_w: Range = (1, 4)
-    field_h: Range = (1, 4)
-    field_w: Range = (1, 4)
-    stride: Range = (1, 3)
-    pad: Range = (0, 2)
-    square: bool = False
-    overlap: Literal["allowed", "required", "forbidden"] = "allowed"
-
-    @field_validator("n", "c", "f", "out_h", "out_w", "field_h", "field_w", "stride")
-    @classmethod
-    def positive(cls, value: Range) -> Range:
-        if value[0] < 1:
-            raise ValueError("sizes and strides must be >= 1")
-        return _check_range(value)
-
-    @field_validator("pad")
-    @classmethod
-    def non_negative(cls, value: Range) -> Range:
-        if value[0] < 0:
-            raise ValueError("pad must be >= 0")
-        return _check_range(value)
-
-
-class ExplicitCase(Strict):
-    """A case that always runs. values: random (from seed) or notebook (the course's vectors)."""
-
-    n: int = Field(ge=1)
-    c: int = Field(ge=1)
-    h: int = Field(ge=1)
-    w: int = Field(ge=1)
-    f: int = Field(1, ge=1)
-    field_h: int = Field(ge=1)
-    field_w: int = Field(ge=1)
-    stride: int = Field(1, ge=1)
-    pad: int = Field(0, ge=0)
-    seed: int = Field(0, ge=0)
-    values: Literal["random", "notebook"] = "random"
 
 
 class ReferenceCheck(Strict):
@@ -111,24 +60,66 @@ class Checks(Strict):
 
 class Test(Strict):
     name: str = Field(min_length=1)
-    function: Literal[FUNCTIONS]
+    function: str
+    module: str | None = None  # the file that defines the function; default: the rubric's module
     points: float = Field(ge=0)
     visibility: Literal["visible", "hidden", "after_due_date", "after_published"] = "visible"
-    outputs: tuple[Literal["out", "dx", "dw", "db"], ...] | None = None
+    outputs: tuple[str, ...] | None = None
     examples: int = Field(20, ge=0, le=1000)
-    space: Space = Space()
-    cases: tuple[ExplicitCase, ...] = ()
+    space: dict[str, Any] = {}
+    cases: tuple[dict[str, Any], ...] = ()
     checks: Checks = Checks()
     tags: tuple[str, ...] = ()
 
+    @field_validator("function")
+    @classmethod
+    def known_function(cls, value: str) -> str:
+        if value not in specs.FUNCTIONS:
+            raise ValueError(f"unknown function {value!r}; `gradeconv rubrics` lists the gradable ones")
+        return value
+
+    @field_validator("module")
+    @classmethod
+    def module_file(cls, value: str | None) -> str | None:
+        return value if value is None else _python_file(value)
+
+    @field_validator("space")
+    @classmethod
+    def space_fits(cls, value: dict, info: ValidationInfo) -> dict:
+        if "function" in info.data:
+            validate_space(specs.layer_of(info.data["function"]), value)
+        return value
+
+    @field_validator("cases")
+    @classmethod
+    def cases_fit(cls, value: tuple, info: ValidationInfo) -> tuple:
+        if "function" in info.data:
+            layer = specs.layer_of(info.data["function"])
+            for number, case in enumerate(value):
+                try:
+                    validate_explicit(layer, case)
+                except ValueError as error:
+                    keyed = re.match(r"^\w+: ", str(error))
+                    raise ValueError(f"{number}{'.' if keyed else ': '}{error}") from None
+        return value
+
     @model_validator(mode="after")
     def outputs_match_function(self) -> "Test":
-        allowed = set(OUTPUTS[self.function])
-        if self.outputs and not set(self.outputs) <= allowed:
-            raise ValueError(f"outputs of {self.function} are {sorted(allowed)}, not {list(self.outputs)}")
+        allowed = specs.function(self.function).outputs
+        if self.outputs and not set(self.outputs) <= set(allowed):
+            raise ValueError(f"outputs of {self.function} are {list(allowed)}, not {list(self.outputs)}")
         if self.examples == 0 and not self.cases:
             raise ValueError("a test needs examples > 0 or at least one explicit case")
         return self
+
+    @property
+    def layer(self) -> specs.Layer:
+        return specs.layer_of(self.function)
+
+    @property
+    def draw_space(self) -> Space:
+        """Where this test's cases are drawn from: the layer's defaults with the rubric's changes."""
+        return space_of(self.layer, self.space)
 
 
 class Limits(Strict):
@@ -156,9 +147,7 @@ class Rubric(Strict):
     @field_validator("module")
     @classmethod
     def python_file(cls, value: str) -> str:
-        if not value.endswith(".py") or "/" in value:
-            raise ValueError("module must be a file name ending in .py, like layers.py")
-        return value
+        return _python_file(value)
 
     @model_validator(mode="after")
     def one_secret(self) -> "Rubric":
@@ -212,6 +201,14 @@ class Rubric(Strict):
     def functions(self) -> list[str]:
         return sorted({test.function for test in self.tests})
 
+    def module_of(self, test: Test) -> str:
+        return test.module or self.module
+
+    @property
+    def modules(self) -> list[str]:
+        """The files the tests grade, in the order they first appear."""
+        return list(dict.fromkeys(self.module_of(test) for test in self.tests))
+
 
 def _line_of(node: yaml.Node, location: tuple) -> int:
     """The 1-based line of the YAML node at a pydantic error location."""
@@ -251,9 +248,22 @@ def _allowed_keys(location: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def _describe(error: dict) -> str:
-    location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+def _located(error: dict) -> tuple[tuple, str]:
+    """(location, message) of a pydantic error; a value error saying "key.key: ..." points into its value."""
+    location = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
     message = error["msg"]
+    if error["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
+        keyed = re.match(r"^([\w.]+): (.*)$", message, re.S)
+        if keyed:
+            inner = tuple(int(part) if part.isdigit() else part for part in keyed.group(1).split("."))
+            location, message = location + inner, keyed.group(2)
+    return location, message
+
+
+def _describe(error: dict) -> str:
+    location_parts, message = _located(error)
+    location = ".".join(map(str, location_parts))
     if error["type"] == "extra_forbidden":
         allowed = ", ".join(_allowed_keys(error["loc"]))
         message = f"unknown key; allowed here: {allowed}" if allowed else "unknown key"
@@ -287,7 +297,7 @@ def load(path: Path | None = None) -> Rubric:
         # A list whose items failed also reports itself as too short: only the items' errors help.
         failed_items = {e["loc"][:1] for e in errors if len(e["loc"]) > 1}
         errors = [e for e in errors if not (e["type"] == "too_short" and e["loc"][:1] in failed_items)]
-        problems = [f"{path}:{_line_of(node, e['loc'])}: {_describe(e)}" for e in errors]
+        problems = [f"{path}:{_line_of(node, _located(e)[0])}: {_describe(e)}" for e in errors]
         raise RubricError("\n".join(problems)) from None
     rubric._path = str(path)
     rubric._sha256 = hashlib.sha256(text.encode()).hexdigest()

@@ -21,9 +21,8 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, reject, seed, setti
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from gradeconv import outcomes
-from gradeconv.cases import Case, cases
+from gradeconv.cases import Case, Space, cases
 from gradeconv.results import CaseResult
-from gradeconv.rubric import Space
 
 MAX_SHRINK_CALLS = 150
 
@@ -57,7 +56,7 @@ class _Failed(Exception):
     pass
 
 
-def smallest_failure(run: Callable[[Case], CaseResult], space: Space, pool: bool, examples: int,
+def smallest_failure(run: Callable[[Case], CaseResult], function: str, space: Space, examples: int,
                      search_seed: int, shrink: bool = True) -> CaseResult | None:
     """The smallest failing case found among `examples` drawn cases (after shrinking), or None."""
     failures: list[CaseResult] = []
@@ -68,7 +67,7 @@ def smallest_failure(run: Callable[[Case], CaseResult], space: Space, pool: bool
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
               phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate],
               print_blob=False, verbosity=Verbosity.quiet)
-    @given(cases(space, pool))
+    @given(cases(function, space))
     def probe(case: Case) -> None:
         nonlocal calls_after_failure
         if failures:

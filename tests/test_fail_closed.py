@@ -17,7 +17,8 @@ import gradeconv
 from gradeconv import checks, outcomes, search
 from gradeconv import rubric as rubrics
 from gradeconv.results import CaseResult
-from gradeconv.rubric import Space
+from gradeconv.cases import space_of
+from gradeconv.specs import layer_of
 from gradeconv.sandbox import replies, wire
 from tests.conftest import CORRECT
 
@@ -135,7 +136,7 @@ def test_an_exception_in_the_search_is_a_failure_not_a_pass():
     def run(case):
         raise RuntimeError("judging broke")
 
-    result = search.smallest_failure(run, Space(), False, 5, 1)
+    result = search.smallest_failure(run, "conv_forward_naive", space_of(layer_of("conv_forward_naive"), {}), 5, 1)
     assert result is not None and result.outcome == outcomes.ERROR
     assert "could not finish" in result.message
 
@@ -262,7 +263,7 @@ def test_case_result_final_stops_the_search():
         calls.append(case)
         return CaseResult(outcomes.ERROR, "bad reply", final=True)
 
-    result = search.smallest_failure(run, Space(), False, 50, 3)
+    result = search.smallest_failure(run, "conv_forward_naive", space_of(layer_of("conv_forward_naive"), {}), 50, 3)
     assert result.outcome == outcomes.ERROR
     assert len(calls) == 1
 

@@ -4,7 +4,7 @@
 process; the rest is the parent's side.
 """
 from gradeconv.sandbox.process import Limits, Reply
-from gradeconv.sandbox.session import Handle, SandboxReport, Session
+from gradeconv.sandbox.session import Handle, SandboxReport, Session, Writable
 from gradeconv.sandbox.staging import Stage, stage_module
 
-__all__ = ["Handle", "Limits", "Reply", "SandboxReport", "Session", "Stage", "stage_module"]
+__all__ = ["Handle", "Limits", "Reply", "SandboxReport", "Session", "Stage", "Writable", "stage_module"]

@@ -36,7 +36,15 @@ class OtherValue(_Strict):
     other: Annotated[str, Field(max_length=300)]
 
 
+class MissingValue(_Strict):
+    """A parameter entry the function should have stored and did not."""
+
+    missing: Literal[True]
+
+
 Item = Union[NoneValue, ArrayValue, OtherValue]
+Entries = Annotated[dict[Annotated[str, Field(pattern=IDENTIFIER)], Union[Item, MissingValue]],
+                    Field(max_length=MAX_ITEMS)]
 
 
 class SequenceValue(_Strict):
@@ -52,6 +60,7 @@ Indices = Annotated[list[Annotated[StrictInt, Field(ge=0, lt=MAX_ITEMS)]], Field
 class Returned(_Strict):
     status: Literal["ok"]
     value: Value
+    arguments: Annotated[list[Entries], Field(max_length=MAX_ITEMS)] = []
     blobs: Blobs
 
 
@@ -112,6 +121,8 @@ def validate(op: str, header: dict, array_count: int) -> dict:
         where = ".".join(str(part) for part in first["loc"])
         raise MalformedReply(f"reply field {where or '(top)'}: {first['msg']}") from None
     referenced = _array_indices(getattr(reply, "value", None))
+    for entries in getattr(reply, "arguments", []):
+        referenced += [index for item in entries.values() for index in _array_indices(item)]
     if sorted(referenced) != list(range(array_count)):
         raise MalformedReply(f"the reply refers to arrays {sorted(referenced)} but carries {array_count}")
     return header

@@ -54,6 +54,13 @@ class Handle:
 
 
 @dataclass(frozen=True)
+class Writable:
+    """An array argument the called function may change (it gets its own copy)."""
+
+    array: np.ndarray
+
+
+@dataclass(frozen=True)
 class SandboxReport:
     sandbox: str  # "bubblewrap", "uid" or "none"
     stdout: str
@@ -141,11 +148,12 @@ class Session:
         return self._request({"op": "load"}, [], NO_ARRAYS)
 
     def call(self, function: str, args: list, keep: bool = False, expected_bytes: int = 0,
-             writable: bool = False) -> tuple[Reply, Handle | None]:
+             writable: bool = False, report: list[tuple[int, list[str]]] = ()) -> tuple[Reply, Handle | None]:
         """Call `function(*args)` in the worker; with keep, its return value stays there as a Handle.
 
         expected_bytes is the size of the correct answer's arrays; a reply far larger is refused
-        unread. Inputs reach the student read-only unless writable.
+        unread. Inputs reach the student read-only unless writable (or wrapped in Writable).
+        report names (argument index, keys) of dict arguments whose entries the reply carries back.
         """
         if self.load().status != "ok":
             return self.load_reply, None
@@ -160,7 +168,8 @@ class Session:
             return Reply("protocol", message=str(error)), None
         handle = Handle(next(self.keys), self.generation) if keep else None
         header = {"op": "call", "function": function, "args": specs,
-                  "store": handle.key if handle else None, "writable": writable}
+                  "store": handle.key if handle else None, "writable": writable,
+                  "report": [[index, list(keys)] for index, keys in report]}
         reply = self._request(header, arrays, reply_budget(expected_bytes))
         return reply, (handle if reply.status == "ok" else None)
 
@@ -187,12 +196,21 @@ class Session:
         if isinstance(value, np.ndarray):
             arrays.append(value)
             return {"array": len(arrays) - 1}
+        if isinstance(value, Writable):
+            arrays.append(value.array)
+            return {"array": len(arrays) - 1, "writable": True}
         if isinstance(value, Handle):
             if value.generation != self.generation:
                 raise LookupError("the cache was lost when the worker was restarted")
             return {"handle": value.key, "index": value.index}
         if isinstance(value, tuple):
             return {"tuple": [self._encode(item, arrays) for item in value]}
+        if isinstance(value, list):
+            return {"list": [self._encode(item, arrays) for item in value]}
+        if isinstance(value, dict):
+            return {"dict": {key: self._encode(item, arrays) for key, item in value.items()}}
+        if isinstance(value, np.generic):
+            return {"json": value.item()}
         return {"json": value}
 
     def forget(self, *handles: Handle) -> None:

@@ -75,6 +75,7 @@ class Worker:
         self.module = None
         self.stored = {}
         self.ndarray = np.ndarray
+        self.numbers = frozenset({float, int, np.float64, np.float32, np.float16, np.int64, np.int32})
         # the parent refuses replies whose text fields are not of these forms: keep to them
         wire = channel.wire
         self.identifier, self.dotted, self.location_form = (
@@ -131,7 +132,17 @@ class Worker:
         if header.get("store") is not None:
             self.stored[header["store"]] = value
         out_arrays = []
-        return {"status": "ok", "value": self.describe(value, out_arrays, depth=0)}, out_arrays
+        reply = {"status": "ok", "value": self.describe(value, out_arrays, depth=0)}
+        if header.get("report"):  # the parameter entries the function must update, as they are now
+            reply["arguments"] = [self.entries(args[index], keys, out_arrays) for index, keys in header["report"]]
+        return reply, out_arrays
+
+    def entries(self, argument, keys, out_arrays):
+        found = {}
+        for key in keys:
+            has = type(argument) is dict and key in argument
+            found[key] = self.describe(argument[key], out_arrays, depth=1) if has else {"missing": True}
+        return found
 
     def written_inputs(self, header, arrays, function):
         """Indices of the given arrays the function writes into: calls again with one read-only at a time."""
@@ -148,12 +159,16 @@ class Worker:
         return written
 
     def build(self, spec, arrays):
-        if "array" in spec:
-            return arrays[spec["array"]]
+        if "array" in spec:  # a writable one is the function's to update (batchnorm's running mean)
+            return arrays[spec["array"]].copy() if spec.get("writable") else arrays[spec["array"]]
         if "json" in spec:
             return json.loads(json.dumps(spec["json"]))  # a fresh object every call
         if "tuple" in spec:
             return tuple(self.build(item, arrays) for item in spec["tuple"])
+        if "list" in spec:
+            return [self.build(item, arrays) for item in spec["list"]]
+        if "dict" in spec:
+            return {key: self.build(item, arrays) for key, item in spec["dict"].items()}
         if "handle" in spec:
             value = self.stored[spec["handle"]]
             return value[spec["index"]] if spec.get("index") is not None else value
@@ -163,6 +178,8 @@ class Worker:
         """What the student returned: arrays go out as .npy, anything else by its type name only."""
         if value is None:
             return {"none": True}
+        if type(value) in self.numbers:  # a loss: sent as a 0-d array of its own dtype
+            value = self.np.asarray(value)
         if type(value) is self.ndarray:
             if value.dtype.kind not in "biufc" or value.dtype.fields is not None:
                 return {"other": f"ndarray of dtype {value.dtype}"}

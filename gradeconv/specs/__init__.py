@@ -1,0 +1,19 @@
+"""The graded layers, each described as data (see model.py); the registry the engine looks them up in."""
+from __future__ import annotations
+
+from gradeconv.specs.conv import CONV
+from gradeconv.specs.model import Function, Layer
+from gradeconv.specs.pool import POOL
+
+LAYERS: tuple[Layer, ...] = (CONV, POOL)
+#: function name -> (its layer, itself)
+FUNCTIONS: dict[str, tuple[Layer, Function]] = {
+    function.name: (layer, function) for layer in LAYERS for function in layer.functions}
+
+
+def layer_of(name: str) -> Layer:
+    return FUNCTIONS[name][0]
+
+
+def function(name: str) -> Function:
+    return FUNCTIONS[name][1]

@@ -1,0 +1,86 @@
+"""Where an array's values come from, drawn from the case's seeded generator.
+
+A domain exists to keep every check meaningful: distinct values on a grid where
+a max would tie, values away from a kink where a numeric gradient would straddle
+it, positive values where a variance is expected, integer labels in range.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class Domain:
+    def sample(self, rng: np.random.Generator, shape: tuple[int, ...], variables: dict) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _scale(value: float | str, variables: dict) -> float:
+    return float(variables[value]) if isinstance(value, str) else float(value)
+
+
+@dataclass(frozen=True)
+class Normal(Domain):
+    """Standard normal values times scale (a number, or the name of a case variable)."""
+
+    scale: float | str = 1.0
+
+    def sample(self, rng, shape, variables):
+        values = rng.standard_normal(shape)
+        scale = _scale(self.scale, variables)
+        return values if scale == 1.0 else values * scale
+
+
+@dataclass(frozen=True)
+class Distinct(Domain):
+    """Distinct values on a grid of this spacing: no two tie, so a max has one winner and no kink."""
+
+    spacing: float = 0.01
+
+    def sample(self, rng, shape, variables):
+        count = int(np.prod(shape))
+        return (rng.permutation(count).reshape(shape) - count / 2) * self.spacing
+
+
+@dataclass(frozen=True)
+class Uniform(Domain):
+    """Uniform values in [low, high): positive ones for variances, for instance."""
+
+    low: float
+    high: float
+
+    def sample(self, rng, shape, variables):
+        return rng.uniform(self.low, self.high, shape)
+
+
+@dataclass(frozen=True)
+class AwayFromZero(Domain):
+    """Values of either sign with magnitude in [low, high]: a numeric step never crosses a kink at 0."""
+
+    low: float = 0.1
+    high: float = 1.0
+
+    def sample(self, rng, shape, variables):
+        signs = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
+        return signs * rng.uniform(self.low, self.high, shape)
+
+
+@dataclass(frozen=True)
+class Integers(Domain):
+    """Integers in [0, high), high a case variable (the class count C, the vocabulary size V)."""
+
+    high: str
+
+    def sample(self, rng, shape, variables):
+        return rng.integers(0, int(variables[self.high]), shape).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Booleans(Domain):
+    """A boolean mask, each entry True with probability p."""
+
+    p: float = 0.5
+
+    def sample(self, rng, shape, variables):
+        return rng.random(shape) < self.p

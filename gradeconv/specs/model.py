@@ -1,0 +1,172 @@
+"""What a layer spec declares: arguments, sizes, values, outputs, and the mistakes it recognises.
+
+A layer family (conv, batchnorm, lstm...) is one ``Layer``: its forward
+``Function``, the backward functions that consume the forward's cache, the
+arguments both are built from, where the sizes of a case come from, and what a
+failing case can be explained by. The engine reads these declarations and has
+no code of its own for any layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Union
+
+import numpy as np
+
+from gradeconv.specs.domains import Domain, Normal
+
+Range = tuple[int, int]
+#: a variable a case must give (an explicit case without it is an error)
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Array:
+    """An array argument: its shape in case variables (or ints) and the domain of its values."""
+
+    name: str
+    shape: tuple[str | int, ...]
+    values: Domain = Normal()
+
+
+@dataclass(frozen=True)
+class Var:
+    """A case variable, passed as a plain value (groupnorm's G) or as a parameter entry (stride)."""
+
+    name: str
+
+
+Entry = Union[Var, Array, int, float, str, bool]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A dict argument (conv_param, bn_param). `updated` keys are side effects the function must make."""
+
+    name: str
+    entries: dict[str, Entry]
+    updated: tuple[str, ...] = ()
+
+    @property
+    def arrays(self) -> tuple[Array, ...]:
+        return tuple(entry for entry in self.entries.values() if isinstance(entry, Array))
+
+
+Argument = Union[Array, Param, Var]
+
+
+@dataclass(frozen=True)
+class Option:
+    """A case variable that is not a size: a mode, a flag, a scale. A tuple default is drawn among."""
+
+    default: Any
+    choices: tuple | None = None  # the allowed values; None allows any value of the default's type
+
+
+@dataclass(frozen=True)
+class Restriction:
+    """A narrower space; when the failing test passes within it, the failure needs `trigger`."""
+
+    trigger: str
+    replace: dict[str, Any] = field(default_factory=dict)  # ranges or options set to these values
+    at_least: dict[str, int] = field(default_factory=dict)  # ranges whose low end is raised to these
+    hint: str = ""  # what to check when the trigger is found
+    hint_unless: str = ""  # ... unless an earlier hint already mentions this word
+    only: str | None = None  # "forward" or "backward": the hint applies to that role only
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A known bug, recognised when an output equals what the buggy formula gives on the failing case."""
+
+    output: str  # an output name, or an updated parameter entry such as running_mean
+    hint: str
+    compute: Callable[["CaseValues"], np.ndarray]  # noqa: F821 (defined in gradeconv.cases)
+    note: str = ""  # appended to the failure message when it matches
+
+
+@dataclass(frozen=True)
+class Function:
+    """One graded function: what it returns, in order, and which outputs are gradients of which input."""
+
+    name: str
+    outputs: tuple[str, ...]
+    reference: Callable
+    gradients: dict[str, str] = field(default_factory=dict)  # output -> the input it is the gradient of
+    returns_cache: bool = False  # forward functions return (*outputs, cache)
+    loss: bool = False  # outputs[0] is a scalar loss and `gradients` are its gradients
+    mistakes: tuple[Mistake, ...] = ()
+
+
+@dataclass(frozen=True)
+class Properties:
+    """Checks that replace comparison with the reference, for layers that draw random numbers.
+
+    forward(values, got, call_again) -> failure or None, where call_again() returns
+    the student's outputs for the same case once more (or a failure);
+    backward(values, own) -> the expected backward outputs, given the student's own
+    forward outputs for this case (the forward passed its checks).
+    """
+
+    forward: Callable
+    backward: Callable
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A layer family: one forward, the backwards that take its cache, and its case space."""
+
+    name: str
+    forward: Function
+    arguments: tuple[Argument, ...]
+    ranges: dict[str, Range]  # default ranges of the sizes a case is drawn from
+    backward: tuple[Function, ...] = ()
+    options: dict[str, Option] = field(default_factory=dict)
+    minimum: dict[str, int] = field(default_factory=dict)  # lowest allowed value of a range (default 1)
+    draw: Callable | None = None  # draw(draw, space) -> variables; default: each range, then each option
+    variables: dict[str, Any] | None = None  # a case's variables and defaults (default: ranges and options)
+    derive: Callable[[dict], dict] | None = None  # further variables computed from a case's (D = d1 * d2)
+    check: Callable[[dict], str | None] | None = None  # why an explicit case is invalid, or None
+    shown: tuple[str, ...] | None = None  # counterexample keys in order, "seed" included
+    volume: tuple[str, ...] | None = None  # variables whose product sorts cases first (default: elements)
+    order: tuple[str, ...] | None = None  # then these variables, in this order (default: all)
+    describe: str | None = None  # template naming arrays (their shapes) and variables
+    notebook: dict[str, tuple[float, float]] = field(default_factory=dict)  # linspace values by array
+    restrictions: tuple[Restriction, ...] = ()
+    hints: Callable | None = None  # hints(failure, case) -> list of hints from the failure's evidence
+    properties: Properties | None = None
+    module: str = "layers.py"  # the course file that defines it
+
+    @property
+    def functions(self) -> tuple[Function, ...]:
+        return (self.forward, *self.backward)
+
+    @property
+    def arrays(self) -> tuple[Array, ...]:
+        """Every array of a case, in the order its values are drawn."""
+        found: list[Array] = []
+        for argument in self.arguments:
+            if isinstance(argument, Array):
+                found.append(argument)
+            elif isinstance(argument, Param):
+                found.extend(argument.arrays)
+        return tuple(found)
+
+    @property
+    def params(self) -> tuple[Param, ...]:
+        return tuple(argument for argument in self.arguments if isinstance(argument, Param))
+
+    @property
+    def case_variables(self) -> dict[str, Any]:
+        """The variables an explicit case gives, with their defaults (REQUIRED when none)."""
+        if self.variables is not None:
+            return self.variables
+        return {**{name: REQUIRED for name in self.ranges},
+                **{name: _single(option.default) for name, option in self.options.items()}}
+
+    def role(self, function: Function) -> str:
+        return "forward" if function is self.forward else "backward"
+
+
+def _single(default: Any) -> Any:
+    return default[0] if isinstance(default, tuple) else default
