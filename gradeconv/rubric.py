@@ -20,7 +20,8 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from gradeconv import specs
 from gradeconv.cases import Space, space_of, validate_explicit, validate_space
 
-DEFAULT_RUBRIC = Path(__file__).with_name("default_rubric.yaml")
+BUNDLED = Path(__file__).with_name("rubrics")
+DEFAULT_RUBRIC = BUNDLED / "default.yaml"
 #: every function a rubric can grade (gradeconv/specs/ declares them)
 FUNCTIONS = tuple(specs.FUNCTIONS)
 

@@ -68,12 +68,12 @@ def test_default_rubric_is_used_outside_the_project(tmp_path):
     result = gradeconv("--quiet", SAMPLE / "alice", "--json", tmp_path / "r.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "r.json").read_text())
-    assert data["rubric"]["path"].endswith("default_rubric.yaml")
+    assert data["rubric"]["path"].endswith("default.yaml")
     assert data["submissions"][0]["score"] == 100
 
 
 def test_bundled_default_rubric_is_the_top_level_one():
-    assert (ROOT / "rubric.yaml").read_text() == (ROOT / "gradeconv" / "default_rubric.yaml").read_text()
+    assert (ROOT / "rubric.yaml").read_text() == (ROOT / "gradeconv" / "rubrics" / "default.yaml").read_text()
 
 
 def test_check_exit_status_follows_visible_tests(tmp_path):

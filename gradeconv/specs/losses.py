@@ -1,0 +1,88 @@
+"""The classification losses: svm_loss and softmax_loss, each returning (loss, dx) from one call.
+
+Scores may be large (option `scale`): a softmax without the max subtracted
+overflows there, and the case shows it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gradeconv.specs.domains import Integers, Normal
+from gradeconv.specs.model import Array, Function, Layer, Mistake, Option, Restriction
+from reference import layers
+
+
+def _svm_counting_correct_class(values) -> np.ndarray:
+    """The hinge loss with the correct class's own margin (always 1) counted too."""
+    return np.asarray(values.reference_outputs["loss"] + 1.0)
+
+
+def _svm_dx_counting_correct_class(values) -> np.ndarray:
+    x, y = values.inputs["x"], values.inputs["y"]
+    n = x.shape[0]
+    margins = x - x[np.arange(n), y][:, None] + 1.0
+    positive = (margins > 0).astype(float)
+    dx = positive.copy()
+    dx[np.arange(n), y] -= positive.sum(axis=1)
+    return dx / n
+
+
+def _softmax_unstable(values) -> np.ndarray:
+    """The loss computed without subtracting the row max: overflows to inf or nan on large scores."""
+    x, y = values.inputs["x"], values.inputs["y"]
+    with np.errstate(all="ignore"):
+        exp = np.exp(x)
+        probs = exp / exp.sum(axis=1, keepdims=True)
+        return np.asarray(-np.mean(np.log(probs[np.arange(x.shape[0]), y])))
+
+
+def _softmax_dx_unstable(values) -> np.ndarray:
+    x, y = values.inputs["x"], values.inputs["y"]
+    with np.errstate(all="ignore"):
+        exp = np.exp(x)
+        probs = exp / exp.sum(axis=1, keepdims=True)
+    probs[np.arange(x.shape[0]), y] -= 1
+    return probs / x.shape[0]
+
+
+def _not_averaged(function):
+    def compute(values) -> np.ndarray:
+        return np.asarray(values.reference_outputs[function] * values.inputs["x"].shape[0])
+    return compute
+
+
+STABILITY = "subtract each row's max score before np.exp: large scores overflow otherwise"
+AVERAGE = "average the loss (and dx) over the N samples"
+CLASSES = (Array("x", ("n", "c"), Normal("scale")), Array("y", ("n",), Integers("c")))
+SCALES = {"scale": Option(1.0)}
+
+SVM = Layer(
+    name="svm_loss",
+    forward=Function("svm_loss", ("loss", "dx"), layers.svm_loss, gradients={"dx": "x"}, loss=True, mistakes=(
+        Mistake("loss", "skip the correct class j == y[i] in the hinge sum: its margin is always 1",
+                _svm_counting_correct_class, note=" (exactly 1 too much: the correct class's margin is counted)"),
+        Mistake("dx", "skip the correct class j == y[i] in the hinge sum: its margin is always 1",
+                _svm_dx_counting_correct_class),
+        Mistake("loss", AVERAGE, _not_averaged("loss")),
+    )),
+    arguments=CLASSES,
+    ranges={"n": (1, 4), "c": (2, 5)},
+    minimum={"c": 2},
+    options=SCALES,
+    restrictions=(Restriction("N > 1", replace={"n": (1, 1)}, hint=AVERAGE),),
+)
+
+SOFTMAX = Layer(
+    name="softmax_loss",
+    forward=Function("softmax_loss", ("loss", "dx"), layers.softmax_loss, gradients={"dx": "x"}, loss=True,
+                     mistakes=(Mistake("loss", STABILITY, _softmax_unstable),
+                               Mistake("dx", STABILITY, _softmax_dx_unstable),
+                               Mistake("loss", AVERAGE, _not_averaged("loss")))),
+    arguments=CLASSES,
+    ranges={"n": (1, 4), "c": (2, 5)},
+    minimum={"c": 2},
+    options=SCALES,
+    restrictions=(Restriction("N > 1", replace={"n": (1, 1)}, hint=AVERAGE),),
+)
+
+LAYERS = (SVM, SOFTMAX)
