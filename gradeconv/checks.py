@@ -71,6 +71,8 @@ def compare(name: str, got: np.ndarray, expected: np.ndarray, tolerance: Referen
     if got.dtype != np.float64:
         return CaseResult(outcomes.WRONG_TYPE, f"{name} has dtype {got.dtype}, expected float64 "
                           "(the course asks for double precision)", output=name)
+    if got.ndim == 0:  # a loss
+        return _compare_scalar(name, float(got), float(expected), tolerance)
     if not np.all(np.isfinite(got)):
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(got))[0])
         return CaseResult(outcomes.WRONG_VALUE, f"{name} contains NaN or infinity, first at index {where}",
@@ -87,6 +89,16 @@ def compare(name: str, got: np.ndarray, expected: np.ndarray, tolerance: Referen
         f"(got {got[where]:.6g}, expected {expected[where]:.6g})",
         output=name, max_error=largest, where=where,
     )
+
+
+def _compare_scalar(name: str, got: float, expected: float, tolerance: ReferenceCheck) -> CaseResult | None:
+    if not np.isfinite(got):
+        return CaseResult(outcomes.WRONG_VALUE, f"{name} is {got} (expected {expected:.6g})", output=name)
+    error = abs(got - expected)
+    if error <= tolerance.atol + tolerance.rtol * abs(expected):
+        return None
+    return CaseResult(outcomes.WRONG_VALUE, f"{name} is wrong: got {got:.6g}, expected {expected:.6g} "
+                                            f"(error {error:.3g})", output=name, max_error=error)
 
 
 def mutated(reply: Reply, names: list[str]) -> CaseResult | None:

@@ -17,7 +17,7 @@ from gradeconv.reports import csv_report, feedback, gradescope, json_report, ter
 from gradeconv.sandbox.session import SandboxUnavailable
 from gradeconv.submissions import Submission, SubmissionError, discover
 
-COMMANDS = ("grade", "check", "gradescope")
+COMMANDS = ("grade", "check", "gradescope", "rubrics")
 USAGE_ERROR = 2
 
 
@@ -51,19 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("--submission", type=Path, default=Path("/autograder/submission"))
     scope.add_argument("--results", type=Path, default=Path("/autograder/results/results.json"))
     _rubric_option(scope)
+
+    listing = commands.add_parser("rubrics", help="list the bundled rubrics, or one rubric's tests and points")
+    listing.add_argument("name", nargs="?", metavar="NAME_OR_FILE", help="a bundled rubric's name or a YAML file")
     return parser
 
 
 def _rubric_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rubric", type=Path,
-                        help="rubric YAML (default: ./rubric.yaml if present, else the bundled default)")
+    parser.add_argument("--rubric", metavar="NAME_OR_FILE",
+                        help="a bundled rubric's name (see `gradeconv rubrics`) or a rubric YAML file "
+                             "(default: ./rubric.yaml if present, else the bundled default)")
 
 
-def load_rubric(path: Path | None) -> rubrics.Rubric:
-    if path is None and Path("rubric.yaml").is_file():
-        path = Path("rubric.yaml")
+def load_rubric(name: str | None) -> rubrics.Rubric:
+    if name is None and Path("rubric.yaml").is_file():
+        name = "rubric.yaml"
     try:
-        return rubrics.load(path)
+        return rubrics.load(rubrics.locate(name) if name is not None else None)
     except rubrics.RubricError as error:
         raise UserError(str(error)) from None
 
@@ -79,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return USAGE_ERROR
     try:
-        return {"grade": grade, "check": check, "gradescope": run_gradescope}[args.command](args)
+        return {"grade": grade, "check": check, "gradescope": run_gradescope,
+                "rubrics": list_rubrics}[args.command](args)
     except UserError as error:
         print(f"gradeconv: {error}", file=sys.stderr)
         return USAGE_ERROR
@@ -154,6 +159,21 @@ def check(args: argparse.Namespace) -> int:
     console = Console()
     terminal.check_report(console, result)
     return 0 if all(test["status"] == "passed" for test in result["tests"]) else 1
+
+
+def list_rubrics(args: argparse.Namespace) -> int:
+    console = Console()
+    if args.name is None:
+        listed = []
+        for name, path in rubrics.bundled().items():
+            try:
+                listed.append((name, rubrics.load(path)))
+            except rubrics.RubricError as error:
+                raise UserError(str(error)) from None
+        terminal.rubric_list(console, listed)
+    else:
+        terminal.rubric_tests(console, load_rubric(args.name))
+    return 0
 
 
 def run_gradescope(args: argparse.Namespace) -> int:

@@ -436,12 +436,20 @@ def _matched_mistakes(failure: CaseResult, function: Function, got: dict, values
         try:
             wrong = np.asarray(mistake.compute(values), dtype=float)
             output = got[mistake.output]
-            matches = output.shape == wrong.shape and np.allclose(output, wrong, atol=1e-8, equal_nan=True)
+            matches = _same(output, wrong)
         except Exception:  # a formula that does not apply to this case is no evidence
             matches = False
         if matches:
             failure = replace(failure, message=failure.message + mistake.note, hints=failure.hints + (mistake.hint,))
     return failure
+
+
+def _same(got: np.ndarray, wrong: np.ndarray) -> bool:
+    """Equal shapes, non-finite in the same places (an overflow is an overflow), equal elsewhere."""
+    if got.shape != wrong.shape:
+        return False
+    finite = np.isfinite(wrong)
+    return bool(np.array_equal(np.isfinite(got), finite) and np.allclose(got[finite], wrong[finite], atol=1e-8))
 
 
 def _failure_text(failure: CaseResult, explanation: str) -> str:

@@ -32,6 +32,23 @@ def _python_file(value: str) -> str:
     return value
 
 
+def bundled() -> dict[str, Path]:
+    """The rubrics shipped with gradeconv, by name (default first)."""
+    paths = sorted(BUNDLED.glob("*.yaml"), key=lambda path: (path.stem != "default", path.stem))
+    return {path.stem: path for path in paths}
+
+
+def locate(name: str) -> Path:
+    """A bundled rubric's file for its name; anything else is taken as a path."""
+    path = Path(name)
+    if not path.exists() and name in bundled():
+        return bundled()[name]
+    if not path.exists() and path.suffix == "" and "/" not in name:
+        raise RubricError(f"{name}: no such rubric file, and no bundled rubric of that name "
+                          f"(bundled: {', '.join(bundled())})")
+    return path
+
+
 class RubricError(Exception):
     """A rubric that cannot be used; the message names the file, line and key."""
 

@@ -93,3 +93,25 @@ def check_report(console: Console, submission: dict) -> None:
     console.print(f"\nvisible tests: {score:g}/{visible:g} points")
     if submission.get("output"):
         console.print(plain(submission["output"]))
+
+
+def rubric_list(console: Console, listed: list) -> None:
+    """The bundled rubrics: name, graded file, tests, points and what each covers."""
+    table = Table(title="Bundled rubrics (use with --rubric NAME)")
+    for column in ("name", "file", "tests", "points", "functions"):
+        table.add_column(column, justify="right" if column in ("tests", "points") else "left")
+    for name, rubric in listed:
+        table.add_row(plain(name), plain(", ".join(rubric.modules)), str(len(rubric.tests)),
+                      f"{rubric.max_score:g}", plain(", ".join(rubric.functions)))
+    console.print(table)
+
+
+def rubric_tests(console: Console, rubric) -> None:
+    """One rubric's tests: name, function, points, visibility, examples."""
+    table = Table(title=f"{rubric.path}: {len(rubric.tests)} tests, {rubric.max_score:g} points")
+    for column in ("#", "test", "function", "points", "visibility", "examples"):
+        table.add_column(column, justify="right" if column in ("#", "points", "examples") else "left")
+    for number, test in enumerate(rubric.tests, 1):
+        table.add_row(str(number), plain(test.name), plain(test.function), f"{test.points:g}",
+                      test.visibility, str(test.examples + len(test.cases)))
+    console.print(table)

@@ -17,16 +17,6 @@ def _svm_counting_correct_class(values) -> np.ndarray:
     return np.asarray(values.reference_outputs["loss"] + 1.0)
 
 
-def _svm_dx_counting_correct_class(values) -> np.ndarray:
-    x, y = values.inputs["x"], values.inputs["y"]
-    n = x.shape[0]
-    margins = x - x[np.arange(n), y][:, None] + 1.0
-    positive = (margins > 0).astype(float)
-    dx = positive.copy()
-    dx[np.arange(n), y] -= positive.sum(axis=1)
-    return dx / n
-
-
 def _softmax_unstable(values) -> np.ndarray:
     """The loss computed without subtracting the row max: overflows to inf or nan on large scores."""
     x, y = values.inputs["x"], values.inputs["y"]
@@ -45,9 +35,10 @@ def _softmax_dx_unstable(values) -> np.ndarray:
     return probs / x.shape[0]
 
 
-def _not_averaged(function):
+def _not_averaged(output: str):
+    """The loss or dx summed over the samples instead of averaged."""
     def compute(values) -> np.ndarray:
-        return np.asarray(values.reference_outputs[function] * values.inputs["x"].shape[0])
+        return np.asarray(values.reference_outputs[output] * values.inputs["x"].shape[0])
     return compute
 
 
@@ -61,9 +52,8 @@ SVM = Layer(
     forward=Function("svm_loss", ("loss", "dx"), layers.svm_loss, gradients={"dx": "x"}, loss=True, mistakes=(
         Mistake("loss", "skip the correct class j == y[i] in the hinge sum: its margin is always 1",
                 _svm_counting_correct_class, note=" (exactly 1 too much: the correct class's margin is counted)"),
-        Mistake("dx", "skip the correct class j == y[i] in the hinge sum: its margin is always 1",
-                _svm_dx_counting_correct_class),
         Mistake("loss", AVERAGE, _not_averaged("loss")),
+        Mistake("dx", AVERAGE, _not_averaged("dx")),
     )),
     arguments=CLASSES,
     ranges={"n": (1, 4), "c": (2, 5)},
@@ -77,7 +67,8 @@ SOFTMAX = Layer(
     forward=Function("softmax_loss", ("loss", "dx"), layers.softmax_loss, gradients={"dx": "x"}, loss=True,
                      mistakes=(Mistake("loss", STABILITY, _softmax_unstable),
                                Mistake("dx", STABILITY, _softmax_dx_unstable),
-                               Mistake("loss", AVERAGE, _not_averaged("loss")))),
+                               Mistake("loss", AVERAGE, _not_averaged("loss")),
+                               Mistake("dx", AVERAGE, _not_averaged("dx")))),
     arguments=CLASSES,
     ranges={"n": (1, 4), "c": (2, 5)},
     minimum={"c": 2},

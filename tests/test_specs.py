@@ -1,0 +1,115 @@
+"""Every layer spec, checked as data: its cases are valid, its wiring matches its reference's gradients.
+
+These run on the specs alone (no sandbox): a spec whose drawn cases break the
+reference, whose gradients are declared against the wrong inputs, or whose
+upstream gradients come in the wrong order fails here, for every layer the
+registry holds, including those added later.
+"""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from gradeconv import rubric as rubrics
+from gradeconv import specs
+from gradeconv.cases import build, cases, from_explicit, outputs_of, space_of
+
+FUNCTIONS = sorted(specs.FUNCTIONS)
+BACKWARDS = [name for name in FUNCTIONS
+             if specs.layer_of(name).role(specs.function(name)) == "backward" and not specs.layer_of(name).properties]
+LOSSES = [name for name in FUNCTIONS if specs.function(name).loss]
+
+
+def numeric_gradient(objective, value: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    grad = np.zeros_like(value)
+    for index in np.ndindex(value.shape):
+        step = np.zeros_like(value)
+        step[index] = h
+        grad[index] = (objective(value + step) - objective(value - step)) / (2 * h)
+    return grad
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+@settings(max_examples=25, deadline=None)  # health checks on: a strategy that filters would fail them
+@given(data=st.data())
+def test_every_drawn_case_is_valid(function, data):
+    layer = specs.layer_of(function)
+    case = data.draw(cases(function, space_of(layer, {})))
+    values = build(case)
+    assert set(values.reference_outputs) == set(layer.forward.outputs)
+    for output in values.reference_outputs.values():
+        assert output.dtype == np.float64 and np.all(np.isfinite(output))
+    for name, array in values.inputs.items():
+        shape = case.shape(next(a for a in layer.arrays if a.name == name))
+        assert array.shape == shape
+    assert case.describe() and case.as_dict()["seed"] == case.seed
+    explicit = from_explicit(function, case.as_dict())  # a counterexample can be pasted into a rubric
+    assert build(explicit).inputs.keys() == values.inputs.keys()
+    for backward in layer.backward:
+        returned = outputs_of(backward, backward.reference(*values.upstream.values(), values.cache))
+        assert set(returned) == set(backward.outputs)
+        for name, gradient in returned.items():
+            assert gradient.shape == values.inputs[backward.gradients[name]].shape
+
+
+@pytest.mark.parametrize("function", BACKWARDS)
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_declared_gradients_are_the_reference_forwards_gradients(function, data):
+    """Each backward output is d<forward outputs, upstream>/d(the input the spec says), numerically."""
+    layer, backward = specs.FUNCTIONS[function]
+    values = build(data.draw(cases(function, space_of(layer, {}))))
+    returned = outputs_of(backward, backward.reference(*values.upstream.values(), values.cache))
+    for name, input_name in backward.gradients.items():
+        def objective(value):
+            outputs = values.reference_forward({input_name: value})
+            return sum(np.sum(outputs[out] * values.upstream[f"d{out}"]) for out in layer.forward.outputs)
+        numeric = numeric_gradient(objective, values.inputs[input_name])
+        np.testing.assert_allclose(returned[name], numeric, rtol=1e-5, atol=1e-6, err_msg=f"{function} {name}")
+
+
+@pytest.mark.parametrize("function", LOSSES)
+@settings(max_examples=6, deadline=None)
+@given(data=st.data())
+def test_a_loss_returns_its_own_gradient(function, data):
+    layer, loss = specs.FUNCTIONS[function]
+    values = build(data.draw(cases(function, space_of(layer, {}))))
+    for name, input_name in loss.gradients.items():
+        numeric = numeric_gradient(lambda value: float(values.reference_forward({input_name: value})["loss"]),
+                                   values.inputs[input_name])
+        np.testing.assert_allclose(values.reference_outputs[name], numeric, rtol=1e-5, atol=1e-6)
+
+
+MISTAKES = [(name, number) for name in FUNCTIONS for number, _ in enumerate(specs.function(name).mistakes)]
+
+
+def spaces_of(function: str) -> list:
+    """The layer's default space and every space a bundled rubric draws this function's cases from."""
+    found = [space_of(specs.layer_of(function), {})]
+    for path in rubrics.bundled().values():
+        found += [test.draw_space for test in rubrics.load(path).tests if test.function == function]
+    return found
+
+
+@pytest.mark.parametrize("function,number", MISTAKES)
+def test_every_known_mistake_shows_in_a_bundled_space(function, number):
+    """A mistake's formula differs from the right answer on some case the rubrics draw: else it explains nothing."""
+    layer, graded = specs.FUNCTIONS[function]
+    mistake = graded.mistakes[number]
+    differs = []
+
+    @settings(max_examples=20, deadline=None, database=None)
+    @given(case=st.sampled_from(spaces_of(function)).flatmap(lambda space: cases(function, space)))
+    def probe(case):
+        values = build(case)
+        if layer.role(graded) == "forward":
+            right = {**values.reference_outputs, **{f"{param.name}[{key!r}]": values.reference_updates[key]
+                                                   for param in layer.params for key in param.updated}}
+        else:
+            right = outputs_of(graded, graded.reference(*values.upstream.values(), values.cache))
+        with np.errstate(all="ignore"):
+            wrong = np.asarray(mistake.compute(values), dtype=float)
+        expected = right[mistake.output]
+        differs.append(wrong.shape != expected.shape or not np.allclose(wrong, expected, atol=1e-8))
+
+    probe()
+    assert any(differs), f"{function}: mistake {mistake.hint!r} equals the reference on every drawn case"
