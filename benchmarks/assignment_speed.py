@@ -1,0 +1,59 @@
+"""Grading speed of the bundled whole-assignment rubrics on correct submissions.
+
+Assignment 2 is graded on a correct vectorised layers.py (the student-style
+solution with the sample class's im2col conv and pool); assignment 3 on the
+student-style rnn_layers.py. Prints wall time, time in student code and the
+rest (harness), best of three runs, and the ratio harness / student.
+Targets (assignment 2): <= 3 s per submission; harness / student <= 1.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from gradeconv import rubric as rubrics
+from gradeconv.grading import grade_submission
+from gradeconv.submissions import Submission
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS = ROOT / "tests" / "solutions"
+VECTORISED_CONV = ROOT / "submissions" / "judyjones_LATE_48213_990417_layers.py"
+
+
+def vectorised_assignment2(folder: Path) -> Path:
+    """The assignment-2 solution with its conv and pool functions replaced by vectorised ones."""
+    package = folder / "vectorised" / "cs231n"
+    package.mkdir(parents=True)
+    loops = (SOLUTIONS / "a2" / "cs231n" / "layers.py").read_text()
+    (package / "layers.py").write_text(loops + "\n\n# vectorised conv and pool\n" + VECTORISED_CONV.read_text())
+    return package.parent
+
+
+def measure(name: str, rubric: rubrics.Rubric, path: Path, target_seconds: float | None) -> None:
+    runs = []
+    for _ in range(3):
+        started = time.perf_counter()
+        result = grade_submission(Submission(path.name, path), rubric)
+        runs.append((time.perf_counter() - started, result))
+    wall, result = min(runs, key=lambda run: run[0])
+    student = result.student_seconds
+    harness = wall - student
+    verdict = "" if target_seconds is None else (
+        f"   (targets <= {target_seconds:g} s: {'met' if wall <= target_seconds else 'MISSED'}; "
+        f"harness / student <= 1: {'met' if harness <= student else 'MISSED'})")
+    print(f"{name:12s} score {result.score:g}/{result.max_score:g}  wall {wall:5.2f} s  student {student:5.2f} s  "
+          f"harness {harness:5.2f} s  harness / student = {harness / student:5.2f}{verdict}")
+
+
+def main() -> None:
+    bundled = rubrics.bundled()
+    with tempfile.TemporaryDirectory() as folder:
+        measure("assignment2", rubrics.load(bundled["assignment2"]), vectorised_assignment2(Path(folder)), 3.0)
+    if "assignment3" in bundled:
+        measure("assignment3", rubrics.load(bundled["assignment3"]), SOLUTIONS / "a3", None)
+    measure("default", rubrics.load(bundled["default"]), ROOT / "submissions" / "alice", None)
+
+
+if __name__ == "__main__":
+    main()
