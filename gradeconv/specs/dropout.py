@@ -1,6 +1,126 @@
-"""(to be written) the dropout layer specs."""
+"""Inverted dropout: dropout_forward(x, dropout_param) and dropout_backward(dout, cache).
+
+The mask is random, so the forward is not compared with the reference value by
+value: its properties are checked instead (see Properties in model.py). Test mode
+returns x exactly; train mode keeps a fraction p of the units (the keep
+probability) within a statistical bound, the kept ones equal x / p, and the same
+seed gives the same output. x is drawn away from zero, so a zero output means a
+dropped unit, and large enough (a few hundred units) for the bound to separate p
+from 1 - p. The backward must equal dout times the mask the student's own
+forward applied (out / x); when their forward failed, the reference's backward
+on the reference's cache.
+"""
 from __future__ import annotations
 
-from gradeconv.specs.model import Layer
+import math
 
-LAYERS: tuple[Layer, ...] = ()
+import numpy as np
+
+from gradeconv.specs.domains import AwayFromZero
+from gradeconv.specs.model import Array, Function, Layer, Mistake, Option, Param, Properties, Restriction, Var
+from reference import layers
+
+#: how many standard deviations the kept fraction may stray from p
+SIGMAS = 5.0
+KEEP = "p is the probability of keeping a unit (mask = np.random.rand(*x.shape) < p), not of dropping it"
+INVERT = "inverted dropout divides the kept units by p in train mode (out = x * mask / p), so test mode needs no scaling"
+SEED = ("call np.random.seed(dropout_param['seed']) before drawing the mask when the seed is given, so the "
+        "same seed gives the same mask")
+TEST_IDENTITY = "in test mode dropout returns x unchanged: no mask and no scaling"
+
+
+def _failure(outcome, message, hints=()):
+    from gradeconv.results import CaseResult  # not at import: results imports the spec registry
+    return CaseResult(outcome, message, output="out", hints=tuple(hints))
+
+
+def _structure(out, x):
+    """The failure when out is not a finite float64 array of x's shape, else None (values not compared)."""
+    from gradeconv import checks
+    from gradeconv.rubric import ReferenceCheck
+    return checks.compare("out", out, x, ReferenceCheck(rtol=1.0, atol=math.inf))
+
+
+def kept_bound(p: float, size: int) -> float:
+    """How far the kept fraction of `size` independent units may stray from p."""
+    return SIGMAS * math.sqrt(p * (1 - p) / size) + 1.0 / size
+
+
+def forward_properties(values, got, call_again):
+    from gradeconv import checks, outcomes
+    from gradeconv.rubric import ReferenceCheck
+    x, p, mode = values.inputs["x"], float(values.variables["p"]), values.variables["mode"]
+    out = got.get("out")
+    failure = _structure(out, x)
+    if failure:
+        return failure
+    if mode == "test":
+        failure = checks.compare("out", out, x, ReferenceCheck())
+        if failure is None:
+            return None
+        hints = [TEST_IDENTITY]
+        if np.allclose(out, x * p):
+            hints.append("test mode must not multiply by p: with inverted dropout the scaling is done in train mode")
+        elif np.any(out == 0):
+            hints.append("test mode must not drop units")
+        return _failure(failure.outcome, "in test mode out must equal x: " + failure.message, hints)
+    kept = out != 0
+    fraction = float(kept.mean())
+    bound = kept_bound(p, out.size)
+    if abs(fraction - p) > bound:
+        hints = [KEEP] if abs(fraction - (1 - p)) <= bound else []
+        return _failure(outcomes.WRONG_VALUE, f"train mode kept {fraction:.1%} of the {out.size} units, expected "
+                                              f"about p = {p:.0%} (at most {bound:.1%} away)", hints)
+    ratio = out[kept] / x[kept]
+    if not np.allclose(ratio, 1 / p, rtol=1e-6, atol=0):
+        if np.allclose(ratio, 1.0, rtol=1e-6, atol=0):
+            return _failure(outcomes.WRONG_VALUE, "train mode kept units equal x, expected x / p (not inverted)",
+                            [INVERT])
+        hints = [KEEP] if np.allclose(ratio, 1 / (1 - p), rtol=1e-6, atol=0) else []
+        index = int(np.argmax(np.abs(ratio - 1 / p)))
+        return _failure(outcomes.WRONG_VALUE, f"train mode kept units must equal x / p = x * {1 / p:.6g}; one is "
+                                              f"x * {ratio[index]:.6g}", hints)
+    failure, again = call_again()
+    if failure:
+        return failure
+    if not np.array_equal(again.get("out"), out):
+        return _failure(outcomes.WRONG_VALUE, "two calls with the same dropout_param['seed'] gave different "
+                                              "outputs: the mask is not reproducible", [SEED])
+    return None
+
+
+def backward_properties(values, own):
+    """dx = dout * (the mask the student's forward applied) = dout * out / x (x is never 0)."""
+    values.own_outputs = own  # for the mistakes below: the failing case includes the student's own mask
+    return {"dx": values.upstream["dout"] * own["out"] / values.inputs["x"]}
+
+
+def _mask_without_scaling(values):
+    """dx = dout * (mask as 0/1), the 1 / p left out: from the student's own forward when it passed."""
+    own = getattr(values, "own_outputs", None)
+    mask = own["out"] / values.inputs["x"] if own is not None else values.cache[1]
+    return values.upstream["dout"] * (mask != 0)
+
+
+DROPOUT = Layer(
+    name="dropout",
+    forward=Function("dropout_forward", ("out",), layers.dropout_forward, returns_cache=True),
+    backward=(Function("dropout_backward", ("dx",), layers.dropout_backward, gradients={"dx": "x"}, mistakes=(
+        Mistake("dx", "dx = dout * mask with the same mask as the forward, its 1 / p scaling included",
+                _mask_without_scaling),)),),
+    arguments=(Array("x", ("n", "d"), AwayFromZero(0.5, 2.0)),
+               Param("dropout_param", {"p": Var("p"), "mode": Var("mode"), "seed": Var("mask_seed")})),
+    ranges={"n": (8, 16), "d": (25, 40), "mask_seed": (0, 10_000)},
+    minimum={"mask_seed": 0},
+    options={"p": Option((0.3, 0.8, 0.5)), "mode": Option(("train", "test"), ("train", "test"))},
+    volume=("n", "d"),
+    describe="x shape {x}, p {p}, mode {mode}, seed {mask_seed}",
+    restrictions=(
+        Restriction("mode = train", replace={"mode": "test"}),
+        Restriction("mode = test", replace={"mode": "train"}, hint=TEST_IDENTITY, hint_unless="test mode"),
+        Restriction("p != 0.5", replace={"p": 0.5}, hint=KEEP, hint_unless="keeping"),
+    ),
+    properties=Properties(forward_properties, backward_properties),
+)
+
+LAYERS = (DROPOUT,)
