@@ -24,6 +24,8 @@ BUGS = [
     ("relu_mask_from_dout", "dx = dout * (x > 0)", "dx = dout * (dout > 0)", {"relu backward"},
      "the mask comes from the forward's input x"),
     ("relu_in_place", "out = np.maximum(0, x)", "x[x < 0] = 0\n    out = x", {"relu forward"}, "in place"),
+    ("relu_float32", "out = np.maximum(0, x)", "out = np.maximum(0, x).astype(np.float32)", {"relu forward"},
+     "return float64 arrays"),
     ("svm_counts_correct_class", "            if j == y[i]:\n                continue\n", "",
      {"svm loss and gradient"}, "skip the correct class"),
     ("svm_not_averaged", "    loss /= N\n    dx /= N\n", "", {"svm loss and gradient"}, "average the loss"),
