@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradeconv.specs.domains import Normal
 from gradeconv.specs.model import Array, Function, Layer, Mistake, Restriction
 from reference import rnn_layers
 
@@ -98,13 +97,13 @@ def _step_backward_output(output, bug):
                                      *_step_inputs(values), bug=bug)[index]
 
 
-def _sequence(values, order="ifog", carry_c=True):
+def _sequence(values, carry_c=True, **step_bug):
     i = values.inputs
     x, prev_h, Wx, Wh, b = i["x"], i["h0"], i["Wx"], i["Wh"], i["b"]
     prev_c = np.zeros(prev_h.shape)
     h = np.zeros(x.shape[:2] + prev_h.shape[1:])
     for t in range(x.shape[1]):
-        prev_h, next_c, _ = _step(x[:, t], prev_h, prev_c, Wx, Wh, b, order=order)
+        prev_h, next_c, _ = _step(x[:, t], prev_h, prev_c, Wx, Wh, b, **step_bug)
         prev_c = next_c if carry_c else np.zeros(prev_h.shape)
         h[:, t] = prev_h
     return h
@@ -114,7 +113,7 @@ def _sequence_output(**bug):
     return lambda values: _sequence(values, **bug)
 
 
-def _sequence_back(values, upstream="both", carry_dc=True) -> dict:
+def _sequence_back(values, upstream="both", carry_dc=True, bug=None) -> dict:
     i = values.inputs
     x, h0, Wx, Wh, b = i["x"], i["h0"], i["Wx"], i["Wh"], i["b"]
     dh = values.upstream["dh"]
@@ -131,13 +130,18 @@ def _sequence_back(values, upstream="both", carry_dc=True) -> dict:
         dnext_h = dh[:, t] if upstream == "local" else dh[:, t] + dprev_h
         dnext_c = dprev_c if carry_dc else np.zeros(h0.shape)
         dx[:, t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = _step_back(dnext_h, dnext_c, x[:, t], hs[t], cs[t],
-                                                                    Wx, Wh, b)
+                                                                    Wx, Wh, b, bug=bug)
         dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
     return {"dx": dx, "dh0": dprev_h, "dWx": dWx, "dWh": dWh, "db": db}
 
 
 def _sequence_backward_output(output, **bug):
     return lambda values: _sequence_back(values, **bug)[output]
+
+
+def _on_every(outputs, hint, compute_of, note="") -> tuple[Mistake, ...]:
+    """One mistake on each output: a bug that changes them all is recognised whichever fails first."""
+    return tuple(Mistake(output, hint, compute_of(output), note=note) for output in outputs)
 
 
 # --- the layers ------------------------------------------------------------------------------------------
@@ -151,7 +155,9 @@ TANH_OF_C = "the derivative of tanh(next_c) is 1 - tanh(next_c)**2, not 1 - next
 TIME_HINT = ("check what flows between time steps: the forward carries both h and the cell state c; the backward "
              "adds the carried dprev_h to dh[:, t] and passes dprev_c to the earlier step")
 
-STEP_SIZES = (Array("Wx", ("d", "h4"), Normal(0.5)), Array("Wh", ("h", "h4"), Normal(0.5)), Array("b", ("h4",)))
+STEP_SIZES = (Array("Wx", ("d", "h4")), Array("Wh", ("h", "h4")), Array("b", ("h4",)))
+STEP_OUTPUTS = ("dx", "dprev_h", "dprev_c", "dWx", "dWh", "db")
+SEQUENCE_OUTPUTS = ("dx", "dh0", "dWx", "dWh", "db")
 
 LSTM_STEP = Layer(
     name="lstm_step",
@@ -166,9 +172,11 @@ LSTM_STEP = Layer(
                                   "db": "b"},
                        mistakes=(Mistake("dprev_c", FORGET, _step_backward_output("dprev_c", "no_forget"),
                                          note=" (the forget-gate factor f is missing)"),
-                                 Mistake("dx", DNEXT_C, _step_backward_output("dx", "no_dnext_c"),
-                                         note=" (dnext_c is missing from the cell gradient)"),
-                                 Mistake("dx", TANH_OF_C, _step_backward_output("dx", "tanh_of_c")))),),
+                                 *_on_every(STEP_OUTPUTS, DNEXT_C,
+                                            lambda output: _step_backward_output(output, "no_dnext_c"),
+                                            note=" (dnext_c is missing from the cell gradient)"),
+                                 *_on_every(STEP_OUTPUTS, TANH_OF_C,
+                                            lambda output: _step_backward_output(output, "tanh_of_c")))),),
     arguments=(Array("x", ("n", "d")), Array("prev_h", ("n", "h")), Array("prev_c", ("n", "h")), *STEP_SIZES),
     ranges={"n": (1, 3), "d": (1, 3), "h": (1, 3)},
     derive=lambda v: {"h4": 4 * v["h"]},
@@ -184,14 +192,22 @@ LSTM = Layer(
                 _sequence_output(carry_c=False)),
         Mistake("h", GATES, _sequence_output(order="ifgo"), note=" (o and g are swapped)"),
         Mistake("h", GATES, _sequence_output(order="fiog"), note=" (i and f are swapped)"),
+        Mistake("h", CELL_TANH, _sequence_output(cell_tanh=False)),
     )),
     backward=(Function("lstm_backward", ("dx", "dh0", "dWx", "dWh", "db"), _lstm_backward,
                        gradients={"dx": "x", "dh0": "h0", "dWx": "Wx", "dWh": "Wh", "db": "b"},
                        mistakes=(
-                           Mistake("dx", "pass dprev_c back to the earlier step as its dnext_c: the cell gradient "
-                                         "flows through time", _sequence_backward_output("dx", carry_dc=False)),
+                           # over a sequence a dc without dnext_c is the same bug: dnext_c is the carried dprev_c
+                           Mistake("dx", "the cell gradient flows through time: pass dprev_c back to the earlier "
+                                         "step as its dnext_c and add it into dc",
+                                   _sequence_backward_output("dx", carry_dc=False)),
                            Mistake("dx", "each step's dnext_h is dh[:, t] plus the dprev_h carried back from step "
                                          "t+1, not dh[:, t] alone", _sequence_backward_output("dx", upstream="local")),
+                           *_on_every(SEQUENCE_OUTPUTS, FORGET,
+                                      lambda output: _sequence_backward_output(output, bug="no_forget"),
+                                      note=" (the forget-gate factor f is missing from dprev_c)"),
+                           *_on_every(SEQUENCE_OUTPUTS, TANH_OF_C,
+                                      lambda output: _sequence_backward_output(output, bug="tanh_of_c")),
                        )),),
     arguments=(Array("x", ("n", "t", "d")), Array("h0", ("n", "h")), *STEP_SIZES),
     ranges={"n": (1, 2), "t": (1, 3), "d": (1, 3), "h": (1, 2)},

@@ -69,20 +69,26 @@ class Indices(Domain):
 
 
 class Mask(Domain):
-    """A boolean mask; with mask "partial" and two or more positions, at least one False and one True."""
+    """A boolean mask with at least one True (so a loss never divides 0 by 0); with mask "partial" and two
+    or more positions, at least one False too. With mask "full", all True."""
 
     def sample(self, rng, shape, variables):
         mask = rng.random(shape) < 0.6
         if variables.get("mask") == "full":
             return np.ones(shape, dtype=bool)
         flat = mask.reshape(-1)
-        if flat.size >= 2:
-            off, on = rng.permutation(flat.size)[:2]
-            flat[off], flat[on] = False, True
+        on, off = rng.permutation(flat.size)[:2] if flat.size >= 2 else (0, None)
+        flat[on] = True
+        if off is not None:
+            flat[off] = False
         return flat.reshape(shape)
 
 
 # --- buggy formulas --------------------------------------------------------------------------------------
+
+STEP_OUTPUTS = ("dx", "dprev_h", "dWx", "dWh", "db")
+SEQUENCE_OUTPUTS = ("dx", "dh0", "dWx", "dWh", "db")
+
 
 def _tanh_grad_correct(h):
     return 1.0 - h**2
@@ -96,26 +102,22 @@ def _tanh_grad_missing(h):
     return np.ones_like(h)
 
 
-def _step_back(dnext, x, prev_h, Wx, Wh, next_h, derivative=_tanh_grad_correct):
+def _step_back(dnext, x, prev_h, Wx, Wh, next_h, derivative=_tanh_grad_correct, dWh_from_next_h=False):
     da = dnext * derivative(next_h)
-    return da @ Wx.T, da @ Wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
+    return da @ Wx.T, da @ Wh.T, x.T @ da, (next_h if dWh_from_next_h else prev_h).T @ da, da.sum(axis=0)
 
 
-def _step_dx(derivative):
+def _step_output(output, **bug):
+    index = STEP_OUTPUTS.index(output)
+
     def compute(values):
         i = values.inputs
         return _step_back(values.upstream["dnext_h"], i["x"], i["prev_h"], i["Wx"], i["Wh"],
-                          values.reference_outputs["next_h"], derivative)[0]
+                          values.reference_outputs["next_h"], **bug)[index]
     return compute
 
 
-def _step_dWh_from_next_h(values):
-    i = values.inputs
-    next_h = values.reference_outputs["next_h"]
-    return next_h.T @ (values.upstream["dnext_h"] * (1.0 - next_h**2))
-
-
-def _bptt(values, upstream="both", derivative=_tanh_grad_correct, accumulate=True) -> dict:
+def _bptt(values, upstream="both", accumulate=True, **step_bug) -> dict:
     """The RNN backward over time, optionally with a known bug."""
     i = values.inputs
     x, h0, Wx, Wh = i["x"], i["h0"], i["Wx"], i["Wh"]
@@ -127,7 +129,7 @@ def _bptt(values, upstream="both", derivative=_tanh_grad_correct, accumulate=Tru
     for t in reversed(range(steps)):
         prev_h = h[:, t - 1] if t > 0 else h0
         dnext = {"both": dh[:, t] + carried, "local": dh[:, t], "carried": carried}[upstream]
-        dx[:, t], carried, dWx_t, dWh_t, db_t = _step_back(dnext, x[:, t], prev_h, Wx, Wh, h[:, t], derivative)
+        dx[:, t], carried, dWx_t, dWh_t, db_t = _step_back(dnext, x[:, t], prev_h, Wx, Wh, h[:, t], **step_bug)
         if accumulate:
             dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
         else:
@@ -137,6 +139,22 @@ def _bptt(values, upstream="both", derivative=_tanh_grad_correct, accumulate=Tru
 
 def _bptt_output(output, **bug):
     return lambda values: _bptt(values, **bug)[output]
+
+
+def _rnn_sequence(values, bias=True, tanh=True):
+    """The RNN forward over time with a bug of its step."""
+    i = values.inputs
+    prev_h, h = i["h0"], []
+    for t in range(i["x"].shape[1]):
+        a = i["x"][:, t] @ i["Wx"] + prev_h @ i["Wh"] + (i["b"] if bias else 0.0)
+        prev_h = np.tanh(a) if tanh else a
+        h.append(prev_h)
+    return np.stack(h, axis=1)
+
+
+def _on_every(outputs, hint, compute_of, note="") -> tuple[Mistake, ...]:
+    """One mistake on each output: a bug that changes them all is recognised whichever fails first."""
+    return tuple(Mistake(output, hint, compute_of(output), note=note) for output in outputs)
 
 
 def _rnn_from_h0_every_step(values):
@@ -176,6 +194,8 @@ def _softmax(values, weights="mask", divide="n", stable=True) -> tuple[np.ndarra
     n, t_steps, v = x.shape
     flat, labels = x.reshape(-1, v), y.reshape(-1)
     weights = (np.ones(mask.shape) if weights == "ones" else mask).reshape(-1).astype(float)
+    if divide == "mask" and mask.all():
+        raise ValueError("with every position unmasked the mask count is N * T: no evidence of its own")
     divisor = {"n": n, "mask": mask.sum(), "nt": n * t_steps}[divide]
     rows = np.arange(flat.shape[0])
     with np.errstate(all="ignore"):
@@ -197,7 +217,11 @@ def _softmax_output(output, **bug):
 
 # --- the layers ------------------------------------------------------------------------------------------
 
-TANH_PRIME = "the derivative of tanh is 1 - tanh(a)**2 = 1 - next_h**2"
+TANH_LINEAR = "the derivative of tanh is 1 - tanh(a)**2 = 1 - next_h**2, not 1 - tanh(a)"
+TANH_MISSING = "multiply dnext_h by the tanh derivative 1 - next_h**2"
+DWH_FROM_NEXT_H = "dWh is prev_h.T @ da: the hidden state the step received, not next_h"
+BIAS = "add the bias b inside the tanh"
+NO_TANH = "apply tanh to x @ Wx + prev_h @ Wh + b"
 TIME_HINT = ("check what flows between time steps: the forward feeds each step's next_h to the next step; "
              "the backward adds the gradient carried back from step t+1 to dh[:, t]")
 
@@ -205,21 +229,21 @@ RNN_STEP = Layer(
     name="rnn_step",
     module=MODULE,
     forward=Function("rnn_step_forward", ("next_h",), rnn_layers.rnn_step_forward, returns_cache=True, mistakes=(
-        Mistake("next_h", "add the bias b inside the tanh",
+        Mistake("next_h", BIAS,
                 lambda v: np.tanh(v.inputs["x"] @ v.inputs["Wx"] + v.inputs["prev_h"] @ v.inputs["Wh"]),
                 note=" (exactly the bias b is missing)"),
-        Mistake("next_h", "apply tanh to x @ Wx + prev_h @ Wh + b",
+        Mistake("next_h", NO_TANH,
                 lambda v: v.inputs["x"] @ v.inputs["Wx"] + v.inputs["prev_h"] @ v.inputs["Wh"] + v.inputs["b"],
                 note=" (tanh is missing)"),
     )),
     backward=(Function("rnn_step_backward", ("dx", "dprev_h", "dWx", "dWh", "db"), rnn_layers.rnn_step_backward,
                        gradients={"dx": "x", "dprev_h": "prev_h", "dWx": "Wx", "dWh": "Wh", "db": "b"},
                        mistakes=(
-                           Mistake("dx", TANH_PRIME + ", not 1 - tanh(a)", _step_dx(_tanh_grad_linear)),
-                           Mistake("dx", "multiply dnext_h by the tanh derivative 1 - next_h**2",
-                                   _step_dx(_tanh_grad_missing)),
-                           Mistake("dWh", "dWh is prev_h.T @ da: the hidden state the step received, not next_h",
-                                   _step_dWh_from_next_h),
+                           *_on_every(STEP_OUTPUTS, TANH_LINEAR,
+                                      lambda output: _step_output(output, derivative=_tanh_grad_linear)),
+                           *_on_every(STEP_OUTPUTS, TANH_MISSING,
+                                      lambda output: _step_output(output, derivative=_tanh_grad_missing)),
+                           Mistake("dWh", DWH_FROM_NEXT_H, _step_output("dWh", dWh_from_next_h=True)),
                        )),),
     arguments=(Array("x", ("n", "d")), Array("prev_h", ("n", "h")), Array("Wx", ("d", "h"), Normal(0.5)),
                Array("Wh", ("h", "h"), Normal(0.5)), Array("b", ("h",))),
@@ -235,6 +259,8 @@ RNN = Layer(
         Mistake("h", "each step's prev_h is the previous step's next_h, not h0", _rnn_from_h0_every_step),
         Mistake("h", "store each step's new hidden state next_h in h[:, t], not the state it started from",
                 _rnn_stored_prev_h),
+        Mistake("h", BIAS, lambda values: _rnn_sequence(values, bias=False), note=" (the bias b is missing)"),
+        Mistake("h", NO_TANH, lambda values: _rnn_sequence(values, tanh=False), note=" (tanh is missing)"),
     )),
     backward=(Function("rnn_backward", ("dx", "dh0", "dWx", "dWh", "db"), _rnn_backward,
                        gradients={"dx": "x", "dh0": "h0", "dWx": "Wx", "dWh": "Wh", "db": "b"},
@@ -244,8 +270,11 @@ RNN = Layer(
                            Mistake("dx", "each step's upstream gradient is dh[:, t] plus the dprev_h carried back "
                                          "from step t+1, not the carried gradient alone",
                                    _bptt_output("dx", upstream="carried")),
-                           Mistake("dx", TANH_PRIME + ", not 1 - tanh(a)",
-                                   _bptt_output("dx", derivative=_tanh_grad_linear)),
+                           *_on_every(SEQUENCE_OUTPUTS, TANH_LINEAR,
+                                      lambda output: _bptt_output(output, derivative=_tanh_grad_linear)),
+                           *_on_every(SEQUENCE_OUTPUTS, TANH_MISSING,
+                                      lambda output: _bptt_output(output, derivative=_tanh_grad_missing)),
+                           Mistake("dWh", DWH_FROM_NEXT_H, _bptt_output("dWh", dWh_from_next_h=True)),
                            Mistake("dWx", "accumulate dWx, dWh and db over the time steps with +=",
                                    _bptt_output("dWx", accumulate=False)),
                        )),),
