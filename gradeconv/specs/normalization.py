@@ -16,6 +16,8 @@ explained only when the student's output equals it.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from gradeconv.specs.domains import Domain, Normal, Uniform
@@ -28,13 +30,28 @@ MOMENTUM = Option((0.9, 0.8))
 RUNNING = ("running_mean", "running_var")
 
 
+class NotApplicable(Exception):
+    """A mistake's formula does not apply to this case (another mode, the default value)."""
+
+
+def _applicable(compute):
+    """The formula's value, or an empty array (no output has that shape) where it does not apply."""
+    def guarded(values):
+        try:
+            return compute(values)
+        except NotApplicable:
+            return np.empty(0)
+    return guarded
+
+
 # --- formulas, buggy or not, evaluated on a case ----------------------------------------------------
 
 def _normalised(x, axis, eps, ddof=0, eps_outside=False):
     """(x - mean) / std over `axis`, with the variants students write."""
-    mean = x.mean(axis=axis, keepdims=True)
-    var = x.var(axis=axis, ddof=ddof, keepdims=True)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # ddof=1 on one element divides by zero,
+        warnings.simplefilter("ignore", RuntimeWarning)  # as the student's code does
+        mean = x.mean(axis=axis, keepdims=True)
+        var = x.var(axis=axis, ddof=ddof, keepdims=True)
         std = np.sqrt(var) + eps if eps_outside else np.sqrt(var + eps)
         return (x - mean) / std
 
@@ -62,8 +79,13 @@ def _unflat(flat, shape):
 
 def _bn_forward(spatial=False, **bug):
     """A forward out mistake: batchnorm (or spatial batchnorm) computed with one bug."""
+    @_applicable
     def compute(values):
         x, v = values.inputs["x"], values.variables
+        if v["mode"] != "train" and (bug.get("ddof") or "axis" in bug):
+            raise NotApplicable
+        if bug.get("eps") == v["eps"]:
+            raise NotApplicable
         x2 = _flat(x) if spatial else x
         running = (values.inputs["running_mean"], values.inputs["running_var"])
         out = _bn_out(x2, values.inputs["gamma"], values.inputs["beta"], v, running, **bug)
@@ -72,9 +94,10 @@ def _bn_forward(spatial=False, **bug):
 
 
 def _bn_test_with_batch_statistics(spatial=False):
+    @_applicable
     def compute(values):
         if values.variables["mode"] != "test":
-            raise ValueError("a test-mode mistake")
+            raise NotApplicable
         x = values.inputs["x"]
         x2 = _flat(x) if spatial else x
         out = _bn_out(x2, values.inputs["gamma"], values.inputs["beta"], {**values.variables, "mode": "train"})
@@ -82,35 +105,39 @@ def _bn_test_with_batch_statistics(spatial=False):
     return compute
 
 
+@_applicable
 def _spatial_not_transposed(values):
     """Spatial batchnorm on x.reshape(-1, C): rows mix channels."""
     x, v = values.inputs["x"], values.variables
     if v["mode"] != "train":
-        raise ValueError("a train-mode mistake")
+        raise NotApplicable
     out = _bn_out(x.reshape(-1, x.shape[1]), values.inputs["gamma"], values.inputs["beta"], v)
     return out.reshape(x.shape)
 
 
+@_applicable
 def _spatial_per_position(values):
     """Spatial batchnorm normalising each (c, h, w) over N only."""
     x, v = values.inputs["x"], values.variables
     if v["mode"] != "train":
-        raise ValueError("a train-mode mistake")
+        raise NotApplicable
     x_hat = _normalised(x, 0, v["eps"])
     return values.inputs["gamma"].reshape(1, -1, 1, 1) * x_hat + values.inputs["beta"].reshape(1, -1, 1, 1)
 
 
 def _running(key, spatial=False, swapped=False, unchanged=False, momentum=None, ddof=0):
     """bn_param[key] after a train-mode call written with one bug."""
+    @_applicable
     def compute(values):
-        old = values.inputs[key]
+        old, v = values.inputs[key], values.variables
+        if v["mode"] != "train" or momentum == v["momentum"]:
+            raise NotApplicable
         if unchanged:
             return old
-        v = values.variables
-        if v["mode"] != "train":
-            raise ValueError("a train-mode mistake")
         x = _flat(values.inputs["x"]) if spatial else values.inputs["x"]
-        batch = x.mean(axis=0) if key == "running_mean" else x.var(axis=0, ddof=ddof)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            batch = x.mean(axis=0) if key == "running_mean" else x.var(axis=0, ddof=ddof)
         m = v["momentum"] if momentum is None else momentum
         return (1 - m) * old + m * batch if swapped else m * old + (1 - m) * batch
     return compute
@@ -131,8 +158,7 @@ def _running_mistakes(spatial=False):
             Mistake(name, "running = momentum * running + (1 - momentum) * batch statistic: momentum weighs "
                           "the old running average (momentum and 1 - momentum are swapped)",
                     _running(key, spatial, swapped=True)),
-            Mistake(name, "read momentum from bn_param (bn_param.get('momentum', 0.9)), do not fix it at 0.9",
-                    _running(key, spatial, momentum=0.9)),
+            Mistake(name, MOMENTUM_PARAM, _running(key, spatial, momentum=0.9)),
         ]
     found.append(Mistake(_bn_param_name("running_var"), "running_var averages the biased batch variance "
                                                            "(the one used to normalise), not the unbiased one (ddof=1)",
@@ -143,7 +169,8 @@ def _running_mistakes(spatial=False):
 UNBIASED = "use the biased variance (divide by N, np.var's default ddof=0), not the unbiased one (ddof=1)"
 EPS_INSIDE = "add eps inside the square root: np.sqrt(var + eps), not np.sqrt(var) + eps"
 AFFINE = "scale and shift the normalised values: out = gamma * x_hat + beta"
-EPS_PARAM = "read eps from the parameter dict (bn_param.get('eps', 1e-5)), do not fix it at 1e-5"
+EPS_PARAM = "read eps from bn_param: bn_param.get('eps', 1e-5), do not fix it at 1e-5"
+MOMENTUM_PARAM = "read momentum from bn_param: bn_param.get('momentum', 0.9), do not fix it at 0.9"
 TEST_MODE = "in test mode normalise with bn_param's running_mean and running_var, not the batch's statistics"
 
 
@@ -174,7 +201,7 @@ def _train_backward_parts(values, spatial=False, axis=0):
     """(dout, x_hat, inv_std, gamma) of a train-mode case, flattened to 2-D for spatial batchnorm."""
     v = values.variables
     if v.get("mode", "train") != "train":
-        raise ValueError("a train-mode mistake")
+        raise NotApplicable
     x, dout, gamma = values.inputs["x"], values.upstream["dout"], values.inputs["gamma"]
     if spatial:
         x, dout = _flat(x), _flat(dout)
@@ -185,6 +212,7 @@ def _train_backward_parts(values, spatial=False, axis=0):
 
 def _dx(kind, spatial=False, axis=0):
     """dx written with terms missing: 'constant' (no mean or var terms), 'no_var', 'no_mean'."""
+    @_applicable
     def compute(values):
         dout, x_hat, inv_std, gamma = _train_backward_parts(values, spatial, axis)
         dx_hat = dout * gamma
@@ -200,6 +228,7 @@ def _dx(kind, spatial=False, axis=0):
 
 def _summed(output, how, spatial=False, axis=0):
     """dgamma or dbeta summed the wrong way: 'rows' (over axis 1), 'none' (not summed), 'x' (dout * x)."""
+    @_applicable
     def compute(values):
         dout, x_hat, _, _ = _train_backward_parts(values, spatial, axis)
         if how == "x":
@@ -251,13 +280,10 @@ def _bn_layer(name, forward, backwards, spatial):
         options={"mode": MODES, "eps": EPS, "momentum": MOMENTUM},
         restrictions=(
             Restriction("mode = train", replace={"mode": "test"}),
-            Restriction("mode = test", replace={"mode": "train"},
-                        hint="check the test-mode branch: it normalises with running_mean and running_var",
-                        hint_unless="running_mean"),
-            Restriction("momentum != 0.9", replace={"momentum": 0.9},
-                        hint="read momentum from bn_param: bn_param.get('momentum', 0.9)", hint_unless="momentum"),
-            Restriction("eps != 1e-5", replace={"eps": 1e-5},
-                        hint="read eps from bn_param: bn_param.get('eps', 1e-5)", hint_unless="eps"),
+            Restriction("mode = test", replace={"mode": "train"}),
+            # the same words as the mistakes': a hint found both ways is given once
+            Restriction("momentum != 0.9", replace={"momentum": 0.9}, hint=MOMENTUM_PARAM),
+            Restriction("eps != 1e-5", replace={"eps": 1e-5}, hint=EPS_PARAM),
         ),
     )
 
@@ -280,6 +306,7 @@ def _ln_without_affine(values):
     return _normalised(values.inputs["x"], 1, values.variables["eps"])
 
 
+@_applicable
 def _ln_dx_batch_axis(values):
     """Layernorm's dx with the sums of batchnorm's formula (over the batch axis 0)."""
     dout, x_hat, inv_std, gamma = _train_backward_parts(values, axis=1)
@@ -360,8 +387,12 @@ def _gn(groups_of=_consecutive, affine=True, **bug):
 
 def _gn_dgamma(name, axes, keep=False, shape=None):
     """dgamma or dbeta summed over `axes`, in `shape` ("vector": (C,), "broadcast": (1, C, 1, 1))."""
+    @_applicable
     def compute(values):
         dout = values.upstream["dout"]
+        n, _, h, w = dout.shape
+        if (0 not in axes and n == 1) or (2 not in axes and h * w == 1):
+            raise NotApplicable  # the axes left out have one element: no sign of which were summed
         term = dout * _gn_normalised(values, _consecutive) if name == "dgamma" else dout
         summed = term.sum(axis=axes, keepdims=keep)
         if shape == "vector":
@@ -380,7 +411,8 @@ def _gn_dx_constant(values):
     return (dx_hat.reshape(grouped.shape) * inv_std).reshape(x.shape)
 
 
-GAMMA_SHAPE = "dgamma and dbeta take gamma's own shape: reshape them to gamma.shape"
+GAMMA_SHAPE = ("gamma and beta may have shape (C,): reshape them to (1, C, 1, 1) to use them, and give dgamma "
+               "and dbeta gamma's own shape (reshape to gamma.shape)")
 SUM_NHW = "sum dgamma and dbeta over N, H and W (axis=(0, 2, 3))"
 
 SPATIAL_GROUPNORM = Layer(
@@ -419,8 +451,7 @@ SPATIAL_GROUPNORM = Layer(
         Restriction("G > 1", replace={"groups": (1, 1)}),
         Restriction("a group has more than one channel (C // G > 1)", replace={"group_size": (1, 1)}),
         Restriction("gamma and beta have shape (C,)", replace={"affine_shape": "broadcast"},
-                    hint="gamma may have shape (C,): use gamma.reshape(1, C, 1, 1) and give dgamma gamma's shape",
-                    hint_unless="shape"),
+                    hint=GAMMA_SHAPE),  # the mistakes' words: given once when both find it
         Restriction("eps != 1e-5", replace={"eps": 1e-5},
                     hint="read eps from gn_param: gn_param.get('eps', 1e-5)", hint_unless="eps"),
     ),
