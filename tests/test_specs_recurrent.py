@@ -18,12 +18,14 @@ RNN_STEP_FORWARD, RNN_STEP_BACKWARD = "rnn step forward", "rnn step backward"
 RNN_FORWARD, RNN_BACKWARD = "rnn forward", "rnn backward"
 EMBEDDING_BACKWARD = {"word embedding backward", "word embedding backward: repeated word indices"}
 AFFINE_FORWARD, AFFINE_BACKWARD = "temporal affine forward", "temporal affine backward"
-LOSS, LARGE_SCORES = "temporal softmax loss (masked) and gradient", "temporal softmax loss: large scores (numeric stability)"
+LOSS = "temporal softmax loss (masked) and gradient"
+LARGE_SCORES = "temporal softmax loss: large scores (numeric stability)"
 LSTM_STEP_FORWARD, LSTM_STEP_BACKWARD = "lstm step forward", "lstm step backward"
 LSTM_FORWARD, LSTM_BACKWARD = "lstm forward", "lstm backward"
 
 RNN_LOOP = "rnn_step_backward(dh[:, t, :] + dprev_h, cache[t])"
 LSTM_LOOP = "lstm_step_backward(\n            dh[:, t, :] + dprev_h, dprev_c, cache[t])"
+DIVIDED_BY_N = "y_flat]) / N\n    dx_flat = probs.copy()\n    dx_flat[np.arange(N * T), y_flat] -= 1\n    dx_flat /= N"
 
 # (bug, anchor in the correct solution, replacement, tests that must fail, words the report must contain)
 BUGS = [
@@ -41,8 +43,9 @@ BUGS = [
      "rnn_step_forward(x[:, t, :], h0, Wx, Wh, b)", {RNN_FORWARD}, ["fails only when T > 1", "not h0"]),
     ("rnn_backward_only_local_dh", RNN_LOOP, "rnn_step_backward(dh[:, t, :], cache[t])",
      {RNN_BACKWARD}, ["fails only when T > 1", "not dh[:, t] alone"]),
-    ("rnn_backward_only_carried_dh", "dprev_h = np.zeros((N, H))\n    for t in reversed(range(T)):\n        dx_t, dprev_h, "
-     "dWx_t, dWh_t, db_t = " + RNN_LOOP,
+    ("rnn_backward_only_carried_dh",
+     "dprev_h = np.zeros((N, H))\n    for t in reversed(range(T)):\n        dx_t, dprev_h, dWx_t, dWh_t, db_t = "
+     + RNN_LOOP,
      "dprev_h = dh[:, T - 1, :]\n    for t in reversed(range(T)):\n        dx_t, dprev_h, dWx_t, dWh_t, db_t = "
      "rnn_step_backward(dprev_h, cache[t])", {RNN_BACKWARD}, ["not the carried gradient alone"]),
     ("rnn_backward_weights_overwritten", RNN_LOOP + "\n        dx[:, t, :] = dx_t\n        dWx += dWx_t\n"
@@ -69,12 +72,10 @@ BUGS = [
      ["fails only when some positions are masked out", "the loss with the mask ignored"]),
     ("dx_ignores_mask", "    dx_flat *= mask_flat[:, None]\n", "", {LOSS},
      ["fails only when some positions are masked out", "dx with the mask ignored"]),
-    ("loss_divided_by_mask_count", "y_flat]) / N\n    dx_flat = probs.copy()\n    dx_flat[np.arange(N * T), y_flat] -= 1\n"
-     "    dx_flat /= N", "y_flat]) / mask_flat.sum()\n    dx_flat = probs.copy()\n"
+    ("loss_divided_by_mask_count", DIVIDED_BY_N, "y_flat]) / mask_flat.sum()\n    dx_flat = probs.copy()\n"
      "    dx_flat[np.arange(N * T), y_flat] -= 1\n    dx_flat /= mask_flat.sum()", {LOSS, LARGE_SCORES},
      ["divided by the number of unmasked positions"]),
-    ("loss_averaged_over_n_times_t", "y_flat]) / N\n    dx_flat = probs.copy()\n    dx_flat[np.arange(N * T), y_flat] -= 1\n"
-     "    dx_flat /= N", "y_flat]) / (N * T)\n    dx_flat = probs.copy()\n"
+    ("loss_averaged_over_n_times_t", DIVIDED_BY_N, "y_flat]) / (N * T)\n    dx_flat = probs.copy()\n"
      "    dx_flat[np.arange(N * T), y_flat] -= 1\n    dx_flat /= N * T", {LOSS, LARGE_SCORES},
      ["divided by N * T", "fails only when T > 1"]),
     ("loss_without_max_shift", "shifted = x_flat - np.max(x_flat, axis=1, keepdims=True)", "shifted = x_flat",
@@ -87,7 +88,8 @@ BUGS = [
      {LSTM_STEP_FORWARD, LSTM_FORWARD}, ["the cell state goes through tanh"]),
     ("lstm_dprev_c_without_forget_gate", "dprev_c = dc * f", "dprev_c = dc",
      {LSTM_STEP_BACKWARD, LSTM_BACKWARD}, ["the forget-gate factor f is missing"]),
-    ("lstm_dc_without_dnext_c", "dc = dnext_c + dnext_h * o * (1 - tanh_c ** 2)", "dc = dnext_h * o * (1 - tanh_c ** 2)",
+    ("lstm_dc_without_dnext_c", "dc = dnext_c + dnext_h * o * (1 - tanh_c ** 2)",
+     "dc = dnext_h * o * (1 - tanh_c ** 2)",
      {LSTM_STEP_BACKWARD, LSTM_BACKWARD}, ["dnext_c is missing from the cell gradient", "add it into dc"]),
     ("lstm_cell_tanh_derivative_of_c", "dc = dnext_c + dnext_h * o * (1 - tanh_c ** 2)",
      "dc = dnext_c + dnext_h * o * (1 - next_c ** 2)", {LSTM_STEP_BACKWARD, LSTM_BACKWARD},
