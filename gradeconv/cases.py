@@ -82,6 +82,8 @@ def _check_option(name: str, option: Option, value: Any) -> None:
         kind = type(option.default[0] if isinstance(option.default, tuple) else option.default)
         if option.choices is None and not (isinstance(item, kind) or kind is float and isinstance(item, int)):
             raise ValueError(f"{name}: must be a {kind.__name__}, got {item!r}")
+        if option.between is not None and not option.between[0] <= item <= option.between[1]:
+            raise ValueError(f"{name}: must be between {option.between[0]:g} and {option.between[1]:g}, got {item!r}")
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,11 @@ def validate_explicit(layer: Layer, given: dict[str, Any]) -> None:
 def restricted(space: Space, layer: Layer, restriction) -> Space | None:
     """The space narrowed by one restriction, or None when it is already that narrow or would be empty."""
     narrowed = dict(restriction.replace)
+    for name, value in narrowed.items():  # a value option is narrowed among the test's values, never changed
+        if name in layer.options and not layer.options[name].flag:
+            current = space.options[name]
+            if value not in (current if isinstance(current, tuple) else (current,)):
+                return None
     for name, low in restriction.at_least.items():
         old_low, high = space.range(name)
         if high < low:

@@ -5,6 +5,8 @@ reference, whose gradients are declared against the wrong inputs, or whose
 upstream gradients come in the wrong order fails here, for every layer the
 registry holds, including those added later.
 """
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -83,11 +85,16 @@ MISTAKES = [(name, number) for name in FUNCTIONS for number, _ in enumerate(spec
 
 
 def spaces_of(function: str) -> list:
-    """The layer's default space and every space a bundled rubric draws this function's cases from."""
+    """The layer's default space and every space a bundled rubric draws this function's cases from,
+    each split into one space per combination of the option values it draws among."""
     found = [space_of(specs.layer_of(function), {})]
     for path in rubrics.bundled().values():
         found += [test.draw_space for test in rubrics.load(path).tests if test.function == function]
-    return found
+    split = []
+    for space in found:
+        drawn = {name: value for name, value in space.options.items() if isinstance(value, tuple)}
+        split += [space.replaced(**dict(zip(drawn, combination))) for combination in itertools.product(*drawn.values())]
+    return split
 
 
 @pytest.mark.parametrize("function,number", MISTAKES)
@@ -97,8 +104,6 @@ def test_every_known_mistake_shows_in_a_bundled_space(function, number):
     mistake = graded.mistakes[number]
     differs = []
 
-    @settings(max_examples=20, deadline=None, database=None)
-    @given(case=st.sampled_from(spaces_of(function)).flatmap(lambda space: cases(function, space)))
     def probe(case):
         values = build(case)
         if layer.role(graded) == "forward":
@@ -107,9 +112,16 @@ def test_every_known_mistake_shows_in_a_bundled_space(function, number):
         else:
             right = outputs_of(graded, graded.reference(*values.upstream.values(), values.cache))
         with np.errstate(all="ignore"):
-            wrong = np.asarray(mistake.compute(values), dtype=float)
+            try:
+                wrong = np.asarray(mistake.compute(values), dtype=float)
+            except Exception:  # a formula that does not apply to this case
+                return
         expected = right[mistake.output]
+        if wrong.size == 0 < expected.size:  # the spec's way of saying "does not apply to this case"
+            return
         differs.append(wrong.shape != expected.shape or not np.allclose(wrong, expected, atol=1e-8))
 
-    probe()
+    for space in spaces_of(function):
+        settings(max_examples=8, deadline=None, database=None, derandomize=True)(
+            given(case=cases(function, space))(probe))()
     assert any(differs), f"{function}: mistake {mistake.hint!r} equals the reference on every drawn case"

@@ -112,7 +112,7 @@ DROPOUT = Layer(
                Param("dropout_param", {"p": Var("p"), "mode": Var("mode"), "seed": Var("mask_seed")})),
     ranges={"n": (8, 16), "d": (25, 40), "mask_seed": (0, 10_000)},
     minimum={"mask_seed": 0},
-    options={"p": Option((0.3, 0.8, 0.5)), "mode": Option(("train", "test"), ("train", "test"))},
+    options={"p": Option((0.3, 0.8, 0.5), between=(0.01, 1.0)), "mode": Option(("train", "test"), ("train", "test"))},
     volume=("n", "d"),
     describe="x shape {x}, p {p}, mode {mode}, seed {mask_seed}",
     restrictions=(

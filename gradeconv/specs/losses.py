@@ -45,7 +45,7 @@ def _not_averaged(output: str):
 STABILITY = "subtract each row's max score before np.exp: large scores overflow otherwise"
 AVERAGE = "average the loss (and dx) over the N samples"
 CLASSES = (Array("x", ("n", "c"), Normal("scale")), Array("y", ("n",), Integers("c")))
-SCALES = {"scale": Option(1.0)}
+SCALES = {"scale": Option(1.0, between=(1e-3, 1e6))}
 
 SVM = Layer(
     name="svm_loss",

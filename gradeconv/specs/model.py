@@ -61,6 +61,9 @@ class Option:
 
     default: Any
     choices: tuple | None = None  # the allowed values; None allows any value of the default's type
+    between: tuple[float, float] | None = None  # inclusive bounds of a numeric option
+    flag: bool = False  # narrows the draw (square, overlap): a restriction may set it to any value;
+    #                     other options are values, which a restriction only picks among the test's own
 
 
 @dataclass(frozen=True)

@@ -323,7 +323,7 @@ WORD_EMBEDDING = Layer(
                                          note=" (a repeated index kept only its last gradient)"),)),),
     arguments=(Array("x", ("n", "t"), Indices()), Array("W", ("v", "d"))),
     ranges={"n": (1, 3), "t": (1, 4), "v": (1, 5), "d": (1, 3)},
-    options={"repeats": Option("allowed", ("allowed", "required", "forbidden"))},
+    options={"repeats": Option("allowed", ("allowed", "required", "forbidden"), flag=True)},
     draw=_draw_embedding,
     variables={"n": REQUIRED, "t": REQUIRED, "v": REQUIRED, "d": REQUIRED, "repeats": "allowed"},
     check=_check_embedding,
@@ -375,7 +375,7 @@ TEMPORAL_SOFTMAX = Layer(
                Array("mask", ("n", "t"), Mask())),
     ranges={"n": (1, 3), "t": (1, 3), "v": (2, 4)},
     minimum={"v": 2},
-    options={"scale": Option(1.0), "mask": Option("partial", ("partial", "full"))},
+    options={"scale": Option(1.0), "mask": Option("partial", ("partial", "full"), flag=True)},
     restrictions=(
         Restriction("some positions are masked out", replace={"mask": "full"}, hint=MASKED),
         Restriction("N > 1", replace={"n": (1, 1)}),
