@@ -110,8 +110,13 @@ class Case:
         return {**variables, **derive(variables)} if derive else variables
 
     def shape(self, array: Array) -> tuple[int, ...]:
+        """The array's shape in this case; a variable holding a tuple stands for several sizes."""
         variables = self.all_variables
-        return tuple(size if isinstance(size, int) else int(variables[size]) for size in array.shape)
+        shape: list[int] = []
+        for size in array.shape:
+            value = size if isinstance(size, int) else variables[size]
+            shape.extend(value if isinstance(value, tuple) else (int(value),))
+        return tuple(shape)
 
     @property
     def size(self) -> tuple:
@@ -220,6 +225,7 @@ class CaseValues:
     reference_updates: dict[str, np.ndarray] = field(default_factory=dict)  # parameter entries it updated
     cache: Any = None  # the reference forward's cache: the canonical one
     upstream: dict[str, np.ndarray] = field(default_factory=dict)  # "d" + output name, for backwards
+    own_outputs: dict[str, np.ndarray] | None = None  # the student's forward outputs when a backward got their cache
 
     @property
     def layer(self) -> Layer:

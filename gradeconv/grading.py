@@ -341,6 +341,7 @@ class CaseRunner:
     def _backward(self, test: Test, function: Function, values: CaseValues, case: Case) -> CaseResult:
         layer = values.layer
         cache, cache_kind, handle, own = self._own_cache(values)
+        values.own_outputs = own
         if layer.properties is not None and own is not None:
             expected = layer.properties.backward(values, own)
         else:

@@ -1,14 +1,14 @@
 """The convolution layer: conv_forward_naive and conv_backward_naive (NCHW)."""
 from __future__ import annotations
 
-from hypothesis import strategies as st  # noqa: F401 (the draw is in windows)
+import numpy as np
 
 from gradeconv.specs import windows
 from gradeconv.specs.model import REQUIRED, Array, Function, Layer, Mistake, Option, Param, Restriction, Var
 from reference import layers
 
 
-def _without_bias(values) -> "np.ndarray":  # noqa: F821
+def _without_bias(values) -> np.ndarray:
     return values.reference_outputs["out"] - values.inputs["b"].reshape(1, -1, 1, 1)
 
 

@@ -91,13 +91,12 @@ def forward_properties(values, got, call_again):
 
 def backward_properties(values, own):
     """dx = dout * (the mask the student's forward applied) = dout * out / x (x is never 0)."""
-    values.own_outputs = own  # for the mistakes below: the failing case includes the student's own mask
     return {"dx": values.upstream["dout"] * own["out"] / values.inputs["x"]}
 
 
 def _mask_without_scaling(values):
     """dx = dout * (mask as 0/1), the 1 / p left out: from the student's own forward when it passed."""
-    own = getattr(values, "own_outputs", None)
+    own = values.own_outputs
     mask = own["out"] / values.inputs["x"] if own is not None else values.cache[1]
     return values.upstream["dout"] * (mask != 0)
 

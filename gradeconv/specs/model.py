@@ -84,7 +84,7 @@ class Mistake:
 
     output: str  # an output name, or an updated parameter entry such as running_mean
     hint: str
-    compute: Callable[["CaseValues"], np.ndarray]  # noqa: F821 (defined in gradeconv.cases)
+    compute: Callable[[Any], np.ndarray]  # compute(values: gradeconv.cases.CaseValues)
     note: str = ""  # appended to the failure message when it matches
 
 

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from gradeconv.specs.domains import Domain, Normal, Uniform
+from gradeconv.specs.domains import Uniform
 from gradeconv.specs.model import Array, Function, Layer, Mistake, Option, Param, Restriction, Var
 from reference import layers
 
@@ -347,15 +347,6 @@ LAYERNORM = Layer(
 
 # --- spatial groupnorm -----------------------------------------------------------------------------
 
-class AffineValues(Domain):
-    """Group norm's gamma or beta: normal values drawn in shape (1, C, 1, 1), given as (C,) when
-    the case's affine_shape is "vector" (the only way a case changes an array's rank)."""
-
-    def sample(self, rng, shape, variables):
-        values = Normal().sample(rng, shape, variables)
-        return values.reshape(-1) if variables["affine_shape"] == "vector" else values
-
-
 def _gn_normalised(values, groups_of, eps_outside=False, ddof=0):
     """x normalised per group; groups_of(x) -> (grouped view, axes of one group)."""
     x, v = values.inputs["x"], values.variables
@@ -439,14 +430,15 @@ SPATIAL_GROUPNORM = Layer(
         Mistake("dx", "x_hat depends on x also through each group's mean and variance: dx needs their terms",
                 _gn_dx_constant),
     )),),
-    arguments=(Array("x", ("n", "c", "h", "w")), Array("gamma", (1, "c", 1, 1), AffineValues()),
-               Array("beta", (1, "c", 1, 1), AffineValues()), Var("groups"), Param("gn_param", {"eps": Var("eps")})),
+    arguments=(Array("x", ("n", "c", "h", "w")), Array("gamma", ("affine",)), Array("beta", ("affine",)),
+               Var("groups"), Param("gn_param", {"eps": Var("eps")})),
     ranges={"n": (1, 2), "groups": (1, 3), "group_size": (1, 3), "h": (1, 3), "w": (1, 3)},
     options={"eps": EPS, "affine_shape": Option("broadcast", ("broadcast", "vector"))},
+    # gamma and beta are (1, C, 1, 1) as in the 2021+ course, or (C,) with affine_shape: vector
     derive=lambda v: {"c": v["groups"] * v["group_size"],
-                      "gamma_shape": f"({v['groups'] * v['group_size']},)" if v.get("affine_shape") == "vector"
-                      else f"(1, {v['groups'] * v['group_size']}, 1, 1)"},
-    describe="x shape {x}, G {groups}, gamma and beta of shape {gamma_shape}, eps {eps}",
+                      "affine": ((v["groups"] * v["group_size"],) if v.get("affine_shape") == "vector"
+                                 else (1, v["groups"] * v["group_size"], 1, 1))},
+    describe="x shape {x}, G {groups}, gamma and beta of shape {gamma}, eps {eps}",
     restrictions=(
         Restriction("G > 1", replace={"groups": (1, 1)}),
         Restriction("a group has more than one channel (C // G > 1)", replace={"group_size": (1, 1)}),
