@@ -294,4 +294,7 @@ def build(case: Case) -> CaseValues:
     if layer.backward:
         values.upstream = {f"d{name}": rng.standard_normal(output.shape)
                            for name, output in values.reference_outputs.items()}
+    for array in (*values.inputs.values(), *values.reference_outputs.values(), *values.upstream.values(),
+                  *values.reference_updates.values()):
+        array.setflags(write=False)  # shared by every submission of a batch (gradeconv/plan.py)
     return values

@@ -17,7 +17,8 @@ import gradeconv
 import reference
 from gradeconv import checks, diagnosis, gradients, outcomes
 from gradeconv import specs
-from gradeconv.cases import Case, CaseValues, Space, build, from_explicit, outputs_of
+from gradeconv.cases import Case, CaseValues, Space, from_explicit, outputs_of
+from gradeconv.plan import plan_for
 from gradeconv.results import CaseResult, SubmissionResult, TestResult
 from gradeconv.rubric import ReferenceCheck, Rubric, Test
 from gradeconv.sandbox import Handle, Limits, Session, Writable, accounts, stage_module
@@ -195,6 +196,7 @@ class CaseRunner:
 
     def __init__(self, session: Session, rubric: Rubric, module: str):
         self.session, self.rubric, self.module = session, rubric, module
+        self.plan = plan_for(rubric)
         self.gradient_calls = 0
         self.full_calls = 0
         self.broken: dict[str, CaseResult] = {}  # function -> the timeout, crash or bad reply it had
@@ -205,8 +207,7 @@ class CaseRunner:
         if failure is None:
             failure = self.first_explicit_failure(test)
         if failure is None and test.examples:
-            failure = smallest_failure(lambda case: self.run_case(test, case), test.function, test.draw_space,
-                                       test.examples, self.rubric.seed_of(test))
+            failure = self.first_planned_failure(test)
         if failure is None:
             return TestResult(name=test.name, number=number, function=test.function, points=test.points,
                               score=test.points, outcome=outcomes.PASSED, visibility=test.visibility,
@@ -231,6 +232,18 @@ class CaseRunner:
             return CaseResult(outcomes.WRONG_TYPE, f"{function} in {self.module} is not a function")
         return CaseResult(outcomes.NOT_IMPLEMENTED, f"{self.module} has no function {function}")
 
+    def first_planned_failure(self, test: Test) -> CaseResult | None:
+        """The search's result: the planned cases first; on a failure, the search itself to shrink it."""
+        for case in self.plan.cases(test):
+            result = self.run_case(test, case)
+            if result.outcome == outcomes.PASSED:
+                continue
+            if result.stops_search:  # the search would stop at this very failure
+                return result
+            return smallest_failure(lambda case: self.run_case(test, case), test.function, test.draw_space,
+                                    test.examples, self.rubric.seed_of(test))
+        return None
+
     def first_explicit_failure(self, test: Test) -> CaseResult | None:
         for explicit in test.cases:
             result = self.run_case(test, from_explicit(test.function, explicit))
@@ -245,7 +258,7 @@ class CaseRunner:
         try:
             # tests students cannot see draw their values with the rubric's secret (if any), so
             # answers recorded for public seeds, even the first, simplest case, are worth nothing
-            values = build(replace(case, seed=self.rubric.value_seed(test, case.seed)))
+            values = self.plan.values(test, case)
             self.writable = not test.checks.inputs_unchanged
             function = specs.function(test.function)
             if values.layer.role(function) == "backward":
@@ -341,7 +354,7 @@ class CaseRunner:
     def _backward(self, test: Test, function: Function, values: CaseValues, case: Case) -> CaseResult:
         layer = values.layer
         cache, cache_kind, handle, own = self._own_cache(values)
-        values.own_outputs = own
+        values = replace(values, own_outputs=own)
         if layer.properties is not None and own is not None:
             expected = layer.properties.backward(values, own)
         else:
