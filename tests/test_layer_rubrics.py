@@ -117,3 +117,15 @@ def test_tests_of_several_files_are_graded_each_in_its_own_session(tmp_path):
     result = grade_submission(Submission("student", tmp_path / "student"), rubric)
     assert [test.outcome for test in result.tests] == ["passed", "error", "passed"]
     assert "extra_layers.py" in result.tests[1].output
+
+
+def test_the_readme_lists_every_gradable_function_and_bundled_rubric():
+    readme = (ROOT / "README.md").read_text()
+    from gradeconv import specs
+    missing = [name for name in specs.FUNCTIONS if f"`{name}`" not in readme]
+    assert missing == []
+    for name, path in rubrics.bundled().items():
+        rubric = rubrics.load(path)
+        assert f"`{name}`" in readme
+        if name != "default":
+            assert f"{rubric.max_score:g} points in {len(rubric.tests)} tests" in readme, name
