@@ -1,7 +1,6 @@
 """Each real bug class fails exactly the tests it should, with a counterexample and a diagnosis."""
 import json
 
-import numpy as np
 import pytest
 
 import gradeconv

@@ -5,7 +5,8 @@ from hypothesis import given, settings
 from gradeconv import plan as plans
 from gradeconv import rubric as rubrics
 from gradeconv.cases import build, cases, space_of
-from gradeconv.grading import CaseRunner, grade_submission
+from gradeconv.grading import grade_submission
+from gradeconv.runner import CaseRunner
 from gradeconv.search import smallest_failure
 from gradeconv.specs import layer_of
 from gradeconv.submissions import Submission

@@ -1,0 +1,319 @@
+"""Running a rubric's tests against one submission's session: calls, checks, gradients, diagnosis.
+
+For each test: explicit cases first, then the planned cases (gradeconv/plan.py),
+and only after a failure the Hypothesis search that shrinks it. A backward gets
+the student's own cache when their forward was right for the case. Every verdict
+fails closed: anything that cannot be judged is a failure, never a pass.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from gradeconv import checks, diagnosis, gradients, outcomes, specs
+from gradeconv.cases import Case, CaseValues, Space, from_explicit, outputs_of
+from gradeconv.plan import plan_for
+from gradeconv.results import CaseResult, TestResult
+from gradeconv.rubric import ReferenceCheck, Rubric, Test
+from gradeconv.sandbox import Handle, Session, Writable
+from gradeconv.search import smallest_failure
+from gradeconv.specs.model import Function, Param
+
+DIAGNOSIS_EXAMPLES = 8
+DEFAULT_TOLERANCE = ReferenceCheck()
+
+
+class CaseRunner:
+    """Runs cases of one graded file's tests against its session."""
+
+    def __init__(self, session: Session, rubric: Rubric, module: str):
+        self.session, self.rubric, self.module = session, rubric, module
+        self.plan = plan_for(rubric)
+        self.gradient_calls = 0
+        self.full_calls = 0
+        self.broken: dict[str, CaseResult] = {}  # function -> the timeout, crash or bad reply it had
+        self.writable = False  # whether the current test lets the function change its inputs
+
+    def run_test(self, number: int, test: Test) -> TestResult:
+        failure = self.load_failure(test.function) or self.broken.get(test.function)
+        if failure is None:
+            failure = self.first_explicit_failure(test)
+        if failure is None and test.examples:
+            failure = self.first_planned_failure(test)
+        if failure is None:
+            return TestResult(name=test.name, number=number, function=test.function, points=test.points,
+                              score=test.points, outcome=outcomes.PASSED, visibility=test.visibility,
+                              tags=test.tags, output="passed")
+        explanation = self.diagnose(test, failure)
+        return TestResult(
+            name=test.name, number=number, function=test.function, points=test.points, score=0.0,
+            outcome=failure.outcome, visibility=test.visibility, tags=test.tags,
+            output=_failure_text(failure, explanation),
+            counterexample=failure.case.as_dict() if failure.case else None,
+            diagnosis=explanation or None, cache=failure.cache,
+        )
+
+    def load_failure(self, function: str) -> CaseResult | None:
+        reply = self.session.load()
+        if reply.status != "ok":
+            return CaseResult(*outcomes.failed_reply(reply, "importing your module", self.rubric.forbidden_imports))
+        state = reply.header.get("functions", {}).get(function)
+        if state == "ok":
+            return None
+        if state == "not callable":
+            return CaseResult(outcomes.WRONG_TYPE, f"{function} in {self.module} is not a function")
+        return CaseResult(outcomes.NOT_IMPLEMENTED, f"{self.module} has no function {function}")
+
+    def first_planned_failure(self, test: Test) -> CaseResult | None:
+        """The search's result: the planned cases first; on a failure, the search itself to shrink it."""
+        for case in self.plan.cases(test):
+            result = self.run_case(test, case)
+            if result.outcome == outcomes.PASSED:
+                continue
+            if result.stops_search:  # the search would stop at this very failure
+                return result
+            return smallest_failure(lambda case: self.run_case(test, case), test.function, test.draw_space,
+                                    test.examples, self.rubric.seed_of(test))
+        return None
+
+    def first_explicit_failure(self, test: Test) -> CaseResult | None:
+        for explicit in test.cases:
+            result = self.run_case(test, from_explicit(test.function, explicit))
+            if result.outcome != outcomes.PASSED:
+                return result
+        return None
+
+    def run_case(self, test: Test, case: Case) -> CaseResult:
+        """The verdict on one case; fails closed: any exception while judging is a failure."""
+        if test.function in self.broken:
+            return replace(self.broken[test.function], case=case)
+        try:
+            # tests students cannot see draw their values with the rubric's secret (if any), so
+            # answers recorded for public seeds, even the first, simplest case, are worth nothing
+            values = self.plan.values(test, case)
+            self.writable = not test.checks.inputs_unchanged
+            function = specs.function(test.function)
+            if values.layer.role(function) == "backward":
+                result = self._backward(test, function, values, case)
+            else:
+                result = self._forward(test, function, values, case)
+        except Exception as error:  # never a pass: the reply could not be judged
+            detail = f"{type(error).__name__}: {error}"[:300]
+            result = CaseResult(outcomes.ERROR, f"the grader could not judge the reply ({detail}); "
+                                                "this counts as a failure")
+        return replace(result, case=case)
+
+    def _call(self, function: str, args: list, expected: list[np.ndarray], given: list[str],
+              keep: bool = False, report: list = ()) -> tuple:
+        """(failure or None, reply, handle) of one call; `given` names the arrays in args, in order."""
+        reply, handle = self.session.call(function, args, keep=keep, writable=self.writable, report=report,
+                                          expected_bytes=sum(array.nbytes for array in expected))
+        if reply.status == "ok":
+            return None, reply, handle
+        failure = checks.mutated(reply, given) or CaseResult(
+            *outcomes.failed_reply(reply, function, self.rubric.forbidden_imports))
+        if reply.status == "protocol":  # a reply we cannot accept: stop calling, never a storm of restarts
+            failure = replace(failure, final=True)
+        if failure.stops_search and function not in self.broken:
+            note = "; gradeconv stopped calling this function after that"
+            self.broken[function] = replace(failure, message=failure.message + note)
+        return failure, None, None
+
+    def _call_forward(self, values: CaseValues, keep: bool = False,
+                      overrides: dict[str, np.ndarray] | None = None) -> tuple:
+        """(failure or None, outputs and updated entries by name, handle) of the student's forward."""
+        layer = values.layer
+        args = values.arguments(overrides, wrap=Writable)
+        expected = [*values.reference_outputs.values(), *values.reference_updates.values()]
+        report = [(index, list(argument.updated)) for index, argument in enumerate(layer.arguments)
+                  if isinstance(argument, Param) and argument.updated]
+        failure, reply, handle = self._call(layer.forward.name, args, expected, array_names(args, values.inputs),
+                                            keep=keep, report=report)
+        if failure:
+            return failure, None, None
+        got = checks.unpack(reply, layer.forward)
+        if isinstance(got, CaseResult):
+            self.session.forget(handle)
+            return got, None, None
+        for position, (index, _) in enumerate(report):
+            name = layer.arguments[index].name
+            got.update({f"{name}[{key!r}]": array for key, array in checks.entries(reply, position).items()})
+        return None, got, handle
+
+    def _forward(self, test: Test, function: Function, values: CaseValues, case: Case) -> CaseResult:
+        failure, got, _ = self._call_forward(values)
+        if failure:
+            return failure
+        failure = self._judge_forward(test, values, got)
+        if failure:
+            return failure
+        if function.loss and test.checks.gradient is not None:
+            upstream = {function.outputs[0]: np.ones(())}
+            grads = {name: got[name] for name in self._scored(test, function) if name in function.gradients}
+            return self._gradient_check(test, function, values, grads, upstream, values.reference_forward,
+                                        case) or CaseResult(outcomes.PASSED)
+        return CaseResult(outcomes.PASSED)
+
+    def _judge_forward(self, test: Test | None, values: CaseValues, got: dict,
+                       updates: bool = True) -> CaseResult | None:
+        """The first thing wrong with a forward's outputs (and, with updates, updated entries), or None."""
+        layer = values.layer
+        if layer.properties is not None:
+            return layer.properties.forward(values, got, lambda: self._call_forward(values)[:2])
+        expected = {**values.reference_outputs, **(self._expected_updates(values) if updates else {})}
+        names = list(expected)  # by default every output and every entry it must update
+        if test is not None and test.outputs:
+            names = [name for name in map(lambda key: _entry_name(layer, key), test.outputs) if name in expected]
+        strict = test is None or test.checks.reference is not None
+        tolerance = (test.checks.reference if test else None) or DEFAULT_TOLERANCE
+        for name in names:
+            if got.get(name) is None:
+                return CaseResult(outcomes.WRONG_VALUE, f"{layer.forward.name} did not store {name}: "
+                                                        "it must update it", output=name)
+            failure = checks.compare(name, got[name], expected[name], tolerance)
+            if failure and (strict or failure.outcome != outcomes.WRONG_VALUE):
+                return _matched_mistakes(failure, layer.forward, got, values)
+        return None
+
+    @staticmethod
+    def _expected_updates(values: CaseValues) -> dict[str, np.ndarray]:
+        return {_entry_name(values.layer, key): array for key, array in values.reference_updates.items()}
+
+    @staticmethod
+    def _scored(test: Test, function: Function) -> tuple[str, ...]:
+        return test.outputs or function.outputs
+
+    def _backward(self, test: Test, function: Function, values: CaseValues, case: Case) -> CaseResult:
+        layer = values.layer
+        cache, cache_kind, handle, own = self._own_cache(values)
+        values = replace(values, own_outputs=own)
+        if layer.properties is not None and own is not None:
+            expected = layer.properties.backward(values, own)
+        else:
+            expected = outputs_of(function, function.reference(*values.upstream.values(), values.cache))
+        args = [*values.upstream.values(), cache]
+        given = [*values.upstream] + (array_names([cache], values.inputs) if cache_kind == "canonical" else [])
+        failure, reply, _ = self._call(function.name, args, list(expected.values()), given)
+        self.session.forget(handle)
+        if failure:
+            return replace(failure, cache=cache_kind)
+        return replace(self._judge_backward(test, function, values, case, reply, expected), cache=cache_kind)
+
+    def _own_cache(self, values: CaseValues) -> tuple[object, str, Handle | None, dict | None]:
+        """The student's own cache when their forward was right for this case, else the canonical one."""
+        forward = values.layer.forward
+        if self.load_failure(forward.name) is not None or forward.name in self.broken:
+            return values.cache, "canonical", None, None
+        failure, got, handle = self._call_forward(values, keep=True)
+        # the cache does not depend on the parameter entries stored back (batchnorm's running averages)
+        if failure is None and self._judge_forward(None, values, got, updates=False) is None:
+            return handle.item(len(forward.outputs)), "submission", handle, got
+        self.session.forget(handle)
+        return values.cache, "canonical", None, None
+
+    def _judge_backward(self, test: Test, function: Function, values: CaseValues, case: Case, reply,
+                        expected: dict[str, np.ndarray]) -> CaseResult:
+        got = checks.unpack(reply, function)
+        if isinstance(got, CaseResult):
+            return got
+        scored = self._scored(test, function)
+        tolerance = test.checks.reference or DEFAULT_TOLERANCE
+        for name in scored:
+            failure = checks.compare(name, got[name], expected[name], tolerance)
+            if failure and (test.checks.reference is not None or failure.outcome != outcomes.WRONG_VALUE):
+                return _matched_mistakes(failure, function, got, values)
+        if test.checks.gradient is not None and values.layer.properties is None:
+            upstream = {name: values.upstream[f"d{name}"] for name in values.layer.forward.outputs}
+            failure = self._gradient_check(test, function, values, {name: got[name] for name in scored}, upstream,
+                                           self._forward_for_gradient(test, values), case)
+            if failure:
+                return failure
+        return CaseResult(outcomes.PASSED)
+
+    def _gradient_check(self, test: Test, function: Function, values: CaseValues, grads: dict, upstream: dict,
+                        forward, case: Case) -> CaseResult | None:
+        failure, calls = gradients.check(forward, values.inputs, grads, function.gradients, upstream,
+                                         test.checks.gradient, case.seed)
+        self.gradient_calls += calls
+        self.full_calls += gradients.full_calls(values.inputs, grads, function.gradients)
+        return failure
+
+    def _forward_for_gradient(self, test: Test, values: CaseValues):
+        if test.checks.gradient.forward == "reference":
+            return values.reference_forward
+
+        def submission_forward(overrides: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            failure, got, _ = self._call_forward(values, overrides=overrides)
+            return {name: got[name] if failure is None and got[name].shape == expected.shape
+                    else np.full(expected.shape, np.nan)
+                    for name, expected in values.reference_outputs.items()}
+
+        return submission_forward
+
+    def diagnose(self, test: Test, failure: CaseResult) -> str:
+        if failure.case is None or failure.outcome in outcomes.FATAL:
+            return diagnosis.summarize(failure, test.function, [])
+
+        def passes_within(space: Space) -> bool:
+            return smallest_failure(lambda case: self.run_case(test, case), test.function, space,
+                                    DIAGNOSIS_EXAMPLES, self.rubric.seed_of(test, "/diagnosis"),
+                                    shrink=False) is None
+
+        found = diagnosis.triggers(passes_within, test.draw_space, test.function) if test.examples else []
+        return diagnosis.summarize(failure, test.function, found)
+
+
+def _entry_name(layer: specs.Layer, key: str) -> str:
+    """An updated parameter entry by the name results show (bn_param['running_mean']); others unchanged."""
+    param = next((param for param in layer.params if key in param.updated), None)
+    return f"{param.name}[{key!r}]" if param else key
+
+
+def array_names(value, inputs: dict[str, np.ndarray]) -> list[str]:
+    """Names of the arrays in value, in the order the sandbox sends them: a case input's name, else cache."""
+    if isinstance(value, Writable):
+        value = value.array
+    if isinstance(value, np.ndarray):
+        return [next((name for name, array in inputs.items() if array is value), "cache")]
+    if isinstance(value, (tuple, list)):
+        return [name for item in value for name in array_names(item, inputs)]
+    if isinstance(value, dict):
+        return [name for item in value.values() for name in array_names(item, inputs)]
+    return []
+
+
+def _matched_mistakes(failure: CaseResult, function: Function, got: dict, values: CaseValues) -> CaseResult:
+    """The failure, with the note and hint of each known mistake its output equals on this case."""
+    for mistake in function.mistakes:
+        if mistake.output != failure.output or got.get(mistake.output) is None:
+            continue
+        try:
+            wrong = np.asarray(mistake.compute(values), dtype=float)
+            output = got[mistake.output]
+            matches = _same(output, wrong)
+        except Exception:  # a formula that does not apply to this case is no evidence
+            matches = False
+        if matches:
+            failure = replace(failure, message=failure.message + mistake.note, hints=failure.hints + (mistake.hint,))
+    return failure
+
+
+def _same(got: np.ndarray, wrong: np.ndarray) -> bool:
+    """Equal shapes, non-finite in the same places (an overflow is an overflow), equal elsewhere."""
+    if got.shape != wrong.shape:
+        return False
+    finite = np.isfinite(wrong)
+    return bool(np.array_equal(np.isfinite(got), finite) and np.allclose(got[finite], wrong[finite], atol=1e-8))
+
+
+def _failure_text(failure: CaseResult, explanation: str) -> str:
+    lines = [failure.message]
+    if failure.case is not None:
+        lines.append(f"smallest failing case: {failure.case.describe()}")
+    if failure.cache == "canonical":
+        lines.append("(backward got the canonical cache, not yours: your forward was wrong or "
+                     "missing for this case)")
+    if explanation:
+        lines.append(f"diagnosis: {explanation}")
+    return "\n".join(lines)
