@@ -132,3 +132,194 @@ def test_honest_dropout_gets_full_marks(grade):
 def test_a_dropout_without_random_numbers_scores_nothing(grade, attack):
     result = grade({"layers.py": with_functions(A2, attack)}, small(DROPOUT))
     assert scores(result)["dropout forward"] == 0, summary(result)
+
+
+#: at import: find the worker's objects in this process, to forge replies (see tests/test_attacks.py)
+FORGER = '''
+import gc as _gc
+import numpy as _np
+
+def _find_worker():
+    for _o in _gc.get_objects():
+        try:
+            if type(_o).__name__ == "Worker" and hasattr(_o, "channel"):
+                return _o
+        except Exception:
+            pass
+    raise RuntimeError("no Worker object in this process")
+
+_W = _find_worker()
+_C = _W.channel
+_orig_send = _C.send
+'''
+
+
+def forged(attack: str) -> str:
+    return with_functions(A2, FORGER + textwrap.dedent(attack))
+
+
+# --- 1. dict arguments reported back: batchnorm's running averages ----------------------------------------------------
+
+RUNNING_ATTACKS = {
+    # never touches bn_param: it still holds the arrays it was given
+    "unchanged": '''
+        def batchnorm_forward(x, gamma, beta, bn_param):
+            return _np.zeros_like(x), None
+    ''',
+    "deleted": '''
+        def batchnorm_forward(x, gamma, beta, bn_param):
+            bn_param.pop("running_mean", None)
+            bn_param.pop("running_var", None)
+            return _np.zeros_like(x), None
+    ''',
+    # the right formula over every number at once: a 0-d "average" that would broadcast
+    "scalar": '''
+        def batchnorm_forward(x, gamma, beta, bn_param):
+            m = bn_param["momentum"]
+            bn_param["running_mean"] = m * bn_param["running_mean"].mean() + (1 - m) * x.mean()
+            bn_param["running_var"] = m * bn_param["running_var"].mean() + (1 - m) * x.var()
+            return _np.zeros_like(x), None
+    ''',
+    "float32": '''
+        _honest_bn = batchnorm_forward
+        def batchnorm_forward(x, gamma, beta, bn_param):
+            out, cache = _honest_bn(x, gamma, beta, bn_param)
+            bn_param["running_mean"] = bn_param["running_mean"].astype(_np.float32)
+            bn_param["running_var"] = bn_param["running_var"].astype(_np.float32)
+            return out, cache
+    ''',
+    "as_list": '''
+        _honest_bn = batchnorm_forward
+        def batchnorm_forward(x, gamma, beta, bn_param):
+            out, cache = _honest_bn(x, gamma, beta, bn_param)
+            bn_param["running_mean"] = list(bn_param["running_mean"])
+            return out, cache
+    ''',
+    # the worker reports zeros of the right shape for every entry (extra arrays the value does not name)
+    "forged_extra_arrays": '''
+        def batchnorm_forward(x, gamma, beta, bn_param):
+            return _np.zeros_like(x), None
+        def _forged(header, arrays=()):
+            if header.get("status") == "ok" and "arguments" in header:
+                arrays = list(arrays)
+                for entries in header["arguments"]:
+                    for key in list(entries):
+                        entries[key] = {"array": len(arrays)}
+                        arrays.append(_np.zeros(arrays[0].shape[1]))
+            return _orig_send(header, arrays)
+        _C.send = _forged
+    ''',
+    # the entries point at the returned value's array (an index referred to twice)
+    "forged_shared_index": '''
+        def batchnorm_forward(x, gamma, beta, bn_param):
+            return _np.zeros_like(x), None
+        def _forged(header, arrays=()):
+            if header.get("status") == "ok" and "arguments" in header:
+                header = dict(header, arguments=[{"running_mean": {"array": 0}, "running_var": {"array": 0}}])
+            return _orig_send(header, arrays)
+        _C.send = _forged
+    ''',
+    # the worker leaves the entries out of its reply
+    "forged_no_arguments": '''
+        def batchnorm_forward(x, gamma, beta, bn_param):
+            return _np.zeros_like(x), None
+        def _forged(header, arrays=()):
+            if header.get("status") == "ok" and "arguments" in header:
+                header = {key: value for key, value in header.items() if key != "arguments"}
+                arrays = list(arrays)[:1]
+            return _orig_send(header, arrays)
+        _C.send = _forged
+    ''',
+    # the entries are reported under another position and as extra keys
+    "forged_shuffled": '''
+        def batchnorm_forward(x, gamma, beta, bn_param):
+            return _np.zeros_like(x), None
+        def _forged(header, arrays=()):
+            if header.get("status") == "ok" and "arguments" in header:
+                entries = header["arguments"][0]
+                header = dict(header, arguments=[{}, entries,
+                                                 {"out": {"missing": True}, "running_mean": {"none": True}}])
+            return _orig_send(header, arrays)
+        _C.send = _forged
+    ''',
+}
+
+
+def test_honest_running_averages_get_full_marks(grade):
+    assert_full(grade({"layers.py": A2}, small([RUNNING, BN_TRAIN])))
+
+
+@pytest.mark.parametrize("name", sorted(RUNNING_ATTACKS))
+def test_b_running_averages_not_computed_score_nothing(grade, name):
+    """The running averages test pays only for entries the forward really stored, as float64 arrays of shape (D,)."""
+    result = grade({"layers.py": forged(RUNNING_ATTACKS[name])}, small([RUNNING]))
+    assert result.score == 0, summary(result)
+    assert all(test.outcome != "passed" for test in result.tests), summary(result)
+
+
+# --- 2. scalar returns: losses -----------------------------------------------------------------------------------
+
+LOSS_TESTS = [SOFTMAX, SVM]
+
+
+def loss_returned_as(expression: str) -> str:
+    """Honest dx, the loss returned as `expression` of the honest loss."""
+    return f'''
+        _honest_softmax, _honest_svm = softmax_loss, svm_loss
+        def softmax_loss(x, y):
+            loss, dx = _honest_softmax(x, y)
+            return {expression}, dx
+        def svm_loss(x, y):
+            loss, dx = _honest_svm(x, y)
+            return {expression}, dx
+    '''
+
+
+LOSS_ATTACKS = {
+    "zero": loss_returned_as("0.0"),
+    "int": loss_returned_as("int(round(loss))"),
+    "bool": loss_returned_as("True"),
+    "float32": loss_returned_as("_np.float32(loss)"),
+    "longdouble": loss_returned_as("_np.longdouble(loss)"),
+    "one_element": loss_returned_as("_np.array([loss])"),
+    "one_by_one": loss_returned_as("_np.array([[loss]])"),
+    "list": loss_returned_as("[loss]"),
+    "text": loss_returned_as("repr(loss)"),
+    "nan": loss_returned_as("float('nan')"),
+    "inf": loss_returned_as("float('inf')"),
+    "float_subclass": loss_returned_as("type('F', (float,), {})(loss)"),
+    # the worker sends the right loss as a 0-d complex or big-endian array
+    "forged_complex": loss_returned_as("loss") + '''
+        def _forged(header, arrays=()):
+            if header.get("status") == "ok" and "value" in header:
+                arrays = [_np.asarray(a, complex) if _np.ndim(a) == 0 else a for a in arrays]
+            return _orig_send(header, arrays)
+        _C.send = _forged
+    ''',
+    "forged_big_endian": loss_returned_as("loss") + '''
+        def _forged(header, arrays=()):
+            if header.get("status") == "ok" and "value" in header:
+                arrays = [_np.asarray(a).astype(">f8") if _np.ndim(a) == 0 else a for a in arrays]
+            return _orig_send(header, arrays)
+        _C.send = _forged
+    ''',
+    # a right loss with a wrong dx: the loss alone earns nothing
+    "dx_zero": '''
+        _honest_softmax, _honest_svm = softmax_loss, svm_loss
+        def softmax_loss(x, y):
+            return _honest_softmax(x, y)[0], _np.zeros(x.shape)
+        def svm_loss(x, y):
+            return _honest_svm(x, y)[0], _np.zeros(x.shape)
+    ''',
+}
+
+
+@pytest.mark.parametrize("expression", ["loss", "_np.float64(loss)", "_np.array(loss)"])
+def test_honest_losses_get_full_marks_as_float_float64_or_0d(grade, expression):
+    assert_full(grade({"layers.py": forged(loss_returned_as(expression))}, small(LOSS_TESTS)))
+
+
+@pytest.mark.parametrize("name", sorted(LOSS_ATTACKS))
+def test_c_losses_of_the_wrong_kind_score_nothing(grade, name):
+    result = grade({"layers.py": forged(LOSS_ATTACKS[name])}, small(LOSS_TESTS))
+    assert result.score == 0, summary(result)
