@@ -323,3 +323,147 @@ def test_honest_losses_get_full_marks_as_float_float64_or_0d(grade, expression):
 def test_c_losses_of_the_wrong_kind_score_nothing(grade, name):
     result = grade({"layers.py": forged(LOSS_ATTACKS[name])}, small(LOSS_TESTS))
     assert result.score == 0, summary(result)
+
+
+# --- 3 (continued). dropout: attacks the properties do catch -----------------------------------------------------------
+
+DROPOUT_ATTACKS = {
+    "not_implemented": '''
+        def dropout_forward(x, dropout_param):
+            return None, None
+    ''',
+    "identity_in_train": '''
+        def dropout_forward(x, dropout_param):
+            return x, (dropout_param, None)
+    ''',
+    "scaled_identity": '''
+        def dropout_forward(x, dropout_param):
+            p = dropout_param["p"]
+            return (x / p if dropout_param["mode"] == "train" else x), (dropout_param, None)
+    ''',
+    "p_is_drop_probability": '''
+        def dropout_forward(x, dropout_param):
+            p = dropout_param["p"]
+            if dropout_param["mode"] == "test":
+                return x, None
+            _np.random.seed(dropout_param["seed"])
+            mask = (_np.random.rand(*x.shape) >= p) / p
+            return x * mask, (dropout_param, mask)
+    ''',
+    "not_inverted": '''
+        def dropout_forward(x, dropout_param):
+            p = dropout_param["p"]
+            if dropout_param["mode"] == "test":
+                return x, None
+            _np.random.seed(dropout_param["seed"])
+            mask = _np.random.rand(*x.shape) < p
+            return x * mask, (dropout_param, mask)
+    ''',
+    "seed_ignored": '''
+        def dropout_forward(x, dropout_param):
+            p = dropout_param["p"]
+            if dropout_param["mode"] == "test":
+                return x, None
+            mask = (_np.random.rand(*x.shape) < p) / p
+            return x * mask, (dropout_param, mask)
+    ''',
+    "test_mode_scaled": '''
+        _honest_dropout = dropout_forward
+        def dropout_forward(x, dropout_param):
+            out, cache = _honest_dropout(x, dropout_param)
+            return (out * dropout_param["p"] if dropout_param["mode"] == "test" else out), cache
+    ''',
+    # survivors right, dropped units not zero but tiny: no unit is dropped
+    "tiny_instead_of_zero": '''
+        _honest_dropout = dropout_forward
+        def dropout_forward(x, dropout_param):
+            out, cache = _honest_dropout(x, dropout_param)
+            return _np.where(out == 0, 1e-300, out), cache
+    ''',
+    "nan_instead_of_zero": '''
+        _honest_dropout = dropout_forward
+        def dropout_forward(x, dropout_param):
+            out, cache = _honest_dropout(x, dropout_param)
+            return _np.where(out == 0, _np.nan, out), cache
+    ''',
+    # right on the first call of each case, different on the repeat: the worker replays nothing
+    "second_call_differs": '''
+        _honest_dropout = dropout_forward
+        _seen = set()
+        def dropout_forward(x, dropout_param):
+            out, cache = _honest_dropout(x, dropout_param)
+            key = (x.tobytes(), repr(sorted(dropout_param.items())))
+            if key in _seen and dropout_param["mode"] == "train":
+                out = out[::-1].copy()
+            _seen.add(key)
+            return out, cache
+    ''',
+    "float32": '''
+        _honest_dropout = dropout_forward
+        def dropout_forward(x, dropout_param):
+            out, cache = _honest_dropout(x, dropout_param)
+            return out.astype(_np.float32), cache
+    ''',
+    # the worker claims the forward's output is x / p everywhere on the property calls
+    "forged_out": '''
+        def _forged(header, arrays=()):
+            if header.get("status") == "ok" and "value" in header and arrays:
+                arrays = [_np.zeros_like(arrays[0])] + list(arrays[1:])
+            return _orig_send(header, arrays)
+        _C.send = _forged
+    ''',
+}
+
+
+@pytest.mark.parametrize("name", sorted(DROPOUT_ATTACKS))
+def test_d_dropout_forward_attacks_the_properties_catch(grade, name):
+    result = grade({"layers.py": forged(DROPOUT_ATTACKS[name])}, small(["dropout forward"]))
+    assert result.score == 0, summary(result)
+
+
+DROPOUT_BACKWARD_ATTACKS = {
+    "identity": "def dropout_backward(dout, cache):\n    return dout",
+    "scaled_identity": "def dropout_backward(dout, cache):\n    return dout / cache[0]['p'] if cache[0]['mode'] == 'train' else dout",
+    "mask_without_scaling": '''
+        def dropout_backward(dout, cache):
+            dropout_param, mask = cache
+            return dout * (mask != 0) if dropout_param["mode"] == "train" else dout
+    ''',
+    # a fresh mask of its own in backward, not the forward's
+    "own_new_mask": '''
+        def dropout_backward(dout, cache):
+            dropout_param, mask = cache
+            if dropout_param["mode"] == "test":
+                return dout
+            _np.random.seed(dropout_param["seed"] + 1)
+            return dout * (_np.random.rand(*dout.shape) < dropout_param["p"]) / dropout_param["p"]
+    ''',
+}
+
+
+@pytest.mark.parametrize("name", sorted(DROPOUT_BACKWARD_ATTACKS))
+def test_e_dropout_backward_attacks_score_nothing(grade, name):
+    result = grade({"layers.py": forged(DROPOUT_BACKWARD_ATTACKS[name])}, small(["dropout backward"]))
+    assert result.score == 0, summary(result)
+
+
+@pytest.mark.parametrize("repeat", ["while True:\n                    pass",
+                                    "return _np.zeros((1 << 24,)), cache",
+                                    "import os; os._exit(3)"], ids=["hangs", "floods", "exits"])
+def test_e_dropout_repeat_call_that_hangs_floods_or_dies_costs_only_its_time(grade, repeat):
+    """The property check's second call never returns, returns 128 MB or kills its worker: the parent stops
+    there, in time, and the forward scores nothing (its first reply was right)."""
+    attack = f'''
+        _honest_dropout = dropout_forward
+        _calls = [0]
+        def dropout_forward(x, dropout_param):
+            _calls[0] += 1
+            out, cache = _honest_dropout(x, dropout_param)
+            if dropout_param["mode"] == "train" and _calls[0] > 1:
+                {repeat}
+            return out, cache
+    '''
+    started = time.monotonic()
+    result = grade({"layers.py": forged(attack)}, small(DROPOUT))
+    assert time.monotonic() - started < 15, summary(result)
+    assert scores(result)["dropout forward"] == 0, summary(result)
