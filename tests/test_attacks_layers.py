@@ -467,3 +467,125 @@ def test_e_dropout_repeat_call_that_hangs_floods_or_dies_costs_only_its_time(gra
     result = grade({"layers.py": forged(attack)}, small(DROPOUT))
     assert time.monotonic() - started < 15, summary(result)
     assert scores(result)["dropout forward"] == 0, summary(result)
+
+
+# --- 4. the case plan: shared by every submission of a grading process ---------------------------------------------------
+
+def _digest(value, hasher) -> None:
+    """Feed everything a CaseValues holds (arrays, dicts, tuples, scalars) into hasher, in order."""
+    if isinstance(value, np.ndarray):
+        hasher.update(repr((value.dtype.str, value.shape, value.flags.writeable)).encode())
+        hasher.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, dict):
+        for key in sorted(value, key=repr):
+            hasher.update(repr(key).encode())
+            _digest(value[key], hasher)
+    elif isinstance(value, (tuple, list)):
+        hasher.update(f"{type(value).__name__}{len(value)}".encode())
+        for item in value:
+            _digest(item, hasher)
+    else:
+        hasher.update(repr(value).encode())
+
+
+def plan_digest(rubric, keys=None) -> tuple[list, str]:
+    """The plan's case keys (or the given ones) and a digest of their values and of the drawn cases."""
+    from gradeconv.plan import plan_for
+    plan = plan_for(rubric)
+    keys = list(plan._values) if keys is None else keys
+    hasher = hashlib.sha256()
+    for key in keys:
+        values = plan._values[key]
+        hasher.update(repr(key).encode())
+        for part in (values.inputs, values.variables, values.reference_outputs, values.reference_updates,
+                     values.cache, values.upstream, values.own_outputs):
+            _digest(part, hasher)
+    for name, cases in sorted(plan._cases.items()):
+        hasher.update(repr((name, cases)).encode())
+    return keys, hasher.hexdigest()
+
+
+PLAN_TESTS = [*DROPOUT, RUNNING, "batchnorm backward", SOFTMAX]
+
+#: failures that make the parent shrink, diagnose and compute known mistakes on the shared values and caches
+PLAN_ATTACKERS = {
+    "momentum_swapped": '''
+        _honest_bn = batchnorm_forward
+        def batchnorm_forward(x, gamma, beta, bn_param):
+            m = bn_param["momentum"]
+            rm, rv = bn_param["running_mean"].copy(), bn_param["running_var"].copy()
+            out, cache = _honest_bn(x, gamma, beta, bn_param)
+            bn_param["running_mean"] = (1 - m) * rm + m * x.mean(axis=0)
+            bn_param["running_var"] = (1 - m) * rv + m * x.var(axis=0)
+            return out, cache
+    ''',
+    # writes into every array it can reach: its copies of the inputs, the canonical caches it is given
+    "scribbler": '''
+        def _scribble(value):
+            if isinstance(value, _np.ndarray):
+                try:
+                    value.setflags(write=True)
+                    value[...] = 7.0
+                except Exception:
+                    pass
+            elif isinstance(value, dict):
+                for key in list(value):
+                    _scribble(value[key])
+                    value[key] = 0.5 if key in ("p", "momentum", "eps") else value[key]
+            elif isinstance(value, (tuple, list)):
+                for item in value:
+                    _scribble(item)
+
+        def _scribbling(function):
+            def wrapped(*args):
+                for arg in args:
+                    _scribble(arg)
+                return function(*args)
+            return wrapped
+
+        for _name in ("dropout_forward", "dropout_backward", "batchnorm_forward", "batchnorm_backward", "softmax_loss"):
+            globals()[_name] = _scribbling(globals()[_name])
+    ''',
+    "dropout_wrong_everything": '''
+        def dropout_forward(x, dropout_param):
+            return x * 0.5, (dropout_param, None)
+        def dropout_backward(dout, cache):
+            dropout_param, mask = cache
+            return dout * (mask != 0) if mask is not None else dout
+        def softmax_loss(x, y):
+            e = _np.exp(x)
+            probs = e / e.sum(axis=1, keepdims=True)
+            n = x.shape[0]
+            dx = probs.copy()
+            dx[_np.arange(n), y] -= 1
+            return -_np.log(probs[_np.arange(n), y]).sum(), dx
+    ''',
+}
+
+
+def test_f_no_submission_changes_the_plan_or_a_classmates_grade(grade):
+    """honest, then attackers that fail in every way that makes the parent shrink and diagnose (and one that
+    scribbles over whatever it is given, canonical caches included), then honest again: the same grades
+    and outputs, and the plan's values and reference answers are bit for bit what they were."""
+    rubric = small(PLAN_TESTS, examples=4)
+
+    def graded(result):
+        return [(t.name, t.score, t.outcome, t.output, t.counterexample) for t in result.tests]
+
+    first = grade({"layers.py": A2}, rubric, "honest_first")
+    assert_full(first)
+    keys, before = plan_digest(rubric)
+    assert keys, "the plan recorded nothing"
+    for name, attack in PLAN_ATTACKERS.items():
+        result = grade({"layers.py": forged(attack)}, rubric, name)
+        assert result.score < result.max_score, summary(result)
+    again = grade({"layers.py": A2}, rubric, "honest_again")
+    assert graded(again) == graded(first), summary(again)
+    # shrinking adds cases; the ones there before are bit for bit unchanged (caches and param dicts included)
+    assert plan_digest(rubric, keys)[1] == before
+    from gradeconv.plan import plan_for
+    for key, values in plan_for(rubric)._values.items():
+        for part in (values.inputs, values.reference_outputs, values.reference_updates, values.upstream):
+            for array in part.values():
+                assert not array.flags.writeable, key
+        assert values.own_outputs is None, key
