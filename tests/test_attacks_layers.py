@@ -589,3 +589,50 @@ def test_f_no_submission_changes_the_plan_or_a_classmates_grade(grade):
             for array in part.values():
                 assert not array.flags.writeable, key
         assert values.own_outputs is None, key
+
+
+# --- 5. a rubric grading two files: one sandbox session per module ------------------------------------------------------
+
+A2_PART = ["dropout forward", SOFTMAX]
+A3_PART = ["rnn step forward", "temporal softmax loss (masked) and gradient"]
+
+
+def two_module_rubric() -> rubrics.Rubric:
+    """assignment2's dropout and softmax tests plus assignment3's rnn step and temporal softmax (module: rnn_layers.py)."""
+    data = small(A2_PART, examples=4).model_dump()
+    extra = [dict(test, module="rnn_layers.py") for test in small(A3_PART, "assignment3", examples=4).model_dump()["tests"]]
+    data["tests"] = [*data["tests"], *extra]
+    rubric = rubrics.Rubric.model_validate(data)
+    assert rubric.modules == ["layers.py", "rnn_layers.py"]
+    return rubric
+
+
+def test_g_each_module_is_graded_on_its_own(grade):
+    """A layers.py that dies at import, or rnn functions defined in the wrong file, cost only their own file's
+    tests; what rnn_layers.py says about itself never earns layers.py's tests, and the reverse."""
+    rubric = two_module_rubric()
+    assert_full(grade({"layers.py": A2, "rnn_layers.py": A3}, rubric, "honest"))
+
+    dies = grade({"layers.py": "import os\nos._exit(0)\n", "rnn_layers.py": A3}, rubric, "layers_dies")
+    assert {name: scores(dies)[name] > 0 for name in A2_PART + A3_PART} == \
+        {**{name: False for name in A2_PART}, **{name: True for name in A3_PART}}, summary(dies)
+
+    # everything in layers.py, rnn_layers.py missing: the rnn tests are not graded from layers.py
+    merged = grade({"layers.py": A2 + "\n\n" + A3}, rubric, "all_in_layers")
+    assert all(scores(merged)[name] == 0 for name in A3_PART), summary(merged)
+    assert all(scores(merged)[name] > 0 for name in A2_PART), summary(merged)
+
+    # rnn_layers.py's worker claims at load that every function exists and answers every call with layers'
+    # honest softmax: nothing of it reaches the layers.py tests, and the rnn tests score nothing
+    liar = FORGER + textwrap.dedent('''
+        def _forged(header, arrays=()):
+            if "functions" in header:
+                header = dict(header, functions={name: "ok" for name in header["functions"]})
+            return _orig_send(header, arrays)
+        _C.send = _forged
+    ''')
+    lying = grade({"layers.py": "raise ImportError('nothing here')\n", "rnn_layers.py": liar}, rubric, "liar")
+    assert lying.score == 0, summary(lying)
+
+    again = grade({"layers.py": A2, "rnn_layers.py": A3}, rubric, "honest_again")
+    assert_full(again)
