@@ -20,3 +20,16 @@ def grade(path, rubric=None, sandbox: str | None = None):
         rubric = rubrics.load(rubric)
     submissions = discover([Path(path)], rubric.module)
     return [grade_submission(submission, rubric, sandbox) for submission in submissions]
+
+
+def check(path, rubric=None, sandbox: str | None = None):
+    """Run the visible tests of a rubric on one student file (a path or an imported module).
+
+    Returns a gradeconv.notebook.CheckResult: an HTML table in Jupyter, plain text when
+    printed, `.passed`, `.score`, `.max_score`, `.tests` and `.assert_passed()`. rubric is
+    None (./rubric.yaml if present, else the bundled default), a bundled rubric's name
+    ("assignment2"), a rubric file or a Rubric. Writes nothing to stderr.
+    """
+    from gradeconv.notebook import check as check_file
+
+    return check_file(path, rubric, sandbox)

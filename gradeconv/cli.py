@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from gradeconv import __version__, batch
 from gradeconv import rubric as rubrics
 from gradeconv.grading import grade_submission, protect_class
+from gradeconv.notebook import submission_problem
 from gradeconv.reports import csv_report, feedback, gradescope, json_report, terminal
 from gradeconv.sandbox.session import SandboxUnavailable
 from gradeconv.submissions import Submission, SubmissionError, discover
@@ -152,8 +153,9 @@ def check(args: argparse.Namespace) -> int:
     if not visible:
         raise UserError(f"{rubric.path}: the rubric has no visible tests to check")
     rubric = rubric.model_copy(update={"tests": visible})
-    if not args.path.exists():
-        raise UserError(f"{args.path}: no such file or folder")
+    problem = submission_problem(args.path, rubric)  # README.md, a notebook...: one line, not 15 failures
+    if problem:
+        raise UserError(problem)
     name = args.path.resolve().name
     result = grade_submission(Submission(name, args.path), rubric).to_json()
     console = Console()

@@ -1,9 +1,12 @@
 """Terminal output: the gradebook table, the class summary and a student's check report.
 
-Uses rich: colours and boxes on a terminal, plain text when piped. Text that a
-submission can influence (ids from file names, test output, what it printed) is
-printed as rich.text.Text, never parsed as markup, with control characters shown
-as escapes, so it cannot restyle or overwrite the grader's own lines.
+Uses rich: colours and boxes on a terminal, plain text when piped. Every text printed
+here (ids from file names, test names, output, diagnoses, what a submission printed,
+rubric paths, titles, even the grader's own numbers) goes through plain(): a
+rich.text.Text, never parsed as markup or emoji codes, with control characters shown
+as escapes. So square brackets stay as they are ("slicing `[pad:-pad]`"), and a
+submission cannot restyle or overwrite the grader's own lines. Never pass an f-string
+to console.print or a Table title/cell as a str: rich would read `[...]` as markup.
 """
 from __future__ import annotations
 
@@ -24,50 +27,50 @@ def plain(text: object) -> Text:
 
 
 def gradebook(console: Console, submissions: list[dict]) -> None:
-    table = Table(title="Gradebook")
+    table = Table(title=plain("Gradebook"))
     table.add_column("id")
     table.add_column("late")
     table.add_column("score", justify="right")
     table.add_column("failed tests")
     for submission in submissions:
         failed = [test["name"] for test in submission["tests"] if test["status"] != "passed"]
-        table.add_row(plain(submission["id"]), "late" if submission["late"] else "",
-                      f"{submission['score']:g}/{submission['max_score']:g}",
+        table.add_row(plain(submission["id"]), plain("late" if submission["late"] else ""),
+                      plain(f"{submission['score']:g}/{submission['max_score']:g}"),
                       plain("\n".join(failed) if failed else "-"))
     console.print(table)
 
 
 def class_summary(console: Console, submissions: list[dict]) -> None:
     if not submissions:
-        console.print("No submissions found.")
+        console.print(plain("No submissions found."))
         return
     scores = [s["score"] for s in submissions]
     top = submissions[0]["max_score"] or 1
-    console.print(f"\n{len(scores)} submissions: mean {statistics.mean(scores):.1f}, median "
-                  f"{statistics.median(scores):g}, min {min(scores):g}, max {max(scores):g} (of {top:g})")
+    console.print(plain(f"\n{len(scores)} submissions: mean {statistics.mean(scores):.1f}, median "
+                        f"{statistics.median(scores):g}, min {min(scores):g}, max {max(scores):g} (of {top:g})"))
     buckets = Counter(min(int(10 * score / top), 9) for score in scores)
     for bucket in range(10):
         low = bucket * top / 10
         count = buckets.get(bucket, 0)
-        console.print(f"  {low:5.0f}-{low + top / 10:<5.0f} {'#' * count} {count if count else ''}")
-    rates = Table(title="Pass rate per test")
+        console.print(plain(f"  {low:5.0f}-{low + top / 10:<5.0f} {'#' * count} {count if count else ''}"))
+    rates = Table(title=plain("Pass rate per test"))
     rates.add_column("test")
     rates.add_column("passed", justify="right")
     names = list(dict.fromkeys(test["name"] for s in submissions for test in s["tests"]))  # a crash row has none
     for name in names:
         passed = sum(1 for s in submissions for t in s["tests"] if t["name"] == name and t["status"] == "passed")
-        rates.add_row(plain(name), f"{passed}/{len(submissions)}")
+        rates.add_row(plain(name), plain(f"{passed}/{len(submissions)}"))
     console.print(rates)
     diagnoses = Counter()
     for submission in submissions:
         seen = {_headline(test) for test in submission["tests"] if test["status"] != "passed"}
         diagnoses.update(seen)
     if diagnoses:
-        common = Table(title="Most common failures")
+        common = Table(title=plain("Most common failures"))
         common.add_column("students", justify="right")
         common.add_column("failure")
         for text, count in diagnoses.most_common(8):
-            common.add_row(str(count), plain(text))
+            common.add_row(plain(count), plain(text))
         console.print(common)
 
 
@@ -90,28 +93,28 @@ def check_report(console: Console, submission: dict) -> None:
                 console.print(plain(f"     {line}"))
     visible = sum(t["max_score"] for t in submission["tests"])
     score = sum(t["score"] for t in submission["tests"])
-    console.print(f"\nvisible tests: {score:g}/{visible:g} points")
+    console.print(plain(f"\nvisible tests: {score:g}/{visible:g} points"))
     if submission.get("output"):
         console.print(plain(submission["output"]))
 
 
 def rubric_list(console: Console, listed: list) -> None:
     """The bundled rubrics: name, graded file, tests, points and what each covers."""
-    table = Table(title="Bundled rubrics (use with --rubric NAME)")
+    table = Table(title=plain("Bundled rubrics (use with --rubric NAME)"))
     for column in ("name", "file", "tests", "points", "functions"):
         table.add_column(column, justify="right" if column in ("tests", "points") else "left")
     for name, rubric in listed:
-        table.add_row(plain(name), plain(", ".join(rubric.modules)), str(len(rubric.tests)),
-                      f"{rubric.max_score:g}", plain(", ".join(rubric.functions)))
+        table.add_row(plain(name), plain(", ".join(rubric.modules)), plain(len(rubric.tests)),
+                      plain(f"{rubric.max_score:g}"), plain(", ".join(rubric.functions)))
     console.print(table)
 
 
 def rubric_tests(console: Console, rubric) -> None:
     """One rubric's tests: name, function, points, visibility, examples."""
-    table = Table(title=f"{rubric.path}: {len(rubric.tests)} tests, {rubric.max_score:g} points")
+    table = Table(title=plain(f"{rubric.path}: {len(rubric.tests)} tests, {rubric.max_score:g} points"))
     for column in ("#", "test", "function", "points", "visibility", "examples"):
         table.add_column(column, justify="right" if column in ("#", "points", "examples") else "left")
     for number, test in enumerate(rubric.tests, 1):
-        table.add_row(str(number), plain(test.name), plain(test.function), f"{test.points:g}",
-                      test.visibility, str(test.examples + len(test.cases)))
+        table.add_row(plain(number), plain(test.name), plain(test.function), plain(f"{test.points:g}"),
+                      plain(test.visibility), plain(test.examples + len(test.cases)))
     console.print(table)
