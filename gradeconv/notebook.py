@@ -99,7 +99,7 @@ def check(path, rubric=None, sandbox: str | None = None) -> "CheckResult":
         notes.append("grader messages:\n" + stray.getvalue().rstrip())
     return CheckResult(path=str(target), rubric=str(rules.path or "default"),
                        score=result["score"], max_score=result["max_score"],
-                       tests=tuple(TestCheck.from_json(test) for test in result["tests"]),
+                       tests=tuple(CheckedTest.from_json(test) for test in result["tests"]),
                        notes="\n".join(notes), sandbox=result.get("sandbox"))
 
 
@@ -114,7 +114,7 @@ def _path_of(path) -> Path:
 
 
 @dataclass(frozen=True)
-class TestCheck:
+class CheckedTest:
     """One visible test's result."""
 
     name: str
@@ -130,7 +130,7 @@ class TestCheck:
     reproduce: str | None = None
 
     @classmethod
-    def from_json(cls, test: dict) -> "TestCheck":
+    def from_json(cls, test: dict) -> "CheckedTest":
         extra = test.get("extra_data") or {}
         return cls(name=test["name"], number=int(test["number"]), status=test["status"],
                    outcome=extra.get("outcome") or test["status"], score=test["score"],
@@ -179,7 +179,7 @@ class CheckResult:
     rubric: str
     score: float
     max_score: float
-    tests: tuple[TestCheck, ...]
+    tests: tuple[CheckedTest, ...]
     notes: str = ""  # which sandbox graded it, what the code printed, grader warnings
     sandbox: str | None = None
 
@@ -188,7 +188,7 @@ class CheckResult:
         return bool(self.tests) and all(test.passed for test in self.tests)
 
     @property
-    def failures(self) -> tuple[TestCheck, ...]:
+    def failures(self) -> tuple[CheckedTest, ...]:
         return tuple(test for test in self.tests if not test.passed)
 
     def summary(self) -> str:
@@ -256,7 +256,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _html_row(test: TestCheck) -> str:
+def _html_row(test: CheckedTest) -> str:
     e = _escape
     points = f'<td style="{CELL}text-align:right">{test.score:g}/{test.max_score:g}</td>'
     if test.passed:
