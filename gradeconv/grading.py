@@ -78,11 +78,17 @@ def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: 
             stage = stage_module(module_file, rubric.package, module[:-3], own_helper=rubric.helper == "submission")
     except SubmissionError as error:
         return _module_failed(module, numbered, outcomes.ERROR, str(error))
-    forbidden = forbidden_imports(stage.package_dir / module, rubric.forbidden_imports)
-    if forbidden:  # judged on the staged copy: the very bytes the worker will import
+    # judged on the staged copy, the very bytes the worker will import: a use of a forbidden module
+    # fails the tests of the functions using it (and of nothing else), whatever the worker says
+    uses = forbidden_imports(stage.package_dir / module, rubric.forbidden_imports)
+    if MODULE_LEVEL in uses:
         remove(stage)
-        message = f"imports {forbidden}, which this assignment forbids: use numpy only"
+        message = f"uses {uses[MODULE_LEVEL]} when imported, which this assignment forbids: use numpy only"
         return _module_failed(module, numbered, outcomes.FORBIDDEN, message)
+    refused = {number: _failed_tests([(number, test)], outcomes.FORBIDDEN,
+                                     f"uses {uses[test.function]}, which this assignment forbids: use numpy only "
+                                     f"(found in the source of {test.function} or a function it calls)")[0]
+               for number, test in numbered if test.function in uses}
     try:
         session = Session(stage, sandbox_limits(rubric), called_functions(test for _, test in numbered), sandbox)
     except BaseException:
@@ -92,7 +98,8 @@ def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: 
         if session.mode == "uid":
             protect_from_workers(rubric, submission)
         runner = CaseRunner(session, rubric, module)
-        tests = tuple(runner.run_test(number, test) for number, test in numbered)
+        tests = tuple(refused[number] if number in refused else runner.run_test(number, test)
+                      for number, test in numbered)
         report = session.close()
     if not report.clean:
         return ModuleGrade(module, tests, (), clean=False)
@@ -144,22 +151,92 @@ def called_functions(tests) -> list[str]:
     return sorted({name for test in tests for name in (test.function, test.layer.forward.name)})
 
 
-def forbidden_imports(module_file: Path, forbidden: tuple[str, ...]) -> str | None:
-    """The first forbidden module the source imports, found without running it."""
+#: the key of forbidden_imports' answer for code that runs when the module is imported
+MODULE_LEVEL = ""
+
+
+def forbidden_imports(module_file: Path, forbidden: tuple[str, ...]) -> dict[str, str]:
+    """Where the source uses a module the rubric forbids, found without running it.
+
+    {name: module} for each top-level function or class that imports a forbidden module, names
+    one imported at module level (or a module-level alias of it), or names such a function or
+    class; MODULE_LEVEL if code run at import does (a star import of one included). A bare
+    module-level import uses nothing: the worker gives student code a stand-in for it. Code under
+    `if __name__ == "__main__":` never runs in the grader and is not read.
+    """
     try:
         tree = ast.parse(module_file.read_bytes())
     except (SyntaxError, ValueError):
-        return None  # the worker reports the syntax error with its line
+        return {}  # the worker reports the syntax error with its line
+
+    def forbidden_root(name: str | None) -> str | None:
+        root = (name or "").partition(".")[0]
+        return root if root in forbidden else None
+
+    bound: dict[str, str] = {}  # name -> the forbidden module it is bound to
+    imports: dict[ast.AST, str] = {}  # import statements of a forbidden module -> that module
+    star: str | None = None
     for node in ast.walk(tree):
-        names = []
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module]
-        for name in names:
-            if name.partition(".")[0] in forbidden:
-                return name
-    return None
+            for alias in node.names:
+                root = forbidden_root(alias.name)
+                if root:
+                    imports[node] = root
+                    bound[alias.asname or alias.name.partition(".")[0]] = root
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and forbidden_root(node.module):
+            root = imports[node] = forbidden_root(node.module)
+            for alias in node.names:
+                if alias.name == "*":
+                    star = star or root
+                else:
+                    bound[alias.asname or alias.name] = root
+    units = {node.name: node for node in tree.body
+             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    at_import = [node for node in tree.body if node not in units.values() and not _main_guard(node)]
+    uses: dict[str, str] = {}
+    if star and any(node in imports for node in at_import):
+        uses[MODULE_LEVEL] = star
+
+    def used(node: ast.AST, names: dict[str, str]) -> str | None:
+        for inner in ast.walk(node):
+            if inner in imports:
+                return imports[inner]
+            if isinstance(inner, ast.Name) and inner.id in names:
+                return names[inner.id]
+        return None
+
+    changed = True
+    while changed:  # module-level aliases (T = torch) and functions calling functions that use one
+        changed = False
+        for node in at_import:
+            if node in imports or MODULE_LEVEL in uses:
+                continue
+            root = used(node, bound)
+            if root is None:
+                continue
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            if (isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Name)
+                    and all(isinstance(t, ast.Name) for t in targets)):  # T = torch: any other use runs it
+                new = {target.id: root for target in targets if target.id not in bound}
+                bound.update(new)
+                changed = changed or bool(new)
+            else:
+                uses[MODULE_LEVEL] = root
+        for name, node in units.items():
+            if name not in uses:
+                root = used(node, {**bound, **{unit: uses[unit] for unit in uses if unit in units}})
+                if root:
+                    uses[name] = root
+                    changed = True
+    return uses
+
+
+def _main_guard(node: ast.AST) -> bool:
+    """`if __name__ == "__main__":`, whose body never runs in the grader."""
+    test = getattr(node, "test", None) if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+            and len(test.comparators) == 1 and isinstance(test.comparators[0], ast.Constant)
+            and test.comparators[0].value == "__main__")
 
 
 def _failed_tests(numbered, outcome: str, message: str) -> tuple[TestResult, ...]:

@@ -49,12 +49,24 @@ def one_line(text: str) -> str:
     return escaped if len(escaped) <= MAX_QUOTED_CHARS else escaped[:MAX_QUOTED_CHARS] + "..."
 
 
+#: what the worker's stand-in modules raise when student code really uses a module it imported
+#: that the rubric forbids or the sandbox does not provide (gradeconv/sandbox/worker.py StandIn)
+STAND_IN_USED = ("ForbiddenModuleUsed", "UnavailableModuleUsed")
+
+
 def raised(header: dict, during: str, forbidden: tuple[str, ...]) -> tuple[str, str]:
+    """(outcome, message) of an exception the worker reports: never better than a failure."""
     kind, message = header.get("type", "Exception"), one_line(str(header.get("message", "")))
     where = header.get("where")
     at = f" at {where}" if where else ""
     if kind in ("SyntaxError", "IndentationError", "TabError"):
         return ERROR, f"{kind} in {where or 'your file'}: {message}"
+    if kind in STAND_IN_USED:  # a claim like any other: at best it names a failure
+        module = header.get("module") or "?"
+        used_at = f" ({where})" if where else ""
+        if module.partition(".")[0] in forbidden:
+            return FORBIDDEN, f"uses {module}, which this assignment forbids: use numpy only{used_at}"
+        return ERROR, f"uses {module}, which the grader does not provide{used_at}"
     if kind in ("ImportError", "ModuleNotFoundError"):
         module = header.get("module") or "?"
         if module.partition(".")[0] in forbidden:

@@ -36,6 +36,9 @@ MARKER_VARIABLE = "GRADECONV_WORKER"
 #: bytes a reply may carry beyond its arrays' data: .npy headers and slack
 REPLY_SLACK_BYTES = 64 << 10
 START_SECONDS = 10.0
+#: printed bytes a worker keeps per stream: this head and this tail, the rest cut behind a marker
+#: (the worker's CappedLog); 2 x 1900 + marker fits the 2 x 2000 bytes the parent shows in full
+OUTPUT_KEPT_BYTES = 1900
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ class WorkerProcess:
             "forbidden": list(self.limits.forbidden),
             "memory_bytes": self.limits.memory_mb << 20,
             "file_bytes": self.limits.file_mb << 20,
+            "output_head": OUTPUT_KEPT_BYTES,
+            "output_tail": OUTPUT_KEPT_BYTES,
         }
         python = str(runtime.python) if runtime is not None else os.path.realpath(sys.executable)
         argv = [python, "-I", "-S", "-u", "-B", f"{root}/runtime/worker.py", json.dumps(config)]

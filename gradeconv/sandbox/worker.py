@@ -6,13 +6,18 @@ and decides. Only the standard library, numpy and ``wire`` are used here, and
 everything this file needs from them is bound before student code is imported,
 so a submission that patches numpy or the standard library hurts only itself.
 """
+import dis
 import importlib
+import importlib.machinery
+import io
 import json
 import os
 import re
 import resource
 import sys
+import time
 import traceback
+import types
 
 OPEN_FILES = 256
 
@@ -29,16 +34,255 @@ def apply_limits(config):
     resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
 
 
-class ForbiddenImports:
-    """A meta path finder refusing the modules the rubric forbids (torch, tensorflow, ...)."""
+class StandInUsed(ImportError):
+    """Student code used a stand-in for real: the parent maps the subclass's name to the outcome."""
 
-    def __init__(self, roots):
+
+class UnavailableModuleUsed(StandInUsed):
+    """A module the grader does not provide (matplotlib, IPython, ...) was used, not just imported."""
+
+
+class ForbiddenModuleUsed(StandInUsed):
+    """A module the rubric forbids (torch, ...) was used, not just imported."""
+
+
+_IMPORT_FROM = dis.opmap["IMPORT_FROM"]
+_getframe = sys._getframe
+
+
+class StandIn(types.ModuleType):
+    """What student code gets instead of a module it may not or cannot have.
+
+    Importing it works (`import matplotlib.pyplot as plt`, `from torch import nn`: submodules and
+    names taken by `from ... import` are stand-ins too), so an unused editor auto-import costs
+    nothing; the first real use (an attribute, a call, indexing, iterating, subclassing) raises,
+    and only the function doing it fails. It never holds anything of the real module.
+    """
+
+    def __init__(self, name, missing, error):
+        super().__init__(name)
+        self.__dict__["_stand_in"] = (missing, error)
+
+    def _used(self, what):
+        missing, error = self.__dict__["_stand_in"]
+        kind = "forbidden by this assignment" if error is ForbiddenModuleUsed else "not provided by the grader"
+        return error(f"{what} uses {missing}, which is {kind} (imported here as a stand-in)", name=missing)
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):  # import machinery, hasattr(m, "__all__"), ...
+            raise AttributeError(f"stand-in module {self.__name__!r} has no attribute {name!r}")
+        if _importing(_getframe(1)):  # from X import name: hand out a stand-in for it
+            missing, error = self.__dict__["_stand_in"]
+            return StandIn(f"{self.__name__}.{name}", missing, error)
+        raise self._used(f"{self.__name__}.{name}")
+
+    def __call__(self, *args, **kwargs):
+        raise self._used(f"calling {self.__name__}")
+
+    def __getitem__(self, key):
+        raise self._used(f"indexing {self.__name__}")
+
+    def __iter__(self):
+        raise self._used(f"iterating over {self.__name__}")
+
+    def __mro_entries__(self, bases):
+        raise self._used(f"subclassing {self.__name__}")
+
+    def __repr__(self):
+        return f"<stand-in for {self.__name__!r}>"
+
+
+def _importing(frame):
+    """Whether the attribute lookup made in `frame` is part of an import (`from X import name`)."""
+    if frame is None:
+        return False
+    code = frame.f_code
+    if code.co_filename.startswith("<frozen importlib"):  # _handle_fromlist's hasattr
+        return True
+    try:
+        return code.co_code[frame.f_lasti] == _IMPORT_FROM
+    except (IndexError, TypeError):
+        return False
+
+
+class StandInLoader:
+    """Creates a stand-in module; runs nothing."""
+
+    def __init__(self, missing, error):
+        self.missing, self.error = missing, error
+
+    def create_module(self, spec):
+        return StandIn(spec.name, self.missing, self.error)
+
+    def exec_module(self, module):
+        pass
+
+
+class _StudentImports:
+    """Tells whether an import was asked for by code of the submission (not numpy, not the worker)."""
+
+    def __init__(self, package_dir):
+        self.package_dir = package_dir
+        self.machinery = frozenset({__file__, getattr(importlib, "__file__", None)})
+
+    def from_student(self):
+        frame = _getframe(1)
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if not (filename.startswith("<frozen importlib") or filename in self.machinery):
+                return filename.startswith(self.package_dir)
+            frame = frame.f_back
+        return False
+
+    def stand_in(self, name, missing, error):
+        return importlib.machinery.ModuleSpec(name, StandInLoader(missing, error), is_package=True)
+
+
+class ForbiddenImports(_StudentImports):
+    """A meta path finder (first in line) that never lets the modules the rubric forbids load.
+
+    An import of one by the submission gets a stand-in that fails on first use (`forbidden`);
+    anyone else's gets ImportError, as code that tries optional packages expects.
+    """
+
+    def __init__(self, roots, package_dir):
+        super().__init__(package_dir)
         self.roots = frozenset(roots)
 
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in self.roots:
+        root = name.partition(".")[0]
+        if root in self.roots:
+            if self.from_student():
+                return self.stand_in(name, root, ForbiddenModuleUsed)
             raise ImportError(f"import of {name!r} is forbidden by the rubric", name=name)
         return None
+
+
+class MissingModules(_StudentImports):
+    """A meta path finder (last in line): a module nothing else found, imported by the submission,
+    becomes a stand-in that fails on first use (`error: uses matplotlib, which the grader does not provide`)."""
+
+    def __init__(self, roots, package_dir):
+        super().__init__(package_dir)
+        self.roots = frozenset(roots)
+
+    def find_spec(self, name, path=None, target=None):
+        if not self.from_student():
+            return None
+        root = name.partition(".")[0]
+        if root in self.roots:
+            return self.stand_in(name, root, ForbiddenModuleUsed)
+        parent = sys.modules.get(name.rpartition(".")[0])
+        if type(parent) is StandIn:  # matplotlib.pyplot: what is missing is matplotlib
+            missing, error = parent.__dict__["_stand_in"]
+            return self.stand_in(name, missing, error)
+        return self.stand_in(name, name, UnavailableModuleUsed)
+
+
+class CappedLog:
+    """One of the worker's log files (fd 1 or 2), kept as head + marker + tail: output never fails.
+
+    The first `head` bytes are written as they come; after that only the last `tail` bytes are
+    kept (in memory) and written behind a marker saying how many bytes were cut, rewritten in
+    place (ftruncate, then append: the parent opened the log in append mode) at most every
+    FLUSH_SECONDS or FLUSH_BYTES while output keeps coming, after every call and at exit.
+    So this worker adds at most head + marker + tail bytes to the file, a 50 MB print costs
+    only time, and no error of the file (RLIMIT_FSIZE, a full disk) reaches the student's code.
+    """
+
+    FLUSH_SECONDS = 0.25
+    FLUSH_BYTES = 1 << 20
+
+    def __init__(self, fd, head, tail):
+        self.fd, self.head, self.tail_size = fd, head, tail
+        self._write, self._truncate, self._fstat, self._now = os.write, os.ftruncate, os.fstat, time.monotonic
+        self.written = 0  # head bytes written
+        self.tail_at = None  # file offset where the marker and the tail go, once the head is full
+        self.tail = bytearray()
+        self.beyond = 0  # bytes after the head: the tail plus the bytes cut
+        self.dirty, self.unflushed, self.flushed_at = False, 0, 0.0
+
+    def write(self, data):
+        data = memoryview(data).cast("B")  # a str or other non-buffer raises TypeError, as on a real file
+        size = len(data)
+        try:
+            room = self.head - self.written
+            if room > 0:
+                self._write_all(data[:room])
+                self.written += min(room, size)
+                data = data[room:]
+                if self.written >= self.head:
+                    self.tail_at = self._fstat(self.fd).st_size
+            if len(data):
+                self.beyond += len(data)
+                if len(data) >= self.tail_size:
+                    self.tail = bytearray(data[len(data) - self.tail_size:])
+                else:
+                    self.tail += data
+                    del self.tail[:-self.tail_size]
+                self.dirty = True
+                self.unflushed += len(data)
+                if self.unflushed >= self.FLUSH_BYTES or self._now() - self.flushed_at >= self.FLUSH_SECONDS:
+                    self.flush()
+            return size
+        except Exception:  # output must never fail the student's code: what cannot be written is dropped
+            return size
+
+    def flush(self):
+        if not self.dirty or self.tail_at is None:
+            return
+        self.dirty, self.unflushed, self.flushed_at = False, 0, self._now()
+        cut = self.beyond - len(self.tail)
+        marker = f"\n[... {cut} bytes cut ...]\n".encode() if cut else b""
+        try:
+            self._truncate(self.fd, self.tail_at)
+            self._write_all(memoryview(marker + bytes(self.tail)))
+        except Exception:
+            pass
+
+    def _write_all(self, view):
+        while len(view):
+            view = view[self._write(self.fd, view):]
+
+
+class CappedRaw(io.RawIOBase):
+    """sys.stdout.buffer / sys.stderr.buffer: a raw stream over a CappedLog."""
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        return self.log.write(data)
+
+    def fileno(self):
+        return self.log.fd
+
+    def isatty(self):
+        return False
+
+
+def cap_output(head, tail):
+    """Route print, sys.stdout/stderr (and their buffers) and os.write to fds 1 and 2 through CappedLogs."""
+    logs = {fd: CappedLog(fd, head, tail) for fd in (1, 2)}
+    streams = []
+    for fd in (1, 2):
+        stream = io.TextIOWrapper(CappedRaw(logs[fd]), encoding="utf-8", errors="backslashreplace",
+                                  write_through=True)
+        streams.append(stream)
+    sys.stdout, sys.stderr = streams
+    sys.__stdout__, sys.__stderr__ = streams
+    real_write = os.write
+
+    def write(fd, data):
+        log = logs.get(fd)
+        return real_write(fd, data) if log is None else log.write(data)
+
+    os.write = write  # the worker's own Channel bound the real one before this
+    return list(logs.values())
 
 
 class Channel:
@@ -74,6 +318,7 @@ class Worker:
         self.config, self.channel, self.np = config, channel, np
         self.module = None
         self.stored = {}
+        self.logs = []  # CappedLogs of fds 1 and 2, flushed before each reply
         self.ndarray = np.ndarray
         self.numbers = frozenset({float, int, np.float64, np.float32, np.float16, np.int64, np.int32})
         # the parent refuses replies whose text fields are not of these forms: keep to them
@@ -89,16 +334,25 @@ class Worker:
                 return
             op = header.get("op")
             if op == "load":
-                self.channel.send(self.load())
+                self.reply(self.load())
             elif op == "call":
                 reply, out_arrays = self.call(header, arrays)
-                self.channel.send(reply, out_arrays)
+                self.reply(reply, out_arrays)
             elif op == "drop":
                 for handle in header.get("handles", []):
                     self.stored.pop(handle, None)
-                self.channel.send({"status": "ok"})
+                self.reply({"status": "ok"})
             else:
-                self.channel.send({"status": "protocol", "message": f"unknown op {op!r}"})
+                self.reply({"status": "protocol", "message": f"unknown op {op!r}"})
+
+    def reply(self, header, arrays=()):
+        self.flush_output()  # the parent may stop this worker as soon as it has its last reply
+        self.channel.send(header, arrays)
+
+    def flush_output(self):
+        """The kept tail of what the student printed, into the log files: between calls, nothing else runs."""
+        for log in self.logs:
+            log.flush()
 
     def load(self):
         try:
@@ -240,8 +494,13 @@ def main():
     import wire
 
     channel = Channel(config["read_fd"], config["write_fd"], wire)
-    sys.meta_path.insert(0, ForbiddenImports(config["forbidden"]))
-    Worker(config, channel, numpy).serve()
+    sys.meta_path.insert(0, ForbiddenImports(config["forbidden"], config["package_dir"]))
+    sys.meta_path.append(MissingModules(config["forbidden"], config["package_dir"]))
+    worker = Worker(config, channel, numpy)
+    if config.get("output_head"):
+        worker.logs = cap_output(config["output_head"], config["output_tail"])
+    worker.serve()
+    worker.flush_output()
 
 
 if __name__ == "__main__":
