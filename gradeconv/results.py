@@ -42,6 +42,7 @@ class TestResult:
     counterexample: dict | None = None
     diagnosis: str | None = None
     cache: str | None = None
+    reproduce: str | None = None  # Python that shows the failure (visible tests only)
 
     @property
     def passed(self) -> bool:
@@ -63,6 +64,7 @@ class TestResult:
                 "counterexample": self.counterexample,
                 "diagnosis": self.diagnosis,
                 "cache": self.cache,
+                "reproduce": self.reproduce,
             },
         }
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from gradeconv import checks, diagnosis, gradients, outcomes, specs
+from gradeconv import checks, diagnosis, gradients, outcomes, reproduce, specs
 from gradeconv.cases import Case, CaseValues, Space, from_explicit, outputs_of
 from gradeconv.plan import plan_for
 from gradeconv.results import CaseResult, TestResult
@@ -22,6 +22,9 @@ from gradeconv.specs.model import Function, Param
 
 DIAGNOSIS_EXAMPLES = 8
 DEFAULT_TOLERANCE = ReferenceCheck()
+#: failures a snippet cannot show: the call never returned, or was never made
+UNREPRODUCIBLE = frozenset({outcomes.TIMEOUT, outcomes.CRASHED, outcomes.MEMORY, outcomes.NOT_RUN,
+                            outcomes.FORBIDDEN})
 
 
 class CaseRunner:
@@ -46,13 +49,29 @@ class CaseRunner:
                               score=test.points, outcome=outcomes.PASSED, visibility=test.visibility,
                               tags=test.tags, output="passed")
         explanation = self.diagnose(test, failure)
+        reproduction = self.reproduction(test, failure)
+        output = _failure_text(failure, explanation)
+        if reproduction:
+            output += f"\n{reproduce.HEADING}\n{reproduction}"
         return TestResult(
             name=test.name, number=number, function=test.function, points=test.points, score=0.0,
-            outcome=failure.outcome, visibility=test.visibility, tags=test.tags,
-            output=_failure_text(failure, explanation),
+            outcome=failure.outcome, visibility=test.visibility, tags=test.tags, output=output,
             counterexample=failure.case.as_dict() if failure.case else None,
-            diagnosis=explanation or None, cache=failure.cache,
+            diagnosis=explanation or None, cache=failure.cache, reproduce=reproduction,
         )
+
+    def reproduction(self, test: Test, failure: CaseResult) -> str | None:
+        """Python that shows this failure, for tests students can see (hidden inputs stay hidden)."""
+        if test.visibility != "visible" or failure.case is None or failure.outcome in UNREPRODUCIBLE:
+            return None
+        try:
+            forward = specs.layer_of(test.function).forward.name
+            return reproduce.snippet(specs.function(test.function), self.plan.values(test, failure.case), failure,
+                                     self.rubric.package, self.module[:-3],
+                                     test.checks.reference or DEFAULT_TOLERANCE, test.name,
+                                     forward_available=self.load_failure(forward) is None)
+        except Exception:  # a missing reproduction is a lesser evil than a failed grading
+            return None
 
     def load_failure(self, function: str) -> CaseResult | None:
         reply = self.session.load()
@@ -285,6 +304,8 @@ def array_names(value, inputs: dict[str, np.ndarray]) -> list[str]:
 
 def _matched_mistakes(failure: CaseResult, function: Function, got: dict, values: CaseValues) -> CaseResult:
     """The failure, with the note and hint of each known mistake its output equals on this case."""
+    if failure.outcome == outcomes.WRONG_TYPE:  # right values of the wrong kind match no formula's values
+        return failure
     for mistake in function.mistakes:
         if mistake.output != failure.output or got.get(mistake.output) is None:
             continue

@@ -5,6 +5,7 @@ import pytest
 
 import gradeconv
 from tests.conftest import CORRECT, ROOT, VECTORISED, mutate
+from tests.reproductions import assert_reproductions, correct_copy
 
 CORRECT_SOURCE = CORRECT.read_text()
 CONV_FORWARD = {
@@ -56,7 +57,7 @@ BUGS = [
 
 
 @pytest.mark.parametrize("bug,old,new,should_fail,words", BUGS, ids=[b[0] for b in BUGS])
-def test_bug_fails_exactly_its_tests(bug, old, new, should_fail, words, write_submission, default_rubric):
+def test_bug_fails_exactly_its_tests(bug, old, new, should_fail, words, write_submission, default_rubric, tmp_path):
     folder = write_submission(bug, mutate(CORRECT_SOURCE, old, new))
     result = gradeconv.grade(folder, default_rubric)[0]
     failed = {test.name for test in result.tests if not test.passed}
@@ -67,6 +68,8 @@ def test_bug_fails_exactly_its_tests(bug, old, new, should_fail, words, write_su
             assert test.counterexample, f"{test.name} failed without a counterexample"
     report = "\n".join(f"{t.outcome} {t.output}" for t in result.tests if not t.passed)
     assert words in report
+    ran = assert_reproductions(result, folder, correct_copy(CORRECT.parent.parent, tmp_path))
+    assert ran == len({t.name for t in result.tests if not t.passed and t.outcome != "timeout"})
 
 
 def test_pad0_crop_is_reported_with_a_minimal_case(write_submission, default_rubric):

@@ -7,6 +7,7 @@ from gradeconv import rubric as rubrics
 from gradeconv.grading import grade_submission
 from gradeconv.submissions import Submission
 from tests.conftest import ROOT, mutate
+from tests.reproductions import assert_reproductions, correct_copy
 
 SOLUTION = (ROOT / "tests" / "solutions" / "a2" / "cs231n" / "layers.py").read_text()
 FUNCTIONS = {"affine_forward", "affine_backward", "relu_forward", "relu_backward", "svm_loss", "softmax_loss"}
@@ -59,6 +60,8 @@ def test_the_correct_solution_passes_every_test(tmp_path, rubric):
 @pytest.mark.parametrize("bug,old,new,should_fail,words", BUGS, ids=[bug[0] for bug in BUGS])
 def test_bug_fails_exactly_its_tests(tmp_path, rubric, bug, old, new, should_fail, words):
     result = grade(tmp_path, bug, mutate(SOLUTION, old, new), rubric)
+    correct = correct_copy(ROOT / "tests" / "solutions" / "a2", tmp_path)
+    assert assert_reproductions(result, tmp_path / bug, correct) == len(should_fail)  # each failure reproduces
     failed = {test.name for test in result.tests if not test.passed}
     assert failed == should_fail
     report = "\n".join(test.output for test in result.tests if not test.passed)

@@ -15,8 +15,10 @@ from gradeconv import rubric as rubrics
 from gradeconv.grading import grade_submission
 from gradeconv.submissions import Submission
 from tests.conftest import ROOT, mutate
+from tests.reproductions import assert_snippets, correct_copy, snippets_of
 
-SOLUTION = (ROOT / "tests" / "solutions" / "a2" / "cs231n" / "layers.py").read_text()
+SOLUTION_PATH = ROOT / "tests" / "solutions" / "a2" / "cs231n" / "layers.py"
+SOLUTION = SOLUTION_PATH.read_text()
 FUNCTIONS = {"batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt", "layernorm_forward",
              "layernorm_backward", "dropout_forward", "dropout_backward", "spatial_batchnorm_forward",
              "spatial_batchnorm_backward", "spatial_groupnorm_forward", "spatial_groupnorm_backward"}
@@ -134,7 +136,7 @@ def _grade(folder: Path, name: str, source: str):
     result = grade_submission(Submission(name, folder / name), _rubric())
     failed = {test.name: test for test in result.tests if not test.passed}
     return ({name: (test.output, test.counterexample is not None) for name, test in failed.items()},
-            result.score, result.max_score)
+            result.score, result.max_score, snippets_of(result), folder / name)
 
 
 def _source(edits) -> str:
@@ -159,16 +161,18 @@ def test_the_rubric_covers_every_function():
 
 
 def test_the_correct_solution_passes_every_test(graded):
-    failed, score, max_score = graded["correct"]
+    failed, score, max_score, _, _ = graded["correct"]
     assert failed == {}
     assert score == max_score
 
 
 @pytest.mark.parametrize("bug,edits,should_fail,words", BUGS, ids=[bug[0] for bug in BUGS])
-def test_bug_fails_exactly_its_tests(graded, bug, edits, should_fail, words):
-    failed, score, max_score = graded[bug]
+def test_bug_fails_exactly_its_tests(graded, bug, edits, should_fail, words, tmp_path):
+    failed, score, max_score, snippets, folder = graded[bug]
     assert set(failed) == should_fail, {name: output for name, (output, _) in failed.items()}
     report = "\n".join(output for output, _ in failed.values())
     for word in words:
         assert word in report, report
     assert all(named for _, named in failed.values())  # every failure names its smallest failing case
+    correct = correct_copy(SOLUTION_PATH.parent.parent, tmp_path)
+    assert assert_snippets(snippets, folder, correct) == len(should_fail)  # each failure reproduces

@@ -10,6 +10,7 @@ import pytest
 import gradeconv
 from gradeconv import rubric as rubrics
 from tests.conftest import ROOT
+from tests.reproductions import assert_reproductions, correct_copy
 
 SOLUTION = ROOT / "tests" / "solutions" / "a3" / "cs231n" / "rnn_layers.py"
 SOURCE = SOLUTION.read_text()
@@ -136,8 +137,9 @@ def test_correct_solution_passes_every_test(rubric):
 
 
 @pytest.mark.parametrize("bug,old,new,should_fail,words", BUGS, ids=[b[0] for b in BUGS])
-def test_bug_fails_exactly_its_tests(bug, old, new, should_fail, words, write_rnn_submission, rubric):
-    result = gradeconv.grade(write_rnn_submission(bug, plant(old, new)), rubric)[0]
+def test_bug_fails_exactly_its_tests(bug, old, new, should_fail, words, write_rnn_submission, rubric, tmp_path):
+    folder = write_rnn_submission(bug, plant(old, new))
+    result = gradeconv.grade(folder, rubric)[0]
     failed = {test.name for test in result.tests if not test.passed}
     assert failed == should_fail
     assert result.score == rubric.max_score - sum(t.points for t in result.tests if t.name in should_fail)
@@ -147,3 +149,4 @@ def test_bug_fails_exactly_its_tests(bug, old, new, should_fail, words, write_rn
     report = "\n".join(f"{t.outcome} {t.output}" for t in result.tests if not t.passed)
     for word in words:
         assert word in report
+    assert assert_reproductions(result, folder, correct_copy(SOLUTION.parent.parent, tmp_path)) == len(should_fail)

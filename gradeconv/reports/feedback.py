@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from gradeconv.reports.files import write_atomically
+from gradeconv.reproduce import HEADING
 
 
 def fence_for(text: str) -> str:
@@ -36,7 +37,13 @@ def render(submission: dict) -> str:
         mark = "PASS" if test["status"] == "passed" else "FAIL"
         lines.append(f"## [{mark}] {one_line(test['name'])} ({test['score']:g}/{test['max_score']:g})")
         if test["status"] != "passed":
-            lines += [""] + quoted(test["output"])
+            reproduction = test.get("extra_data", {}).get("reproduce")
+            text = test["output"].split(f"\n{HEADING}\n")[0] if reproduction else test["output"]
+            lines += [""] + quoted(text)
+            if reproduction:
+                fence = fence_for(reproduction)
+                lines += ["", "Reproduce it: save this next to your `cs231n/` folder and run it, or paste it into "
+                              "your notebook.", "", f"{fence}python", reproduction.rstrip("\n"), fence]
         lines.append("")
     if submission.get("output"):
         lines += ["## Notes", ""] + quoted(submission["output"]) + [""]

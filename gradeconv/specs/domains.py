@@ -15,6 +15,10 @@ class Domain:
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...], variables: dict) -> np.ndarray:
         raise NotImplementedError
 
+    def source(self, shape: tuple[int, ...], variables: dict) -> str | None:
+        """Python that draws the same values from a generator named rng (for reproductions), if known."""
+        return None
+
 
 def _scale(value: float | str, variables: dict) -> float:
     return float(variables[value]) if isinstance(value, str) else float(value)
@@ -31,6 +35,10 @@ class Normal(Domain):
         scale = _scale(self.scale, variables)
         return values if scale == 1.0 else values * scale
 
+    def source(self, shape, variables):
+        scale = _scale(self.scale, variables)
+        return f"rng.standard_normal({shape})" + ("" if scale == 1.0 else f" * {scale!r}")
+
 
 @dataclass(frozen=True)
 class Distinct(Domain):
@@ -42,6 +50,10 @@ class Distinct(Domain):
         count = int(np.prod(shape))
         return (rng.permutation(count).reshape(shape) - count / 2) * self.spacing
 
+    def source(self, shape, variables):
+        count = int(np.prod(shape))
+        return f"(rng.permutation({count}).reshape({shape}) - {count} / 2) * {self.spacing!r}"
+
 
 @dataclass(frozen=True)
 class Uniform(Domain):
@@ -52,6 +64,9 @@ class Uniform(Domain):
 
     def sample(self, rng, shape, variables):
         return rng.uniform(self.low, self.high, shape)
+
+    def source(self, shape, variables):
+        return f"rng.uniform({self.low!r}, {self.high!r}, {shape})"
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,9 @@ class AwayFromZero(Domain):
         signs = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
         return signs * rng.uniform(self.low, self.high, shape)
 
+    def source(self, shape, variables):
+        return f"np.where(rng.random({shape}) < 0.5, -1.0, 1.0) * rng.uniform({self.low!r}, {self.high!r}, {shape})"
+
 
 @dataclass(frozen=True)
 class Integers(Domain):
@@ -75,6 +93,9 @@ class Integers(Domain):
     def sample(self, rng, shape, variables):
         return rng.integers(0, int(variables[self.high]), shape).astype(np.int64)
 
+    def source(self, shape, variables):
+        return f"rng.integers(0, {int(variables[self.high])}, {shape}).astype(np.int64)"
+
 
 @dataclass(frozen=True)
 class Booleans(Domain):
@@ -84,3 +105,6 @@ class Booleans(Domain):
 
     def sample(self, rng, shape, variables):
         return rng.random(shape) < self.p
+
+    def source(self, shape, variables):
+        return f"rng.random({shape}) < {self.p!r}"

@@ -101,6 +101,25 @@ def _mask_without_scaling(values):
     return values.upstream["dout"] * (mask != 0)
 
 
+def reproduce_properties(values, role: str) -> list[str]:
+    """Lines that check the dropout properties on the reproduced call (out, or dx from the student's out)."""
+    if role == "backward":
+        return ["expected_dx = dout * out / x  # dout times the mask your forward applied",
+                "np.testing.assert_allclose(dx, expected_dx, rtol=1e-06, atol=1e-08)"]
+    if values.variables["mode"] == "test":
+        return ["np.testing.assert_array_equal(out, x)  # test mode returns x unchanged"]
+    p = float(values.variables["p"])
+    bound = kept_bound(p, values.inputs["x"].size)
+    return [
+        "kept = out != 0",
+        f"assert abs(kept.mean() - {p!r}) <= {bound!r}, f'kept {{kept.mean():.1%}} of the units, "
+        f"expected about p = {p!r}'",
+        f"np.testing.assert_allclose(out[kept], x[kept] / {p!r}, rtol=1e-06, atol=0)  # kept units are x / p",
+        "again, _ = dropout_forward(x, dict(dropout_param))",
+        "np.testing.assert_array_equal(again, out)  # the same seed gives the same mask",
+    ]
+
+
 DROPOUT = Layer(
     name="dropout",
     forward=Function("dropout_forward", ("out",), layers.dropout_forward, returns_cache=True),
@@ -119,7 +138,7 @@ DROPOUT = Layer(
         Restriction("mode = test", replace={"mode": "train"}, hint=TEST_IDENTITY, hint_unless="test mode"),
         Restriction("p != 0.5", replace={"p": 0.5}, hint=KEEP, hint_unless="keeping"),
     ),
-    properties=Properties(forward_properties, backward_properties),
+    properties=Properties(forward_properties, backward_properties, reproduce_properties),
 )
 
 LAYERS = (DROPOUT,)

@@ -108,11 +108,15 @@ class Properties:
     forward(values, got, call_again) -> failure or None, where call_again() returns
     the student's outputs for the same case once more (or a failure);
     backward(values, own) -> the expected backward outputs, given the student's own
-    forward outputs for this case (the forward passed its checks).
+    forward outputs for this case (the forward passed its checks);
+    reproduce(values, role) -> the lines of a reproduction that check the same
+    properties (after the call, with the forward's outputs and the backward's
+    outputs bound to their names).
     """
 
     forward: Callable
     backward: Callable
+    reproduce: Callable | None = None  # reproduce(values, role) -> Python lines asserting the properties
 
 
 @dataclass(frozen=True)
