@@ -231,8 +231,9 @@ class CaseValues:
     def layer(self) -> Layer:
         return self.case.layer
 
-    def arguments(self, overrides: dict[str, np.ndarray] | None = None, wrap=None) -> list:
-        """The forward's arguments; `overrides` replace inputs by name; wrap(array) marks parameter arrays."""
+    def arguments(self, overrides: dict[str, np.ndarray] | None = None, wrap=None, entries: dict | None = None) -> list:
+        """The forward's arguments; `overrides` replace inputs by name, `entries` parameter entries by key;
+        wrap(array) marks parameter arrays."""
         overrides = overrides or {}
         result = []
         for argument in self.layer.arguments:
@@ -241,7 +242,8 @@ class CaseValues:
             elif isinstance(argument, Var):
                 result.append(self.variables[argument.name])
             else:
-                result.append(self._param(argument, wrap))
+                param = self._param(argument, wrap)
+                result.append({**param, **{key: value for key, value in (entries or {}).items() if key in param}})
         return result
 
     def _param(self, param: Param, wrap) -> dict:

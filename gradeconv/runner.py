@@ -139,11 +139,14 @@ class CaseRunner:
             self.broken[function] = replace(failure, message=failure.message + note)
         return failure, None, None
 
-    def _call_forward(self, values: CaseValues, keep: bool = False,
-                      overrides: dict[str, np.ndarray] | None = None) -> tuple:
-        """(failure or None, outputs and updated entries by name, handle) of the student's forward."""
+    def _call_forward(self, values: CaseValues, keep: bool = False, overrides: dict[str, np.ndarray] | None = None,
+                      entries: dict | None = None) -> tuple:
+        """(failure or None, outputs and updated entries by name, handle) of the student's forward.
+
+        overrides replace inputs by name; entries replace parameter entries by key (another seed).
+        """
         layer = values.layer
-        args = values.arguments(overrides, wrap=Writable)
+        args = values.arguments(overrides, wrap=Writable, entries=entries)
         expected = [*values.reference_outputs.values(), *values.reference_updates.values()]
         report = [(index, list(argument.updated)) for index, argument in enumerate(layer.arguments)
                   if isinstance(argument, Param) and argument.updated]
@@ -179,7 +182,8 @@ class CaseRunner:
         """The first thing wrong with a forward's outputs (and, with updates, updated entries), or None."""
         layer = values.layer
         if layer.properties is not None:
-            return layer.properties.forward(values, got, lambda: self._call_forward(values)[:2])
+            return layer.properties.forward(values, got,
+                                            lambda **entries: self._call_forward(values, entries=entries)[:2])
         expected = {**values.reference_outputs, **(self._expected_updates(values) if updates else {})}
         names = list(expected)  # by default every output and every entry it must update
         if test is not None and test.outputs:

@@ -124,11 +124,21 @@ def test_honest_dropout_gets_full_marks(grade):
     assert_full(grade({"layers.py": A2}, small(DROPOUT)))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "HOLE: dropout's properties never vary the seed: a fixed, seed-independent mask (no random numbers) "
-    "passes 'kept fraction', 'survivors x / p' and 'same seed, same output' (specs/dropout.py "
-    "forward_properties), so dropout forward and backward earn full marks without real dropout"))
-@pytest.mark.parametrize("attack", [FIXED_PATTERN_DROPOUT, FIRST_UNITS_DROPOUT], ids=["pattern", "first_units"])
+ROLLED_PATTERN_DROPOUT = FIXED_PATTERN_DROPOUT.replace(
+    "pattern = (np.arange(x.size) * 0.6180339887498949) % 1.0    # the same for every seed and every call",
+    "pattern = np.roll((np.arange(x.size) * 0.6180339887498949) % 1.0, dropout_param.get('seed', 0))")
+FIXED_STATE_DROPOUT = FIXED_PATTERN_DROPOUT.replace(
+    "pattern = (np.arange(x.size) * 0.6180339887498949) % 1.0    # the same for every seed and every call",
+    "pattern = np.random.RandomState(0).rand(x.size)    # random-looking, but the seed is ignored")
+SHARED_ROWS_DROPOUT = FIXED_PATTERN_DROPOUT.replace(
+    "pattern = (np.arange(x.size) * 0.6180339887498949) % 1.0    # the same for every seed and every call",
+    "np.random.seed(dropout_param.get('seed'))\n"
+    "    pattern = np.tile(np.random.rand(x.shape[1]), x.shape[0])    # one mask for every sample")
+
+
+@pytest.mark.parametrize("attack", [FIXED_PATTERN_DROPOUT, FIRST_UNITS_DROPOUT, ROLLED_PATTERN_DROPOUT,
+                                    FIXED_STATE_DROPOUT, SHARED_ROWS_DROPOUT],
+                         ids=["pattern", "first_units", "rolled_pattern", "fixed_state", "shared_rows"])
 def test_a_dropout_without_random_numbers_scores_nothing(grade, attack):
     result = grade({"layers.py": with_functions(A2, attack)}, small(DROPOUT))
     assert scores(result)["dropout forward"] == 0, summary(result)

@@ -80,12 +80,41 @@ def forward_properties(values, got, call_again):
         index = int(np.argmax(np.abs(ratio - 1 / p)))
         return _failure(outcomes.WRONG_VALUE, f"train mode kept units must equal x / p = x * {1 / p:.6g}; one is "
                                               f"x * {ratio[index]:.6g}", hints)
+    failure = _random_looking(kept)
+    if failure:
+        return failure
     failure, again = call_again()
     if failure:
         return failure
     if not np.array_equal(again.get("out"), out):
         return _failure(outcomes.WRONG_VALUE, "two calls with the same dropout_param['seed'] gave different "
                                               "outputs: the mask is not reproducible", [SEED])
+    failure, other = call_again(seed=int(values.variables["mask_seed"]) + 1)
+    if failure:
+        return failure
+    if np.array_equal(other.get("out") != 0, kept):
+        return _failure(outcomes.WRONG_VALUE, "another dropout_param['seed'] gave the same mask: the mask must be "
+                                              "drawn at random from the seed", [SEED])
+    return None
+
+
+def _random_looking(kept: np.ndarray):
+    """A failure when the kept units follow a pattern no random mask would (a Wald-Wolfowitz runs test)."""
+    from gradeconv import outcomes
+    if kept.ndim == 2 and kept.shape[0] > 1 and np.all(kept == kept[0]):
+        return _failure(outcomes.WRONG_VALUE, "every sample got the same mask: draw one with x's full shape",
+                        ["draw the mask with x's full shape: np.random.rand(*x.shape) < p"])
+    flat = kept.ravel()
+    size, count = flat.size, int(flat.sum())
+    if count in (0, size):
+        return None  # the kept-fraction check judged this already
+    runs = 1 + int(np.count_nonzero(flat[1:] != flat[:-1]))
+    mean = 1 + 2 * count * (size - count) / size
+    variance = 2 * count * (size - count) * (2 * count * (size - count) - size) / (size ** 2 * (size - 1))
+    if abs(runs - mean) > SIGMAS * math.sqrt(variance) + 1:
+        return _failure(outcomes.WRONG_VALUE, f"the kept units follow a pattern ({runs} runs of kept and dropped "
+                                              f"units where a random mask gives about {mean:.0f}): the mask must "
+                                              "be random", ["draw the mask with np.random.rand(*x.shape) < p"])
     return None
 
 

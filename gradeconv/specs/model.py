@@ -105,8 +105,9 @@ class Function:
 class Properties:
     """Checks that replace comparison with the reference, for layers that draw random numbers.
 
-    forward(values, got, call_again) -> failure or None, where call_again() returns
-    the student's outputs for the same case once more (or a failure);
+    forward(values, got, call_again) -> failure or None, where call_again(**entries)
+    returns (failure or None, the student's outputs) for the same case once more,
+    with parameter entries replaced by key (call_again(seed=...));
     backward(values, own) -> the expected backward outputs, given the student's own
     forward outputs for this case (the forward passed its checks);
     reproduce(values, role) -> the lines of a reproduction that check the same
