@@ -26,13 +26,37 @@ def triggers(passes_within: Callable[[Space], bool], space: Space, function: str
     return found
 
 
+#: (what the error message says, what to write instead): Python 2 leftovers and names numpy 2 removed.
+#: Matched on the failure's message, so they reach the student for an error at import as well as in a call.
+VERSION_HINTS = (
+    (("name 'xrange' is not defined",), "`xrange` is Python 2: write `range` (it is lazy in Python 3 too)"),
+    (("Missing parentheses in call to 'print'",),
+     "`print x` is a Python 2 print statement: write `print(x)`"),
+    (("has no attribute 'iteritems'",), "`.iteritems()` is Python 2: write `.items()`"),
+    (("uses past,",), "`from past.builtins import xrange` needs the Python 2 compatibility package `future`, "
+                      "which the grader does not provide: write `range` and drop that import"),
+    (("module 'numpy' has no attribute 'int'",),
+     "`np.int` was removed from numpy (1.24): write `int`, or `np.int64` for a numpy dtype"),
+    (("module 'numpy' has no attribute 'float'",),
+     "`np.float` was removed from numpy (1.24): write `float`, or `np.float64` for a numpy dtype"),
+    (("module 'numpy' has no attribute 'object'",), "`np.object` was removed from numpy (1.24): write `object`"),
+    (("module 'numpy' has no attribute 'complex'",),
+     "`np.complex` was removed from numpy (1.24): write `complex`, or `np.complex128`"),
+    (("module 'numpy' has no attribute 'str'",), "`np.str` was removed from numpy (1.24): write `str`"),
+    (("module 'numpy.lib' has no attribute 'pad'",),
+     "`np.lib.pad` was removed from numpy: write `np.pad` (same arguments)"),
+    (("unravel_index", "unexpected keyword argument 'dims'"),
+     "`np.unravel_index(i, dims=...)`: numpy renamed `dims` to `shape`: write `np.unravel_index(i, shape)`"),
+)
+
+
 def hints(failure: CaseResult, function: str, found: list[str]) -> list[str]:
     """Known bug patterns the evidence matches, phrased as what to fix."""
     layer, graded = FUNCTIONS[function]
     role = layer.role(graded)
     text = failure.message
-    result = []
-    if "float" in text and ("integer" in text or "index" in text):
+    result = [hint for needles, hint in VERSION_HINTS if all(needle in text for needle in needles)]
+    if not result and "float" in text and ("integer" in text or "index" in text):
         result.append("sizes computed with `/` are floats in Python 3: use integer division `//`")
     if failure.outcome == outcomes.MUTATED_INPUT:
         result.append(f"do not modify {_inputs_of(layer, role)}: write into new arrays (np.pad returns a copy)")

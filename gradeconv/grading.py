@@ -159,7 +159,7 @@ def forbidden_imports(module_file: Path, forbidden: tuple[str, ...]) -> dict[str
     """Where the source uses a module the rubric forbids, found without running it.
 
     {name: module} for each top-level function or class that imports a forbidden module, names
-    one imported at module level (or a module-level alias of it), or names such a function or
+    one imported at module level (or a module-level alias `T = torch` of it), or names such a function or
     class; MODULE_LEVEL if code run at import does (a star import of one included). A bare
     module-level import uses nothing: the worker gives student code a stand-in for it. Code under
     `if __name__ == "__main__":` never runs in the grader and is not read.
@@ -197,13 +197,21 @@ def forbidden_imports(module_file: Path, forbidden: tuple[str, ...]) -> dict[str
     if star and any(node in imports for node in at_import):
         uses[MODULE_LEVEL] = star
 
-    def used(node: ast.AST, names: dict[str, str]) -> str | None:
-        for inner in ast.walk(node):
-            if inner in imports:
-                return imports[inner]
-            if isinstance(inner, ast.Name) and inner.id in names:
-                return names[inner.id]
-        return None
+    def used(node: ast.AST, names: dict[str, str], local: frozenset = frozenset()) -> str | None:
+        """The forbidden module `node` imports or names (a function's own variable F is not torch's F)."""
+        if node in imports:
+            return imports[node]
+        if isinstance(node, ast.Name):
+            return names.get(node.id) if node.id not in local else None
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            arguments = node.args
+            outside = [*getattr(node, "decorator_list", []), *arguments.defaults,
+                       *(d for d in arguments.kw_defaults if d is not None)]
+            inside = node.body if isinstance(node.body, list) else [node.body]
+            own = local | _local_names(node)
+            return (next(filter(None, (used(child, names, local) for child in outside)), None)
+                    or next(filter(None, (used(child, names, own) for child in inside)), None))
+        return next(filter(None, (used(child, names, local) for child in ast.iter_child_nodes(node))), None)
 
     changed = True
     while changed:  # module-level aliases (T = torch) and functions calling functions that use one
@@ -229,6 +237,22 @@ def forbidden_imports(module_file: Path, forbidden: tuple[str, ...]) -> dict[str
                     uses[name] = root
                     changed = True
     return uses
+
+
+def _local_names(function: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> frozenset:
+    """Names a function binds itself (arguments, assignments, loop targets), minus those it declares global."""
+    arguments = function.args
+    names = {a.arg for a in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs,
+                             *filter(None, [arguments.vararg, arguments.kwarg])]}
+    body = function.body if isinstance(function.body, list) else [function.body]
+    declared = set()
+    for statement in body:
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+                names.add(node.id)
+            elif isinstance(node, ast.Global):
+                declared.update(node.names)
+    return frozenset(names - declared)
 
 
 def _main_guard(node: ast.AST) -> bool:
