@@ -57,3 +57,19 @@ def test_large_inputs_are_drawn_again_from_the_seed(tmp_path):
         assert "rng = np.random.default_rng(" in test.reproduce and "np.array([[" not in test.reproduce
         assert "assert np.shape(" in test.reproduce  # the large expected output is checked where it failed
     assert assert_reproductions(result, package.parent, correct_copy(A2, tmp_path)) == 2
+
+
+def test_gradeconv_check_prints_the_snippet_flush_left_and_unwrapped(tmp_path):
+    import os
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "gradeconv", "check", ROOT / "submissions" / "bob_pad0_crop"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120, env={**os.environ, "COLUMNS": "50"})
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == HEADING) + 1
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith(("PASS ", "FAIL ")))
+    pasted = "\n".join(lines[start:end]) + "\n"
+    assert pasted.startswith("# gradeconv: test 'conv backward dx: no padding (pad = 0)'")
+    compile(pasted, "pasted", "exec")  # what a student copies from the terminal is valid Python
+    assert all(len(line) > 50 for line in lines[start:end] if line.startswith("x = np.array"))  # not wrapped

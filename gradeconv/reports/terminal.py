@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from gradeconv.reproduce import HEADING
+
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -89,8 +91,13 @@ def check_report(console: Console, submission: dict) -> None:
             outcome = plain(f" ({test['extra_data']['outcome']})")
             outcome.stylize("dim")
             console.print(Text("FAIL ", style="red") + plain(test["name"]) + outcome)
-            for line in test["output"].splitlines():
+            reproduction = test["extra_data"].get("reproduce")
+            text = test["output"].split(f"\n{HEADING}\n")[0] if reproduction else test["output"]
+            for line in text.splitlines():
                 console.print(plain(f"     {line}"))
+            if reproduction:  # flush left and never wrapped, so it pastes as it is
+                console.print(plain(f"     {HEADING}"), soft_wrap=True)
+                console.print(plain(reproduction.rstrip("\n")), soft_wrap=True)
     visible = sum(t["max_score"] for t in submission["tests"])
     score = sum(t["score"] for t in submission["tests"])
     console.print(plain(f"\nvisible tests: {score:g}/{visible:g} points"))
