@@ -72,4 +72,4 @@ def test_gradeconv_check_prints_the_snippet_flush_left_and_unwrapped(tmp_path):
     pasted = "\n".join(lines[start:end]) + "\n"
     assert pasted.startswith("# gradeconv: test 'conv backward dx: no padding (pad = 0)'")
     compile(pasted, "pasted", "exec")  # what a student copies from the terminal is valid Python
-    assert all(len(line) > 50 for line in lines[start:end] if line.startswith("x = np.array"))  # not wrapped
+    assert "np.testing.assert_allclose(dx, expected_dx, rtol=1e-06, atol=1e-08)" in lines[start:end]  # unwrapped
