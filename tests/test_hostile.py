@@ -19,7 +19,7 @@ from tests.conftest import CORRECT, MODES, SMALL_TESTS, VECTORISED, VECTORISED_I
 SOURCE = CORRECT.read_text()
 ANCHOR = '    stride, pad = conv_param["stride"], conv_param["pad"]\n    N, C, H, W = x.shape\n    F, _, HH, WW = w.shape\n    H_out'
 MARKER = "gradeconv-hostile-marker"
-FAILS_AT_IMPORT = {"infinite_loop_at_import", "syntax_error", "non_utf8_source", "import_error", "forbidden_import"}
+FAILS_AT_IMPORT = {"infinite_loop_at_import", "syntax_error", "non_utf8_source", "import_error_used_at_import"}
 OTHER_TESTS = SMALL_TESTS  # graded beside the planted misbehaviour, which must not touch them
 
 
@@ -48,8 +48,11 @@ CASES = {
     "syntax_error": (SOURCE.replace("def conv_forward_naive(x, w, b, conv_param):",
                                     "def conv_forward_naive(x, w, b, conv_param)"), "error"),
     "non_utf8_source": (None, "error"),
-    "import_error": (at_import("import no_such_module_xyz"), "error"),
-    "forbidden_import": (at_import("import torch"), "forbidden"),
+    # a missing or forbidden module costs the functions that use it, not the whole file
+    "import_error": (at_import("import no_such_module_xyz").replace(ANCHOR, "    no_such_module_xyz.f()\n" + ANCHOR, 1),
+                     "error"),
+    "import_error_used_at_import": (at_import("import no_such_module_xyz\nno_such_module_xyz.f()"), "error"),
+    "forbidden_import": (at_import("import torch").replace(ANCHOR, "    torch.zeros(1)\n" + ANCHOR, 1), "forbidden"),
     "missing_function": (SOURCE.replace("def conv_forward_naive(", "def conv_forward_naif("), "not_implemented"),
     "returns_none": (in_forward("return None"), "not_implemented"),
     "wrong_tuple_length": (in_forward("return x, x, x"), "wrong_type"),
