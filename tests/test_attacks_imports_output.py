@@ -409,3 +409,37 @@ def test_broken_streams_hurt_nobody_else(rubric, tmp_path):
     result = grade(make(tmp_path, "broken_streams", "", BROKEN_STREAMS), rubric, None)
     assert_full_marks(result)
     assert_honest_classmate(tmp_path, rubric, None)
+
+
+# ---------------------------------------------------------------- the source check on crafted source
+
+#: valid Python that imports and runs (CPython compiles it) with an unused 600-term sum beside the solution
+DEEP = "\n\ndef _unrolled(x):\n    return " + " + ".join(["x"] * 600) + "\n"
+
+
+@pytest.mark.xfail(strict=True, reason="HOLE: grading.forbidden_imports walks the AST by Python recursion "
+                                       "(used()); a ~500-term chained expression, valid Python, raises "
+                                       "RecursionError in the parent: grade_submission raises (batch: a score-0 "
+                                       "'gradeconv failed' row for a correct file) and the stage is left in /tmp")
+def test_a_long_expression_is_graded_and_leaves_no_stage(rubric, tmp_path, monkeypatch):
+    from gradeconv import grading
+    stages = []
+    real = grading.stage_module
+
+    def recorded(*args, **kwargs):
+        stages.append(real(*args, **kwargs))
+        return stages[-1]
+
+    monkeypatch.setattr(grading, "stage_module", recorded)
+    folder = tmp_path / "unrolled" / "cs231n"
+    folder.mkdir(parents=True)
+    (folder / "layers.py").write_text(SOURCE + DEEP)
+    try:
+        result = grade_submission(Submission(id="unrolled", path=tmp_path / "unrolled"), rubric, sandbox="none")
+        assert_full_marks(result)
+    finally:
+        leaked = [stage.root for stage in stages if stage.root.exists()]
+        for root in leaked:
+            import shutil
+            shutil.rmtree(root, ignore_errors=True)
+    assert not leaked, leaked
