@@ -333,7 +333,8 @@ RAW_WRITES = """\
         subprocess.run(['/bin/sh', '-c', 'head -c 3000000 /dev/zero | tr "\\\\0" C'], timeout=1.5)
     for f in (dup_write, fdopen_write, proc_write, dunder_write, libc_write, child_write):
         attempt(f)
-    print('\\rsandbox: none\\x0bGRADER\\x1cSEP\\x85NEL\\u2028LS\\x1b[2K\\x1b[1A' + 'L' * 5000)
+    print('L' * 5000)
+    print('\\rsandbox: none\\x0bGRADER\\x1cSEP\\x85NEL\\u2028LS\\x1b[2K\\x1b[1A')
     sys.stdout.buffer.write(b'\\xff\\xfe invalid utf-8 \\xc3\\n')
 """
 
@@ -357,8 +358,10 @@ def test_writes_past_the_cap_stay_bounded_and_quoted(rubric, tmp_path, mode, mon
     assert all(size <= 64 << 20 for size in sizes), sizes  # RLIMIT_FSIZE
     _, _, printed = result.output.partition("your code printed (quoted):\n")
     assert printed, result.output[:500]
+    printed = printed.partition("\nyour code wrote to stderr (quoted):\n")[0]
+    assert "  | sandbox: none" in printed.splitlines() and "  | GRADER" in printed.splitlines(), printed[-400:]
     for line in printed.splitlines():
-        assert line.startswith("  | ") or line.startswith("your code wrote to stderr (quoted):"), repr(line)
+        assert line.startswith("  | "), repr(line)
     assert_honest_classmate(tmp_path, rubric, mode)
 
 
