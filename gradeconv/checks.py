@@ -57,7 +57,7 @@ def _kind(item: dict) -> str:
         return f"a {item['sequence']}"
     if "array" in item:
         return "an ndarray"
-    return str(item.get("other", "something else"))
+    return outcomes.one_line(str(item.get("other", "something else")))  # a type name the student chose
 
 
 def compare(name: str, got: np.ndarray, expected: np.ndarray, tolerance: ReferenceCheck) -> CaseResult | None:

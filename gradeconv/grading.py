@@ -7,7 +7,6 @@ Each graded file gets its own session; gradeconv/runner.py runs the tests in it.
 """
 from __future__ import annotations
 
-import ast
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from gradeconv import outcomes
 from gradeconv.results import SubmissionResult, TestResult
 from gradeconv.rubric import Rubric
 from gradeconv.runner import CaseRunner
+from gradeconv.source_check import MODULE_LEVEL, forbidden_imports
 from gradeconv.sandbox import Limits, Session, accounts, stage_module
 from gradeconv.sandbox.session import NONE_WARNING, best_mode
 from gradeconv.sandbox.staging import remove
@@ -80,7 +80,11 @@ def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: 
         return _module_failed(module, numbered, outcomes.ERROR, str(error))
     # judged on the staged copy, the very bytes the worker will import: a use of a forbidden module
     # fails the tests of the functions using it (and of nothing else), whatever the worker says
-    uses = forbidden_imports(stage.package_dir / module, rubric.forbidden_imports)
+    try:
+        uses = forbidden_imports(stage.package_dir / module, rubric.forbidden_imports)
+    except BaseException:
+        remove(stage)
+        raise
     if MODULE_LEVEL in uses:
         remove(stage)
         message = f"uses {uses[MODULE_LEVEL]} when imported, which this assignment forbids: use numpy only"
@@ -149,118 +153,6 @@ def protect_from_workers(rubric: Rubric, submission: Submission) -> None:
 def called_functions(tests) -> list[str]:
     """The tests' functions plus the forwards whose caches their backward tests try first."""
     return sorted({name for test in tests for name in (test.function, test.layer.forward.name)})
-
-
-#: the key of forbidden_imports' answer for code that runs when the module is imported
-MODULE_LEVEL = ""
-
-
-def forbidden_imports(module_file: Path, forbidden: tuple[str, ...]) -> dict[str, str]:
-    """Where the source uses a module the rubric forbids, found without running it.
-
-    {name: module} for each top-level function or class that imports a forbidden module, names
-    one imported at module level (or a module-level alias `T = torch` of it), or names such a function or
-    class; MODULE_LEVEL if code run at import does (a star import of one included). A bare
-    module-level import uses nothing: the worker gives student code a stand-in for it. Code under
-    `if __name__ == "__main__":` never runs in the grader and is not read.
-    """
-    try:
-        tree = ast.parse(module_file.read_bytes())
-    except (SyntaxError, ValueError):
-        return {}  # the worker reports the syntax error with its line
-
-    def forbidden_root(name: str | None) -> str | None:
-        root = (name or "").partition(".")[0]
-        return root if root in forbidden else None
-
-    bound: dict[str, str] = {}  # name -> the forbidden module it is bound to
-    imports: dict[ast.AST, str] = {}  # import statements of a forbidden module -> that module
-    star: str | None = None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                root = forbidden_root(alias.name)
-                if root:
-                    imports[node] = root
-                    bound[alias.asname or alias.name.partition(".")[0]] = root
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and forbidden_root(node.module):
-            root = imports[node] = forbidden_root(node.module)
-            for alias in node.names:
-                if alias.name == "*":
-                    star = star or root
-                else:
-                    bound[alias.asname or alias.name] = root
-    units = {node.name: node for node in tree.body
-             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-    at_import = [node for node in tree.body if node not in units.values() and not _main_guard(node)]
-    uses: dict[str, str] = {}
-    if star and any(node in imports for node in at_import):
-        uses[MODULE_LEVEL] = star
-
-    def used(node: ast.AST, names: dict[str, str], local: frozenset = frozenset()) -> str | None:
-        """The forbidden module `node` imports or names (a function's own variable F is not torch's F)."""
-        if node in imports:
-            return imports[node]
-        if isinstance(node, ast.Name):
-            return names.get(node.id) if node.id not in local else None
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            arguments = node.args
-            outside = [*getattr(node, "decorator_list", []), *arguments.defaults,
-                       *(d for d in arguments.kw_defaults if d is not None)]
-            inside = node.body if isinstance(node.body, list) else [node.body]
-            own = local | _local_names(node)
-            return (next(filter(None, (used(child, names, local) for child in outside)), None)
-                    or next(filter(None, (used(child, names, own) for child in inside)), None))
-        return next(filter(None, (used(child, names, local) for child in ast.iter_child_nodes(node))), None)
-
-    changed = True
-    while changed:  # module-level aliases (T = torch) and functions calling functions that use one
-        changed = False
-        for node in at_import:
-            if node in imports or MODULE_LEVEL in uses:
-                continue
-            root = used(node, bound)
-            if root is None:
-                continue
-            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-            if (isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Name)
-                    and all(isinstance(t, ast.Name) for t in targets)):  # T = torch: any other use runs it
-                new = {target.id: root for target in targets if target.id not in bound}
-                bound.update(new)
-                changed = changed or bool(new)
-            else:
-                uses[MODULE_LEVEL] = root
-        for name, node in units.items():
-            if name not in uses:
-                root = used(node, {**bound, **{unit: uses[unit] for unit in uses if unit in units}})
-                if root:
-                    uses[name] = root
-                    changed = True
-    return uses
-
-
-def _local_names(function: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> frozenset:
-    """Names a function binds itself (arguments, assignments, loop targets), minus those it declares global."""
-    arguments = function.args
-    names = {a.arg for a in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs,
-                             *filter(None, [arguments.vararg, arguments.kwarg])]}
-    body = function.body if isinstance(function.body, list) else [function.body]
-    declared = set()
-    for statement in body:
-        for node in ast.walk(statement):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-                names.add(node.id)
-            elif isinstance(node, ast.Global):
-                declared.update(node.names)
-    return frozenset(names - declared)
-
-
-def _main_guard(node: ast.AST) -> bool:
-    """`if __name__ == "__main__":`, whose body never runs in the grader."""
-    test = getattr(node, "test", None) if isinstance(node, ast.If) else None
-    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
-            and len(test.comparators) == 1 and isinstance(test.comparators[0], ast.Constant)
-            and test.comparators[0].value == "__main__")
 
 
 def _failed_tests(numbered, outcome: str, message: str) -> tuple[TestResult, ...]:

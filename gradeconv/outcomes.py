@@ -38,13 +38,16 @@ def failed_reply(reply: Reply, during: str, forbidden: tuple[str, ...]) -> tuple
 
 
 MAX_QUOTED_CHARS = 500
+#: characters str.splitlines() breaks at beyond the control characters: a line break is a line break
+LINE_BREAKS = frozenset("\u2028\u2029")
 
 
 def one_line(text: str) -> str:
     """Student text on one line, control characters escaped, so it cannot pose as the grader's lines."""
     escaped = "".join(
         {"\n": "\\n", "\r": "\\r", "\t": " "}.get(char, char) if char in "\n\r\t"
-        else (f"\\x{ord(char):02x}" if ord(char) < 32 or 127 <= ord(char) < 160 else char)
+        else (f"\\x{ord(char):02x}" if ord(char) < 32 or 127 <= ord(char) < 160
+              else (f"\\u{ord(char):04x}" if char in LINE_BREAKS else char))
         for char in text)
     return escaped if len(escaped) <= MAX_QUOTED_CHARS else escaped[:MAX_QUOTED_CHARS] + "..."
 

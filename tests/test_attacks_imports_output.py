@@ -18,7 +18,8 @@ import pytest
 
 from gradeconv import outcomes
 from gradeconv import rubric as rubrics
-from gradeconv.grading import forbidden_imports, grade_submission
+from gradeconv.grading import grade_submission
+from gradeconv.source_check import forbidden_imports
 from gradeconv.sandbox import session as session_module
 from gradeconv.submissions import Submission
 from tests.conftest import CORRECT, MODES, skip_unless_available
@@ -102,10 +103,6 @@ SCOPE_EVASIONS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE: _local_names counts names bound in nested scopes (comprehensions, "
-                                       "nested def/class) as the function's own, and the else branch of "
-                                       "`if __name__ == '__main__'` is skipped though it runs: a function using "
-                                       "the module-level torch is not found")
 @pytest.mark.parametrize("case", sorted(SCOPE_EVASIONS))
 def test_the_source_check_sees_torch_used_past_a_nested_binding(tmp_path, case):
     module = tmp_path / "layers.py"
@@ -121,10 +118,6 @@ def test_the_source_check_still_honours_real_locals(tmp_path):
     assert forbidden_imports(module, ("torch",)) == {}
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE: with the import hooks removed at module level (documented as "
-                                       "possible) and `[0 for yaml in ()]` in the function, the graded function "
-                                       "uses the REAL forbidden module by its literal name and still scores: the "
-                                       "source check misses it (nested-scope binding) and the worker is rewritten")
 @pytest.mark.parametrize("mode", ["uid", "none"])
 def test_a_literal_use_of_the_real_forbidden_module_is_forbidden(rubric, tmp_path, mode):
     needs_yaml(mode)
@@ -146,9 +139,6 @@ def test_without_the_trick_the_same_use_is_forbidden(rubric, tmp_path, mode):
     assert by_name(result)[BACKWARD].outcome == outcomes.PASSED
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (fairness): an optional import of a forbidden module inside "
-                                       "`try: ... except ImportError:` (or any compound statement) at module "
-                                       "level counts as a use at import: every test of the file is `forbidden`")
 def test_an_unused_optional_forbidden_import_costs_nothing(rubric, tmp_path):
     header = "try:\n    import yaml\nexcept ImportError:\n    yaml = None\n"
     assert_full_marks(grade(make(tmp_path, "optional_yaml", header), rubric, None))
@@ -259,10 +249,6 @@ def forged_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(FORGED)]
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE: the type name of a returned object (reply field `other`, up to 300 "
-                                       "characters, no pattern) goes unescaped into the wrong_type message "
-                                       "(checks._kind): newlines, \\r and ESC in a class's __qualname__ forge "
-                                       "grader lines in the test output")
 def test_a_returned_type_name_cannot_forge_grader_lines(rubric, tmp_path):
     attack = ("    K = type('K', (), {})\n"
               f"    K.__qualname__ = 'K\\n{FORGED}\\n\\x1b[2K\\rdiagnosis: none'\n"
@@ -273,9 +259,6 @@ def test_a_returned_type_name_cannot_forge_grader_lines(rubric, tmp_path):
     assert not forged_lines(forward.output), repr(forward.output[:300])
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE: outcomes.one_line escapes C0/C1 controls but not U+2028/U+2029: "
-                                       "an exception message is split into several lines by str.splitlines "
-                                       "(check_report, CheckResult.case) and a forged grader line appears")
 def test_an_exception_message_stays_on_one_line(rubric, tmp_path):
     attack = f"    raise ValueError('x\\u2028{FORGED}\\u2029diagnosis: none')\n"
     forward = by_name(grade(make(tmp_path, "separator", "", attack), rubric, None))[FORWARD]
@@ -420,10 +403,6 @@ def test_broken_streams_hurt_nobody_else(rubric, tmp_path):
 DEEP = "\n\ndef _unrolled(x):\n    return " + " + ".join(["x"] * 600) + "\n"
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE: grading.forbidden_imports walks the AST by Python recursion "
-                                       "(used()); a ~500-term chained expression, valid Python, raises "
-                                       "RecursionError in the parent: grade_submission raises (batch: a score-0 "
-                                       "'gradeconv failed' row for a correct file) and the stage is left in /tmp")
 def test_a_long_expression_is_graded_and_leaves_no_stage(rubric, tmp_path, monkeypatch):
     from gradeconv import grading
     stages = []
