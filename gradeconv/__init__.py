@@ -18,7 +18,7 @@ def grade(path, rubric=None, sandbox: str | None = None):
 
     if not isinstance(rubric, rubrics.Rubric):
         rubric = rubrics.load(rubric)
-    submissions = discover([Path(path)], rubric.module)
+    submissions = discover([Path(path)], rubric.module, rubric.package)
     return [grade_submission(submission, rubric, sandbox) for submission in submissions]
 
 

@@ -101,7 +101,7 @@ def grade(args: argparse.Namespace) -> int:
         raise UserError("--resume needs --json FILE (the results to resume from)")
     rubric = load_rubric(args.rubric)
     try:
-        submissions = discover(args.paths, rubric.module)
+        submissions = discover(args.paths, rubric.module, rubric.package)
     except SubmissionError as error:
         raise UserError(str(error)) from None
     try:

@@ -118,15 +118,15 @@ def _present(path: Path) -> bool:
     return path.is_file() or path.is_symlink()
 
 
-def is_single_submission(folder: Path, module_file: str) -> bool:
-    """A folder holding the graded module itself or in a package right below it."""
+def is_single_submission(folder: Path, module_file: str, package: str = "cs231n") -> bool:
+    """A folder holding the graded module itself, or in the course's package (or any package) right below it."""
     if _present(folder / module_file):
         return True
     return any(_present(child / module_file) for child in folder.iterdir()
-               if child.is_dir() and not is_junk(child) and (child / "__init__.py").is_file())
+               if child.is_dir() and not is_junk(child) and (child.name == package or (child / "__init__.py").is_file()))
 
 
-def discover(paths: list[Path], module_file: str = "layers.py") -> list[Submission]:
+def discover(paths: list[Path], module_file: str = "layers.py", package: str = "cs231n") -> list[Submission]:
     """Every submission in `paths`: each a submission itself or a folder of them.
 
     A .py file found in a folder of submissions is graded alone: its siblings are
@@ -136,7 +136,7 @@ def discover(paths: list[Path], module_file: str = "layers.py") -> list[Submissi
     for path in paths:
         if not path.exists() and not path.is_symlink():
             raise SubmissionError(f"{path}: no such file or folder")
-        if path.is_dir() and not is_single_submission(path, module_file):
+        if path.is_dir() and not is_single_submission(path, module_file, package):
             entries += [(child, True) for child in sorted(path.iterdir()) if not is_junk(child)]
         else:
             entries.append((path, False))

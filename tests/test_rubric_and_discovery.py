@@ -94,3 +94,12 @@ def test_missing_module_says_what_was_found(tmp_path):
     with pytest.raises(SubmissionError, match="no layers.py found \\(found: layer.py\\)"):
         with Unpacked(submission, "layers.py"):
             pass
+
+
+def test_a_folder_holding_the_course_package_is_one_submission(tmp_path):
+    """bob/cs231n/layers.py without an __init__.py is bob's submission, not a class with a student 'cs231n'."""
+    (tmp_path / "bob" / "cs231n").mkdir(parents=True)
+    (tmp_path / "bob" / "cs231n" / "layers.py").write_text("x = 1\n")
+    found = discover([tmp_path / "bob"])
+    assert [(s.id, s.path) for s in found] == [("bob", tmp_path / "bob")]
+    assert [s.id for s in discover([tmp_path])] == ["bob"]  # and the class folder above it holds bob
