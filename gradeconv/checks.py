@@ -87,7 +87,7 @@ def compare(name: str, got: np.ndarray, expected: np.ndarray, tolerance: Referen
         outcomes.WRONG_VALUE,
         f"{name} is wrong: largest error {largest:.3g} at index {where} "
         f"(got {got[where]:.6g}, expected {expected[where]:.6g})",
-        output=name, max_error=largest, where=where,
+        output=name, max_error=largest, where=where, difference=error,
     )
 
 

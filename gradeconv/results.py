@@ -1,7 +1,9 @@
 """Result objects of grading, and their JSON form (design.md, "Machine-readable results")."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from gradeconv.cases import Case
 from gradeconv.outcomes import FATAL
@@ -22,6 +24,7 @@ class CaseResult:
     expected_shape: tuple[int, ...] | None = None
     final: bool = False  # no further case can change the verdict (the function is not called again)
     hints: tuple[str, ...] = ()  # known mistakes this case's outputs match
+    difference: np.ndarray | None = field(default=None, compare=False, repr=False)  # |got - expected|
 
     @property
     def stops_search(self) -> bool:
@@ -43,6 +46,7 @@ class TestResult:
     diagnosis: str | None = None
     cache: str | None = None
     reproduce: str | None = None  # Python that shows the failure (visible tests only)
+    difference: dict | None = None  # {"output", "shape", "values": |got - expected|} (visible tests only)
 
     @property
     def passed(self) -> bool:
@@ -65,6 +69,7 @@ class TestResult:
                 "diagnosis": self.diagnosis,
                 "cache": self.cache,
                 "reproduce": self.reproduce,
+                "difference": self.difference,
             },
         }
 

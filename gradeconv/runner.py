@@ -21,6 +21,8 @@ from gradeconv.search import smallest_failure
 from gradeconv.specs.model import Function, Param
 
 DIAGNOSIS_EXAMPLES = 8
+#: a wrong output up to this size carries its |got - expected| in the results
+MAX_DIFFERENCE = 4096
 DEFAULT_TOLERANCE = ReferenceCheck()
 #: failures a snippet cannot show: the call never returned, or was never made
 UNREPRODUCIBLE = frozenset({outcomes.TIMEOUT, outcomes.CRASHED, outcomes.MEMORY, outcomes.NOT_RUN,
@@ -58,6 +60,7 @@ class CaseRunner:
             outcome=failure.outcome, visibility=test.visibility, tags=test.tags, output=output,
             counterexample=failure.case.as_dict() if failure.case else None,
             diagnosis=explanation or None, cache=failure.cache, reproduce=reproduction,
+            difference=_difference(test, failure),
         )
 
     def reproduction(self, test: Test, failure: CaseResult) -> str | None:
@@ -285,6 +288,15 @@ class CaseRunner:
 
         found = diagnosis.triggers(passes_within, test.draw_space, test.function) if test.examples else []
         return diagnosis.summarize(failure, test.function, found)
+
+
+def _difference(test: Test, failure: CaseResult) -> dict | None:
+    """Where a visible test's wrong output differs on its smallest case, for the class report's heat maps."""
+    error = failure.difference
+    if test.visibility != "visible" or error is None or error.ndim == 0 or error.size > MAX_DIFFERENCE:
+        return None
+    return {"output": failure.output, "shape": list(error.shape),
+            "values": np.round(error, 6).tolist()}
 
 
 def _entry_name(layer: specs.Layer, key: str) -> str:

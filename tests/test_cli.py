@@ -167,7 +167,8 @@ def test_gradescope_layout(tmp_path):
             assert isinstance(test[field], kind), (field, test[field])
         assert test["status"] in ("passed", "failed")
         assert test["visibility"] in ("visible", "hidden", "after_due_date", "after_published")
-        assert set(test["extra_data"]) == {"function", "outcome", "counterexample", "diagnosis", "cache", "reproduce"}
+        assert set(test["extra_data"]) == {"function", "outcome", "counterexample", "diagnosis", "cache", "reproduce",
+                                             "difference"}
 
 
 def test_gradescope_still_writes_results_when_the_submission_is_missing(tmp_path):

@@ -73,3 +73,15 @@ def test_gradeconv_check_prints_the_snippet_flush_left_and_unwrapped(tmp_path):
     assert pasted.startswith("# gradeconv: test 'conv backward dx: no padding (pad = 0)'")
     compile(pasted, "pasted", "exec")  # what a student copies from the terminal is valid Python
     assert "np.testing.assert_allclose(dx, expected_dx, rtol=1e-06, atol=1e-08)" in lines[start:end]  # unwrapped
+
+
+def test_a_wrong_value_carries_where_it_differs_for_visible_tests_only(default_rubric):
+    frank = Submission("frank", ROOT / "submissions" / "frank_missing_bias")
+    name = "conv forward: the notebook's example"
+    test = grade_submission(frank, only(default_rubric, name)).tests[0]
+    difference = test.difference
+    assert difference["output"] == "out" and difference["shape"] == [2, 3, 2, 2]
+    # exactly the bias is missing: |got - expected| is b[f] everywhere in filter f's channel
+    assert all(len({value for row in channel for value in row}) == 1 for channel in difference["values"][0])
+    hidden = grade_submission(frank, only(default_rubric, name, visibility="hidden")).tests[0]
+    assert hidden.difference is None  # |got - expected| would give a hidden case's answers away
