@@ -7,15 +7,29 @@ passes) and builds their arrays and the reference's answers once; every later
 submission runs the recorded cases directly. Only a failure needs Hypothesis
 again, to find the same first failure and shrink it: grades and counterexamples
 are those of a plain search.
+
+The recorded cases are also kept on disk, in a folder private to this user, so
+repeated `gradeconv check` runs skip the search too: one JSON file per rubric
+content, secret fingerprint, gradeconv and Hypothesis version, so a changed
+rubric never reuses a stale plan. Only the cases are stored, never values: the
+arrays and reference answers are always computed here.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import OrderedDict
 from dataclasses import replace
+from pathlib import Path
+
+import hypothesis
+
+import gradeconv
 
 from gradeconv import outcomes
 from gradeconv.cases import Case, CaseValues, build
+from gradeconv.private import private_folder
+from gradeconv.reports.files import write_json
 from gradeconv.results import CaseResult
 from gradeconv.rubric import Rubric, Test
 from gradeconv.search import smallest_failure
@@ -28,9 +42,10 @@ _PLANS: dict[str, "Plan"] = {}
 class Plan:
     """The drawn cases of a rubric's tests, and the values of the cases run so far."""
 
-    def __init__(self, rubric: Rubric):
+    def __init__(self, rubric: Rubric, key: str, folder: Path | None):
         self.rubric = rubric
-        self._cases: dict[str, tuple[Case, ...]] = {}
+        self.file = folder / f"{key}.json" if folder else None
+        self._cases: dict[str, tuple[Case, ...]] = _read(self.file)
         self._values: OrderedDict[tuple, CaseValues] = OrderedDict()
 
     def cases(self, test: Test) -> tuple[Case, ...]:
@@ -44,7 +59,18 @@ class Plan:
 
             smallest_failure(record, test.function, test.draw_space, test.examples, self.rubric.seed_of(test))
             self._cases[test.name] = tuple(drawn)
+            self._save()
         return self._cases[test.name]
+
+    def _save(self) -> None:
+        if self.file is None:
+            return
+        data = {name: [[case.function, [list(pair) for pair in case.variables], case.seed, case.values]
+                       for case in cases] for name, cases in self._cases.items()}
+        try:
+            write_json(self.file, {"format": 1, "tests": data})
+        except OSError:
+            self.file = None  # a cache that cannot be written is no cache
 
     def values(self, test: Test, case: Case) -> CaseValues:
         """The case's arrays and the reference's answers (read-only: every submission shares them)."""
@@ -60,10 +86,25 @@ class Plan:
 
 
 def plan_for(rubric: Rubric) -> Plan:
-    """This process's plan for the rubric: the same content and secret share one."""
-    key = hashlib.sha256(rubric.model_dump_json().encode() + b"\0" +
-                         (rubric.secret_fingerprint or "").encode()).hexdigest()
+    """This process's plan for the rubric: the same content, secret and versions share one."""
+    identity = "\0".join([rubric.model_dump_json(), rubric.secret_fingerprint or "", gradeconv.__version__,
+                          hypothesis.__version__])
+    key = hashlib.sha256(identity.encode()).hexdigest()
     if key not in _PLANS:
         _PLANS.clear()  # one rubric at a time is what a batch grades
-        _PLANS[key] = Plan(rubric)
+        _PLANS[key] = Plan(rubric, key, private_folder("plans"))
     return _PLANS[key]
+
+
+def _read(file: Path | None) -> dict[str, tuple[Case, ...]]:
+    """The cases recorded in a plan file; nothing when it is missing or not what this code writes."""
+    if file is None:
+        return {}
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+        return {name: tuple(Case(function, tuple((str(key), value) for key, value in variables), int(seed),
+                                 str(values))
+                            for function, variables, seed, values in cases)
+                for name, cases in data["tests"].items()} if data.get("format") == 1 else {}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}

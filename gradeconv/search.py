@@ -11,8 +11,6 @@ failure, the result is an error, never "no failure found".
 """
 from __future__ import annotations
 
-import os
-import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -22,31 +20,15 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from gradeconv import outcomes
 from gradeconv.cases import Case, Space, cases
+from gradeconv.private import private_folder
 from gradeconv.results import CaseResult
 
 MAX_SHRINK_CALLS = 150
 
 
 def private_home() -> Path:
-    """A folder for Hypothesis's caches that only this user owns and can enter.
-
-    Hypothesis keeps caches in ./.hypothesis by default: never litter the user's
-    folder. A fixed name in the shared temporary folder could be planted by
-    student code (links or FIFOs the grader would then follow), so the folder
-    is checked to be ours, a real folder and closed to others; else a fresh one
-    is made.
-    """
-    home = Path(tempfile.gettempdir()) / f"gradeconv-hypothesis-{os.geteuid()}"
-    try:
-        home.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
-    except OSError:
-        return Path(tempfile.mkdtemp(prefix="gradeconv-hypothesis-"))
-    info = home.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-        return Path(tempfile.mkdtemp(prefix="gradeconv-hypothesis-"))
-    return home
+    """Hypothesis's cache folder: private to this user (./.hypothesis would litter the user's folder)."""
+    return private_folder("hypothesis") or Path(tempfile.mkdtemp(prefix="gradeconv-hypothesis-"))
 
 
 set_hypothesis_home_dir(str(private_home()))
