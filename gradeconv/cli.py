@@ -14,11 +14,12 @@ from gradeconv import __version__, batch
 from gradeconv import rubric as rubrics
 from gradeconv.grading import grade_submission, protect_class
 from gradeconv.notebook import submission_problem
+from gradeconv.platforms import canvas, gradescope_zip, prairielearn
 from gradeconv.reports import csv_report, feedback, gradescope, json_report, terminal
 from gradeconv.sandbox.session import SandboxUnavailable
-from gradeconv.submissions import Submission, SubmissionError, discover
+from gradeconv.submissions import Submission, SubmissionError, canvas_user_id, discover
 
-COMMANDS = ("grade", "check", "gradescope", "rubrics")
+COMMANDS = ("grade", "check", "gradescope", "gradescope-zip", "prairielearn", "rubrics")
 USAGE_ERROR = 2
 
 
@@ -41,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--json", type=Path, help="write machine-readable results here (kept current as grading goes)")
     grade.add_argument("--csv", type=Path, help="write a CSV gradebook here")
     grade.add_argument("--feedback-dir", type=Path, help="write one markdown feedback file per student here")
+    grade.add_argument("--canvas-csv", type=Path, metavar="FILE",
+                       help="write a CSV for Canvas's gradebook import here (needs --assignment)")
+    grade.add_argument("--assignment", metavar="TITLE",
+                       help='the Canvas assignment column, e.g. "Conv layers (12345)"')
+    grade.add_argument("--canvas-gradebook", type=Path, metavar="EXPORT_CSV",
+                       help="Canvas's gradebook export: --canvas-csv is this file with the assignment filled in")
     grade.add_argument("--resume", action="store_true", help="skip submissions already in the --json file")
     grade.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
@@ -52,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("--submission", type=Path, default=Path("/autograder/submission"))
     scope.add_argument("--results", type=Path, default=Path("/autograder/results/results.json"))
     _rubric_option(scope)
+
+    bundle = commands.add_parser("gradescope-zip", help="build the autograder zip to upload to Gradescope")
+    bundle.add_argument("-o", "--output", type=Path, default=Path("autograder.zip"), metavar="ZIP",
+                        help="where to write the zip (default: autograder.zip)")
+    bundle.add_argument("--bubblewrap", action="store_true",
+                        help="let setup.sh apt-get bubblewrap (Gradescope's containers usually cannot use it)")
+    _rubric_option(bundle)
+
+    prairie = commands.add_parser("prairielearn", help="grade /grade/student into PrairieLearn's results.json")
+    prairie.add_argument("--student", type=Path, default=Path("/grade/student"))
+    prairie.add_argument("--results", type=Path, default=Path("/grade/results/results.json"))
+    _rubric_option(prairie)
 
     listing = commands.add_parser("rubrics", help="list the bundled rubrics, or one rubric's tests and points")
     listing.add_argument("name", nargs="?", metavar="NAME_OR_FILE", help="a bundled rubric's name or a YAML file")
@@ -85,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
     try:
         return {"grade": grade, "check": check, "gradescope": run_gradescope,
-                "rubrics": list_rubrics}[args.command](args)
+                "rubrics": list_rubrics,
+                "gradescope-zip": build_gradescope_zip, "prairielearn": run_prairielearn}[args.command](args)
     except UserError as error:
         print(f"gradeconv: {error}", file=sys.stderr)
         return USAGE_ERROR
@@ -99,6 +119,7 @@ def grade(args: argparse.Namespace) -> int:
         raise UserError("--jobs must be at least 1")
     if args.resume and not args.json:
         raise UserError("--resume needs --json FILE (the results to resume from)")
+    canvas_export = _canvas_options(args)
     rubric = load_rubric(args.rubric)
     try:
         submissions = discover(args.paths, rubric.module, rubric.package)
@@ -137,6 +158,8 @@ def grade(args: argparse.Namespace) -> int:
         csv_report.write(args.csv, rubric, results)
     if args.feedback_dir:
         feedback.write_all(args.feedback_dir, results)
+    if args.canvas_csv:
+        _write_canvas(args, rubric, submissions, results, canvas_export)
     if not args.quiet:
         terminal.gradebook(console, results)
         terminal.class_summary(console, results)
@@ -194,4 +217,67 @@ def run_gradescope(args: argparse.Namespace) -> int:
         result["execution_time"] = round(time.monotonic() - started, 3)
     gradescope.write(args.results, result)
     print(f"gradeconv: wrote {args.results} (score {result['score']:g}/{result['max_score']:g})")
+    return 0
+
+
+def _canvas_options(args: argparse.Namespace) -> str | None:
+    """Check the Canvas options before grading; the gradebook export's text when one is given."""
+    if args.canvas_csv and not (args.assignment or "").strip():
+        raise UserError('--canvas-csv needs --assignment "TITLE (ASSIGNMENT_ID)", the Canvas column to fill')
+    if (args.assignment or args.canvas_gradebook) and not args.canvas_csv:
+        raise UserError("--assignment and --canvas-gradebook go with --canvas-csv FILE (where to write)")
+    if not args.canvas_gradebook:
+        return None
+    try:
+        export = canvas.read_export(args.canvas_gradebook)
+        canvas.fill(export, args.assignment, 0.0, [], source=str(args.canvas_gradebook))  # fail before grading
+    except canvas.CanvasError as error:
+        raise UserError(str(error)) from None
+    return export
+
+
+def _write_canvas(args, rubric, submissions, results, export: str | None) -> None:
+    user_ids = {s.id: canvas_user_id(s.path.name) for s in submissions}
+    rows = canvas.grades(results, user_ids)
+    if export is None:
+        report = canvas.Report()
+        text = canvas.render(args.assignment, rubric.max_score, rows, report)
+    else:
+        text, report = canvas.fill(export, args.assignment, rubric.max_score, rows, source=str(args.canvas_gradebook))
+    canvas.write(args.canvas_csv, text)
+    for line in canvas.summary(report):
+        _warn(line)
+
+
+def build_gradescope_zip(args: argparse.Namespace) -> int:
+    rubric = load_rubric(args.rubric)
+    try:
+        built = gradescope_zip.build(args.output, rubric, install_bubblewrap=args.bubblewrap)
+    except gradescope_zip.ZipError as error:
+        raise UserError(str(error)) from None
+    print(f"gradeconv: wrote {built.path}: {', '.join(built.members)}")
+    print(f"gradeconv: {built.wheel} {built.wheel_source}")
+    print("gradeconv: upload it as the autograder of a Gradescope programming assignment")
+    return 0
+
+
+def run_prairielearn(args: argparse.Namespace) -> int:
+    try:
+        rubric = load_rubric(args.rubric)
+    except UserError as error:
+        prairielearn.write(args.results, prairielearn.not_gradable(
+            f"The autograder could not load its rubric: {error}"))
+        raise
+    problem = submission_problem(args.student, rubric)
+    if problem:
+        results = prairielearn.not_gradable(f"Nothing to grade: {problem}")
+    else:
+        try:
+            graded = grade_submission(Submission("student", args.student), rubric).to_json()
+            results = prairielearn.from_submission(graded)
+        except Exception as error:  # the platform must always get a valid results.json
+            results = prairielearn.not_gradable(f"The autograder could not grade this submission: {error}")
+    prairielearn.write(args.results, results)
+    state = f"score {results['score']:g}" if results["gradable"] else "not gradable"
+    print(f"gradeconv: wrote {args.results} ({state})")
     return 0

@@ -113,6 +113,12 @@ def parse_name(name: str) -> tuple[str, bool]:
     return stem, False
 
 
+def canvas_user_id(name: str) -> str | None:
+    """The Canvas user id in a bulk-download name (`<name>[_LATE]_<userid>_<attachmentid>_<file>`), else None."""
+    match = CANVAS_NAME.match(name)
+    return match["user"] if match else None
+
+
 def _present(path: Path) -> bool:
     """A file or a link (even a dangling one) is there: find_module judges which."""
     return path.is_file() or path.is_symlink()
