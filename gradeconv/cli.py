@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a submission (.py, folder, .zip) or a folder of them")
     _rubric_option(grade)
     grade.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cores)")
+    grade.add_argument("--dask", metavar="ADDRESS",
+                       help="grade on a Dask cluster: its scheduler (tcp://host:8786), or local:N to start "
+                            "N local worker processes (--jobs is then ignored)")
     grade.add_argument("--json", type=Path, help="write machine-readable results here (kept current as grading goes)")
     grade.add_argument("--csv", type=Path, help="write a CSV gradebook here")
     grade.add_argument("--feedback-dir", type=Path, help="write one markdown feedback file per student here")
@@ -148,11 +152,11 @@ def grade(args: argparse.Namespace) -> int:
         with Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=console) as progress:
             task = progress.add_task("grading", total=len(todo))
-            for result in batch.grade_all(todo, rubric, args.jobs):
+            for result in _graded(todo, rubric, args):
                 keep(result)
                 progress.advance(task)
     else:
-        for result in batch.grade_all(todo, rubric, args.jobs):
+        for result in _graded(todo, rubric, args):
             keep(result)
     if args.csv:
         csv_report.write(args.csv, rubric, results)
@@ -164,6 +168,18 @@ def grade(args: argparse.Namespace) -> int:
         terminal.gradebook(console, results)
         terminal.class_summary(console, results)
     return 0
+
+
+def _graded(todo: list[Submission], rubric: rubrics.Rubric, args: argparse.Namespace) -> Iterator[dict]:
+    """Rows as submissions finish: on the local pool, or on the Dask cluster of --dask."""
+    if not args.dask:
+        yield from batch.grade_all(todo, rubric, args.jobs)
+        return
+    from gradeconv import dask_pool
+    try:
+        yield from dask_pool.grade_all_on_dask(todo, rubric, args.dask)
+    except dask_pool.DaskError as error:
+        raise UserError(str(error)) from None
 
 
 def _warn(line: str) -> None:
