@@ -16,7 +16,7 @@ from gradeconv import rubric as rubrics
 from gradeconv.grading import grade_submission, protect_class
 from gradeconv.notebook import submission_problem
 from gradeconv.platforms import canvas, gradescope_zip, prairielearn
-from gradeconv.reports import csv_report, feedback, gradescope, json_report, terminal
+from gradeconv.reports import csv_report, feedback, gradescope, html_report, json_report, terminal
 from gradeconv.sandbox.session import SandboxUnavailable
 from gradeconv.submissions import Submission, SubmissionError, canvas_user_id, discover
 
@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "N local worker processes (--jobs is then ignored)")
     grade.add_argument("--json", type=Path, help="write machine-readable results here (kept current as grading goes)")
     grade.add_argument("--csv", type=Path, help="write a CSV gradebook here")
+    grade.add_argument("--html", type=Path, metavar="FILE",
+                       help="write a self-contained HTML class report here")
     grade.add_argument("--feedback-dir", type=Path, help="write one markdown feedback file per student here")
     grade.add_argument("--canvas-csv", type=Path, metavar="FILE",
                        help="write a CSV for Canvas's gradebook import here (needs --assignment)")
@@ -160,6 +162,8 @@ def grade(args: argparse.Namespace) -> int:
             keep(result)
     if args.csv:
         csv_report.write(args.csv, rubric, results)
+    if args.html:
+        html_report.write(args.html, rubric, results)
     if args.feedback_dir:
         feedback.write_all(args.feedback_dir, results)
     if args.canvas_csv:
