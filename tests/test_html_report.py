@@ -168,6 +168,13 @@ def test_empty_class():
     assert "No submissions found." in text and "<img" not in text
 
 
+def test_plot_labels_are_literal():
+    """A test name with `$` or a control character is a label, not mathtext (which would raise)."""
+    names = ["a $\\frac{ b$", "$x^$", "tab\there", "x" * 300]
+    submissions = [a_submission("ann", [a_test(name, i, 1) for i, name in enumerate(names, 1)])]
+    assert html_report.pass_rate_plot(submissions, names)[:4] == b"\x89PNG"
+
+
 def test_difference_shapes():
     assert html_report.difference_plot({"output": "db", "shape": [3], "values": [0.0, 1.0, 0.0]})
     assert html_report.difference_plot({"output": "h", "shape": [2, 2, 3], "values": [[[1.0] * 3] * 2] * 2})

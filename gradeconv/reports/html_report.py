@@ -12,6 +12,7 @@ reproductions, what it printed) goes through esc() before it becomes HTML.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import io
@@ -183,14 +184,17 @@ def score_plot(submissions: list[dict]) -> bytes:
 
 def pass_rate_plot(submissions: list[dict], names: list[str]) -> bytes:
     """One horizontal bar per test: the share of all submissions that passed it."""
-    rates = [100 * _passed(submissions, name) / len(submissions) for name in names]
+    passed = [_passed(submissions, name) for name in names]
+    rates = [100 * count / len(submissions) for count in passed]
     figure = _figure(8, 0.8 + 0.3 * max(len(names), 1))
     axes = figure.add_subplot()
     positions = np.arange(len(names))
-    axes.barh(positions, rates, color=["#17692d" if rate == 100 else "#c0504d" for rate in rates])
+    bars = axes.barh(positions, rates, color=["#17692d" if rate == 100 else "#c0504d" for rate in rates])
+    axes.bar_label(bars, labels=[f"{count}/{len(submissions)}" for count in passed], padding=3, fontsize=8)
     axes.set_yticks(positions, labels=[_label(name) for name in names])
     axes.invert_yaxis()
-    axes.set_xlim(0, 100)
+    axes.set_xlim(0, 112)
+    axes.set_xticks(range(0, 101, 20))
     axes.set_xlabel("passed (% of students)")
     return _png(figure)
 
@@ -239,6 +243,12 @@ def difference_plot(difference: dict) -> tuple[bytes, str] | None:
     if finite.size < values.size:
         caption += "; blue: NaN or infinite"
     return _png(figure), caption
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_difference_plot(difference: str) -> tuple[bytes, str] | None:
+    """Students with the same mistake often share the same smallest case: draw each picture once."""
+    return difference_plot(json.loads(difference))
 
 
 # ---------------------------------------------------------------- sections
@@ -378,7 +388,7 @@ def _failure(test: dict) -> str:
         parts += ["<p>Reproduction:</p>", f"<pre>{esc(reproduction)}</pre>"]
     difference = extra.get("difference")
     if isinstance(difference, dict):
-        drawn = difference_plot(difference)
+        drawn = _cached_difference_plot(json.dumps(difference, sort_keys=True))
         if drawn:
             png, caption = drawn
             parts += [_image(png, caption, "difference"), f"<p>{esc(caption)}</p>"]
