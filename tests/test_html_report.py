@@ -274,8 +274,8 @@ def graded_class(tmp_path_factory):
     for name in ("alice", "bob_pad0_crop", "frank_missing_bias"):
         shutil.copytree(SAMPLE / name, folder / name)
     shutil.copy(SAMPLE / "grace_syntax_error.py", folder / "grace_syntax_error.py")
-    result = gradeconv(folder, "--rubric", "default", "--jobs", 2, "--quiet",
-                       "--json", root / "results.json", "--html", root / "report.html", cwd=root)
+    result = gradeconv(folder, "--rubric", "default", "--jobs", 2, "--quiet",  # from the checkout, as test_cli
+                       "--json", root / "results.json", "--html", root / "report.html")
     assert result.returncode == 0, result.stderr
     return root
 
