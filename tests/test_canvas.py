@@ -7,14 +7,13 @@ export, only the assignment's column changes.
 """
 import csv
 import io
-import shutil
 
 import pytest
 
 from gradeconv.platforms import canvas
 from gradeconv.submissions import canvas_user_id
 from tests.conftest import CORRECT, ROOT
-from tests.test_prairielearn import CRASH, HIDDEN, gradeconv, write_small_rubric
+from tests.test_prairielearn import CRASH, gradeconv, write_small_rubric
 
 ASSIGNMENT = "Conv layers (12345)"
 BUG = ("\ndef max_pool_forward_naive(x, pool_param):\n    out, cache = _correct_pool(x, pool_param)\n"

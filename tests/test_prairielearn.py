@@ -6,7 +6,6 @@ message and output; under 1 MB; the grader creates /grade/results itself.
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 
