@@ -42,7 +42,7 @@ def without_timings(document: dict) -> dict:
 def cluster():
     """Two single-threaded worker processes under nannies (a killed one is restarted), as --dask local:2 starts."""
     import dask
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+    with dask.config.set(dask_pool.LOCAL_CONFIG):
         local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                          dashboard_address=None, memory_limit=0, silence_logs=logging.ERROR)
     client = distributed.Client(local)
