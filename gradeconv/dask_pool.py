@@ -177,6 +177,7 @@ class RubricPayload:
     text: str
     text_sha256: str
     sha256: str  # what the client reports (the rubric file's sha256)
+    path: str  # the client's rubric file: a worker protects it as local grading does, where it exists there
     fingerprint: str | None
     secret: Secret = field(repr=False)
 
@@ -192,8 +193,8 @@ class RubricPayload:
                 raise DaskError(f"{rubric.path}: the rubric changed since it was loaded; run again")
         else:  # a rubric built in memory: its content as YAML
             text = yaml.safe_dump(rubric.model_dump(mode="json"), sort_keys=False)
-        return cls(text, hashlib.sha256(text.encode()).hexdigest(), rubric.sha256, rubric.secret_fingerprint,
-                   Secret(rubric._secret))
+        return cls(text, hashlib.sha256(text.encode()).hexdigest(), rubric.sha256, rubric.path,
+                   rubric.secret_fingerprint, Secret(rubric._secret))
 
 
 _RUBRICS: dict[tuple, Rubric] = {}
@@ -211,9 +212,7 @@ def rebuild(payload: RubricPayload) -> Rubric:
     rubric._secret = payload.secret.value
     if rubric.secret_fingerprint != payload.fingerprint:
         raise WorkerMismatch("the rubric's secret reached a Dask worker with another fingerprint than the client's")
-    folder = Path(tempfile.mkdtemp(prefix="gradeconv-dask-rubric-"))  # private (0700): the text only, no secret
-    (folder / "rubric.yaml").write_text(payload.text, encoding="utf-8")
-    rubric._path = str(folder / "rubric.yaml")
+    rubric._path = payload.path  # nothing is written: the text and the secret stay in memory
     _RUBRICS.clear()
     _RUBRICS[key] = rubric
     return rubric
