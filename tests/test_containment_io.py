@@ -407,3 +407,28 @@ def test_feedback_files_of_ids_that_clean_alike_do_not_overwrite(tmp_path):
     assert written == ["a_b-2.md", "a_b.md", "submission.md"]
     assert "Feedback for a b" in (tmp_path / "a_b.md").read_text()
     assert "Feedback for a_b" in (tmp_path / "a_b-2.md").read_text()
+
+
+def test_the_canonical_npy_header_is_read_by_pattern_and_anything_else_by_numpy():
+    """The fast path reads only numpy's own canonical header; another spelling goes to numpy's parser."""
+    import io as _io
+
+    from gradeconv.sandbox import wire
+    for array in (np.zeros(()), np.arange(5.0), np.ones((2, 3), dtype=np.float32), np.zeros((1, 0, 2)),
+                  np.array([True, False]), np.arange(6, dtype=">i4").reshape(2, 3)):
+        blob = wire._npy(array)
+        assert wire._CANONICAL.fullmatch(blob[:blob.index(b"\n") + 1], 10)
+        stream = _io.BytesIO(blob)
+        back = wire.read_array(stream.read, len(blob))
+        assert back.dtype == array.dtype and back.shape == array.shape and np.array_equal(back, array)
+    other = _io.BytesIO()
+    np.lib.format.write_array(other, np.asfortranarray(np.arange(6.0).reshape(2, 3)), allow_pickle=False)
+    stream = _io.BytesIO(other.getvalue())
+    assert np.array_equal(wire.read_array(stream.read, len(other.getvalue())), np.arange(6.0).reshape(2, 3))
+    for header in (b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }",
+                   b"{'descr': '<f8', 'fortran_order': False, 'shape': (1,), 'x': __import__('os'), }"):
+        padded = header + b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+        blob = b"\x93NUMPY\x01\x00" + len(padded).to_bytes(2, "little") + padded + b"\0" * 8
+        stream = _io.BytesIO(blob)
+        with pytest.raises(wire.WireError):
+            wire.read_array(stream.read, len(blob))

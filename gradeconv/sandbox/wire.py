@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import struct
 
 import numpy as np
@@ -37,16 +38,30 @@ class WireError(Exception):
     """The other side sent something that is not a well-formed message."""
 
 
+#: a .npy version 1.0 header exactly as numpy writes one for plain numeric data
+_CANONICAL = re.compile(rb"\{'descr': '(?P<descr>[<>|][biufc][0-9]{1,2})', 'fortran_order': (?P<fortran>True|False), "
+                        rb"'shape': \((?P<shape>(?:[0-9]{1,13}, )*(?:[0-9]{1,13},?)?)\), \} *\n")
+
+
 def encode(header: dict, arrays: list) -> bytes:
     """One message: the header (with the byte length of each array added) and the arrays."""
-    blobs = []
-    for array in arrays:
-        buffer = io.BytesIO()
-        np.lib.format.write_array(buffer, np.asarray(array), allow_pickle=False)
-        blobs.append(buffer.getvalue())
+    blobs = [_npy(np.asarray(array)) for array in arrays]
     header = dict(header, blobs=[len(blob) for blob in blobs])
     text = json.dumps(header, allow_nan=False).encode()
     return b"".join([_LENGTH.pack(len(text)), text, *blobs])
+
+
+def _npy(array: np.ndarray) -> bytes:
+    """The .npy bytes of an array: the canonical 1.0 header for plain numeric data, numpy's writer else."""
+    if array.dtype.kind in NUMERIC_KINDS and array.dtype.fields is None and array.dtype.subdtype is None:
+        text = f"{{'descr': '{array.dtype.str}', 'fortran_order': False, 'shape': {array.shape!r}, }}"
+        padded = text + " " * (-(10 + len(text) + 1) % 64) + "\n"
+        if len(padded) < 1 << 16:
+            return b"\x93NUMPY\x01\x00" + len(padded).to_bytes(2, "little") + padded.encode() + \
+                np.ascontiguousarray(array).tobytes()
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
 
 
 def decode_header(data: bytes) -> dict:
@@ -106,12 +121,21 @@ def read_array(read_exactly, size: int) -> np.ndarray:
 
 
 def _parse_npy_header(raw: bytes) -> tuple[np.dtype, tuple[int, ...], str]:
-    """dtype, shape and memory order of a .npy header, refusing anything but plain numeric data."""
-    stream = io.BytesIO(raw)
+    """dtype, shape and memory order of a .npy header, refusing anything but plain numeric data.
+
+    The canonical header numpy writes is read by a strict pattern (no evaluation at all);
+    any other is left to numpy's own parser, then checked the same way."""
+    canonical = _CANONICAL.fullmatch(raw, 10) if raw[6] == 1 else None
     try:
-        reader = {(1, 0): np.lib.format.read_array_header_1_0,
-                  (2, 0): np.lib.format.read_array_header_2_0}[np.lib.format.read_magic(stream)]
-        shape, fortran, dtype = reader(stream, max_header_size=MAX_NPY_HEADER_BYTES)
+        if canonical:
+            dtype = np.dtype(canonical["descr"].decode())
+            fortran = canonical["fortran"] == b"True"
+            shape = tuple(int(size) for size in canonical["shape"].split(b",") if size.strip())
+        else:
+            stream = io.BytesIO(raw)
+            reader = {(1, 0): np.lib.format.read_array_header_1_0,
+                      (2, 0): np.lib.format.read_array_header_2_0}[np.lib.format.read_magic(stream)]
+            shape, fortran, dtype = reader(stream, max_header_size=MAX_NPY_HEADER_BYTES)
     except Exception as error:  # any malformed header is the sender's fault, never ours
         raise WireError(f"array header is not a valid .npy header: {error}") from None
     if (dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None
