@@ -31,7 +31,7 @@ class UserError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradeconv",
-        description="Grade student conv and max-pool layers. `gradeconv PATH...` is `gradeconv grade PATH...`.")
+        description="Grade student CS231n numpy layers. `gradeconv PATH...` is `gradeconv grade PATH...`.")
     parser.add_argument("--version", action="version", version=f"gradeconv {__version__}")
     commands = parser.add_subparsers(dest="command")
 
