@@ -1,4 +1,4 @@
-"""gradeconv: grade student CS231n numpy layers (conv, pool, affine, norms, dropout, RNN, LSTM...) against a trusted reference."""
+"""gradeconv: grade students' CS231n numpy layers against trusted references."""
 from __future__ import annotations
 
 from pathlib import Path
