@@ -12,10 +12,12 @@ failure, the result is an error, never "no failure found".
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, reject, seed, settings
+from hypothesis.errors import HypothesisDeprecationWarning
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from gradeconv import outcomes
@@ -62,7 +64,9 @@ def smallest_failure(run: Callable[[Case], CaseResult], function: str, space: Sp
             raise _Failed
 
     try:
-        probe()
+        with warnings.catch_warnings():  # Hypothesis's notes on its own use are not the user's business
+            warnings.simplefilter("ignore", HypothesisDeprecationWarning)
+            probe()
     except Exception as error:  # a recorded failure is what counts, not what Hypothesis re-raises
         if not failures:
             return CaseResult(outcomes.ERROR, f"the grader could not finish this test "
