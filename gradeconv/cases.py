@@ -222,7 +222,7 @@ class CaseValues:
     inputs: dict[str, np.ndarray]  # every array of the case by name, parameter arrays included
     variables: dict[str, Any]
     reference_outputs: dict[str, np.ndarray] = field(default_factory=dict)  # the forward's, by output name
-    reference_updates: dict[str, np.ndarray] = field(default_factory=dict)  # parameter entries it updated
+    reference_updates: dict[str, np.ndarray] = field(default_factory=dict)  # entries it updated, by Param.entry
     cache: Any = None  # the reference forward's cache: the canonical one
     upstream: dict[str, np.ndarray] = field(default_factory=dict)  # "d" + output name, for backwards
     own_outputs: dict[str, np.ndarray] | None = None  # the student's forward outputs when a backward got their cache
@@ -292,7 +292,7 @@ def build(case: Case) -> CaseValues:
     values.cache = returned[-1] if layer.forward.returns_cache else None
     for param, given in zip(layer.arguments, arguments):
         if isinstance(param, Param):
-            values.reference_updates.update({key: given[key] for key in param.updated})
+            values.reference_updates.update({param.entry(key): given[key] for key in param.updated})
     if layer.backward:
         values.upstream = {f"d{name}": rng.standard_normal(output.shape)
                            for name, output in values.reference_outputs.items()}

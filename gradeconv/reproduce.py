@@ -79,7 +79,7 @@ def _checks(layer, role: str, failure: CaseResult, function: Function, values: C
     if properties is not None and properties.reproduce is not None and role != "reference":
         return properties.reproduce(values, role)
     if function is layer.forward:
-        expected = {**values.reference_outputs, **_updates(values)}
+        expected = {**values.reference_outputs, **values.reference_updates}
     else:
         expected = outputs_of(function, function.reference(*values.upstream.values(), values.cache))
     return _comparison(failure, function, expected, tolerance)
@@ -124,11 +124,6 @@ def _entry(entry, values: CaseValues) -> str:
     if isinstance(entry, Var):
         return repr(values.variables[entry.name])
     return repr(entry)
-
-
-def _updates(values: CaseValues) -> dict[str, np.ndarray]:
-    return {f"{param.name}[{key!r}]": values.reference_updates[key]
-            for param in values.layer.params for key in param.updated}
 
 
 def _comparison(failure: CaseResult, function: Function, expected: dict[str, np.ndarray],

@@ -162,8 +162,8 @@ class CaseRunner:
             self.session.forget(handle)
             return got, None, None
         for position, (index, _) in enumerate(report):
-            name = layer.arguments[index].name
-            got.update({f"{name}[{key!r}]": array for key, array in checks.entries(reply, position).items()})
+            param = layer.arguments[index]
+            got.update({param.entry(key): array for key, array in checks.entries(reply, position).items()})
         return None, got, handle
 
     def _forward(self, test: Test, function: Function, values: CaseValues, case: Case) -> CaseResult:
@@ -187,24 +187,11 @@ class CaseRunner:
         if layer.properties is not None:
             return layer.properties.forward(values, got,
                                             lambda **entries: self._call_forward(values, entries=entries)[:2])
-        expected = {**values.reference_outputs, **(self._expected_updates(values) if updates else {})}
+        expected = {**values.reference_outputs, **(values.reference_updates if updates else {})}
         names = list(expected)  # by default every output and every entry it must update
         if test is not None and test.outputs:
             names = [name for name in map(lambda key: _entry_name(layer, key), test.outputs) if name in expected]
-        strict = test is None or test.checks.reference is not None
-        tolerance = (test.checks.reference if test else None) or DEFAULT_TOLERANCE
-        for name in names:
-            if got.get(name) is None:
-                return CaseResult(outcomes.WRONG_VALUE, f"{layer.forward.name} did not store {name}: "
-                                                        "it must update it", output=name)
-            failure = checks.compare(name, got[name], expected[name], tolerance)
-            if failure and (strict or failure.outcome != outcomes.WRONG_VALUE):
-                return _matched_mistakes(failure, layer.forward, got, values)
-        return None
-
-    @staticmethod
-    def _expected_updates(values: CaseValues) -> dict[str, np.ndarray]:
-        return {_entry_name(values.layer, key): array for key, array in values.reference_updates.items()}
+        return _first_wrong(names, got, expected, test, layer.forward, values)
 
     @staticmethod
     def _scored(test: Test, function: Function) -> tuple[str, ...]:
@@ -244,11 +231,9 @@ class CaseRunner:
         if isinstance(got, CaseResult):
             return got
         scored = self._scored(test, function)
-        tolerance = test.checks.reference or DEFAULT_TOLERANCE
-        for name in scored:
-            failure = checks.compare(name, got[name], expected[name], tolerance)
-            if failure and (test.checks.reference is not None or failure.outcome != outcomes.WRONG_VALUE):
-                return _matched_mistakes(failure, function, got, values)
+        failure = _first_wrong(scored, got, expected, test, function, values)
+        if failure:
+            return failure
         if test.checks.gradient is not None and values.layer.properties is None:
             upstream = {name: values.upstream[f"d{name}"] for name in values.layer.forward.outputs}
             failure = self._gradient_check(test, function, values, {name: got[name] for name in scored}, upstream,
@@ -299,10 +284,28 @@ def _difference(test: Test, failure: CaseResult) -> dict | None:
             "values": np.round(error, 6).tolist()}
 
 
+def _first_wrong(names, got: dict, expected: dict, test: Test | None, function: Function,
+                 values: CaseValues) -> CaseResult | None:
+    """The first of `names` that is missing or wrong, with the known mistakes it matches.
+
+    Without a reference check (the rubric's `reference: null`) only a wrong shape or type
+    counts; without a test (judging a forward for its cache) the default tolerance applies."""
+    strict = test is None or test.checks.reference is not None
+    tolerance = (test.checks.reference if test else None) or DEFAULT_TOLERANCE
+    for name in names:
+        if got.get(name) is None:
+            return CaseResult(outcomes.WRONG_VALUE, f"{function.name} did not store {name}: it must update it",
+                              output=name)
+        failure = checks.compare(name, got[name], expected[name], tolerance)
+        if failure and (strict or failure.outcome != outcomes.WRONG_VALUE):
+            return _matched_mistakes(failure, function, got, values)
+    return None
+
+
 def _entry_name(layer: specs.Layer, key: str) -> str:
     """An updated parameter entry by the name results show (bn_param['running_mean']); others unchanged."""
     param = next((param for param in layer.params if key in param.updated), None)
-    return f"{param.name}[{key!r}]" if param else key
+    return param.entry(key) if param else key
 
 
 def array_names(value, inputs: dict[str, np.ndarray]) -> list[str]:

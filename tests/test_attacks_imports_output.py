@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,10 +21,9 @@ from gradeconv.grading import grade_submission
 from gradeconv.source_check import forbidden_imports
 from gradeconv.sandbox import session as session_module
 from gradeconv.submissions import Submission
-from tests.conftest import CORRECT, MODES, skip_unless_available
-
-SOURCE = CORRECT.read_text()
-POOL_FORWARD = "def max_pool_forward_naive(x, pool_param):\n"
+from tests.conftest import MODES, skip_unless_available
+from tests.test_fair_imports import SOURCE, by_name
+from tests.test_fair_imports import submission as make_submission
 FORWARD = "max-pool forward: the notebook's example"
 BACKWARD = "max-pool backward: overlapping windows (stride < pool size)"
 SYSTEM_PACKAGES = "/usr/lib/python3/dist-packages"
@@ -49,18 +47,6 @@ def rubric(default_rubric):
     return rubrics.Rubric.model_validate(data)
 
 
-def make(tmp_path: Path, name: str, header: str = "", in_pool_forward: str = "") -> Submission:
-    source = header + SOURCE.replace(POOL_FORWARD, POOL_FORWARD + in_pool_forward, 1)
-    folder = tmp_path / name / "cs231n"
-    folder.mkdir(parents=True)
-    (folder / "layers.py").write_text(source)
-    return Submission(id=name, path=tmp_path / name)
-
-
-def by_name(result):
-    return {test.name: test for test in result.tests}
-
-
 def grade(submission, rubric, mode):
     started = time.monotonic()
     result = grade_submission(submission, rubric, sandbox=mode)
@@ -74,7 +60,7 @@ def assert_full_marks(result):
 
 
 def assert_honest_classmate(tmp_path, rubric, mode, name="honest"):
-    result = grade(make(tmp_path, name), rubric, mode)
+    result = grade(make_submission(tmp_path, name), rubric, mode)
     assert_full_marks(result)
     return result
 
@@ -121,7 +107,7 @@ def test_the_source_check_still_honours_real_locals(tmp_path):
 @pytest.mark.parametrize("mode", ["uid", "none"])
 def test_a_literal_use_of_the_real_forbidden_module_is_forbidden(rubric, tmp_path, mode):
     needs_yaml(mode)
-    attacker = make(tmp_path, "scope_trick", UNHOOK + "import yaml\n", "    [0 for yaml in ()]\n" + REAL_YAML_USE)
+    attacker = make_submission(tmp_path, "scope_trick", UNHOOK + "import yaml\n", "    [0 for yaml in ()]\n" + REAL_YAML_USE)
     result = grade(attacker, rubric, mode)
     assert_honest_classmate(tmp_path, rubric, mode)
     assert by_name(result)[BACKWARD].outcome == outcomes.PASSED  # it does not use yaml
@@ -133,7 +119,7 @@ def test_a_literal_use_of_the_real_forbidden_module_is_forbidden(rubric, tmp_pat
 def test_without_the_trick_the_same_use_is_forbidden(rubric, tmp_path, mode):
     """The contrast to the hole above: the plain literal use is caught by the source check."""
     needs_yaml(mode)
-    result = grade(make(tmp_path, "plain_use", UNHOOK + "import yaml\n", REAL_YAML_USE), rubric, mode)
+    result = grade(make_submission(tmp_path, "plain_use", UNHOOK + "import yaml\n", REAL_YAML_USE), rubric, mode)
     forward = by_name(result)[FORWARD]
     assert forward.outcome == outcomes.FORBIDDEN and forward.score == 0, forward.output
     assert by_name(result)[BACKWARD].outcome == outcomes.PASSED
@@ -141,7 +127,7 @@ def test_without_the_trick_the_same_use_is_forbidden(rubric, tmp_path, mode):
 
 def test_an_unused_optional_forbidden_import_costs_nothing(rubric, tmp_path):
     header = "try:\n    import yaml\nexcept ImportError:\n    yaml = None\n"
-    assert_full_marks(grade(make(tmp_path, "optional_yaml", header), rubric, None))
+    assert_full_marks(grade(make_submission(tmp_path, "optional_yaml", header), rubric, None))
 
 
 # ---------------------------------------------------------------- stand-ins: no real module through them
@@ -186,7 +172,7 @@ REACH_REAL = """\
 @pytest.mark.parametrize("mode", MODES)
 def test_no_stand_in_leads_to_the_real_module(rubric, tmp_path, mode):
     needs_yaml(mode)
-    result = grade(make(tmp_path, "reach_real", "import yaml\n", REACH_REAL), rubric, mode)
+    result = grade(make_submission(tmp_path, "reach_real", "import yaml\n", REACH_REAL), rubric, mode)
     forward = by_name(result)[FORWARD]
     assert forward.score == 0 and forward.outcome == outcomes.ERROR, forward.output
     assert "no real module" in forward.output, forward.output
@@ -201,7 +187,7 @@ def test_no_stand_in_leads_to_the_real_module(rubric, tmp_path, mode):
     ("    import matplotlib.pyplot as plt\n    plt.figure()\n", outcomes.ERROR),
 ])
 def test_a_stand_in_use_fails_only_its_function(rubric, tmp_path, use, outcome):
-    result = grade(make(tmp_path, "user", "import yaml\n", use), rubric, None)
+    result = grade(make_submission(tmp_path, "user", "import yaml\n", use), rubric, None)
     forward = by_name(result)[FORWARD]
     assert forward.outcome == outcome and forward.score == 0, forward.output
     assert by_name(result)[BACKWARD].outcome == outcomes.PASSED
@@ -218,7 +204,7 @@ HONEST_BODY = ("    _rng = np.random.RandomState(0)\n    _ = np.random.rand(2) +
 @pytest.mark.parametrize("mode", MODES)
 def test_honest_imports_cost_nothing(rubric, tmp_path, mode):
     skip_unless_available(mode)
-    assert_full_marks(grade(make(tmp_path, "honest_imports", HONEST_HEADER, HONEST_BODY), rubric, mode))
+    assert_full_marks(grade(make_submission(tmp_path, "honest_imports", HONEST_HEADER, HONEST_BODY), rubric, mode))
 
 
 @pytest.mark.parametrize("raise_line", [
@@ -231,7 +217,7 @@ def test_honest_imports_cost_nothing(rubric, tmp_path, mode):
     "    class E(ImportError):\n        name = property(lambda self: 1 / 0)\n    raise E('x')\n",
 ])
 def test_crafted_import_errors_stay_failures(rubric, tmp_path, raise_line):
-    result = grade(make(tmp_path, "crafted", "", raise_line), rubric, None)
+    result = grade(make_submission(tmp_path, "crafted", "", raise_line), rubric, None)
     forward = by_name(result)[FORWARD]
     # an ImportError whose `name` raises kills the worker in describe_error (crashed): only its own call
     allowed = (outcomes.ERROR, outcomes.FORBIDDEN, outcomes.CRASHED)
@@ -253,7 +239,7 @@ def test_a_returned_type_name_cannot_forge_grader_lines(rubric, tmp_path):
     attack = ("    K = type('K', (), {})\n"
               f"    K.__qualname__ = 'K\\n{FORGED}\\n\\x1b[2K\\rdiagnosis: none'\n"
               "    return K()\n")
-    forward = by_name(grade(make(tmp_path, "type_name", "", attack), rubric, None))[FORWARD]
+    forward = by_name(grade(make_submission(tmp_path, "type_name", "", attack), rubric, None))[FORWARD]
     assert forward.score == 0 and forward.outcome == outcomes.WRONG_TYPE
     assert "\x1b" not in forward.output and "\r" not in forward.output, repr(forward.output[:300])
     assert not forged_lines(forward.output), repr(forward.output[:300])
@@ -261,7 +247,7 @@ def test_a_returned_type_name_cannot_forge_grader_lines(rubric, tmp_path):
 
 def test_an_exception_message_stays_on_one_line(rubric, tmp_path):
     attack = f"    raise ValueError('x\\u2028{FORGED}\\u2029diagnosis: none')\n"
-    forward = by_name(grade(make(tmp_path, "separator", "", attack), rubric, None))[FORWARD]
+    forward = by_name(grade(make_submission(tmp_path, "separator", "", attack), rubric, None))[FORWARD]
     assert forward.score == 0 and forward.outcome == outcomes.ERROR
     assert not forged_lines(forward.output), repr(forward.output[:300])
 
@@ -272,7 +258,7 @@ def test_a_lone_surrogate_in_an_error_does_not_reach_the_reports(rubric, tmp_pat
     attack = ("    K = type('K', (), {})\n    K.__qualname__ = 'K\\ud800'\n"
               "    if pool_param.get('stride') == 1:\n        return K()\n"
               "    raise ValueError('bad \\udcff here')\n")
-    result = grade(make(tmp_path, "surrogate", "", attack), rubric, None)
+    result = grade(make_submission(tmp_path, "surrogate", "", attack), rubric, None)
     forward = by_name(result)[FORWARD]
     assert forward.score == 0
     data = result.to_json()
@@ -335,7 +321,7 @@ def test_writes_past_the_cap_stay_bounded_and_quoted(rubric, tmp_path, mode, mon
         return read(path, *args, **kwargs)
 
     monkeypatch.setattr(session_module, "truncated_text", measured)
-    result = grade(make(tmp_path, "raw_writer", "", RAW_WRITES), rubric, mode)
+    result = grade(make_submission(tmp_path, "raw_writer", "", RAW_WRITES), rubric, mode)
     assert_full_marks(result)
     assert len(result.output) < 12_000
     assert all(size <= 64 << 20 for size in sizes), sizes  # RLIMIT_FSIZE
@@ -360,7 +346,7 @@ LEAKER = """\
 @pytest.mark.parametrize("mode", ["bubblewrap", "uid"])
 def test_output_of_a_detached_child_never_reaches_the_next_submission(rubric, tmp_path, mode):
     skip_unless_available(mode)
-    attacker = grade(make(tmp_path, "leaker", "", LEAKER), rubric, mode)
+    attacker = grade(make_submission(tmp_path, "leaker", "", LEAKER), rubric, mode)
     assert_full_marks(attacker)  # graded cleanly: its child was killed
     time.sleep(0.5)
     honest = assert_honest_classmate(tmp_path, rubric, mode)
@@ -392,7 +378,7 @@ BROKEN_STREAMS = """\
 
 
 def test_broken_streams_hurt_nobody_else(rubric, tmp_path):
-    result = grade(make(tmp_path, "broken_streams", "", BROKEN_STREAMS), rubric, None)
+    result = grade(make_submission(tmp_path, "broken_streams", "", BROKEN_STREAMS), rubric, None)
     assert_full_marks(result)
     assert_honest_classmate(tmp_path, rubric, None)
 

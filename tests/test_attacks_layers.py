@@ -21,6 +21,7 @@ import pytest
 from gradeconv import rubric as rubrics
 from gradeconv.grading import grade_submission
 from gradeconv.submissions import Submission
+from tests.test_attacks import FIND_WORKER
 
 ROOT = Path(__file__).resolve().parent.parent
 A2 = (ROOT / "tests" / "solutions" / "a2" / "cs231n" / "layers.py").read_text()
@@ -144,24 +145,8 @@ def test_a_dropout_without_random_numbers_scores_nothing(grade, attack):
     assert scores(result)["dropout forward"] == 0, summary(result)
 
 
-#: at import: find the worker's objects in this process, to forge replies (see tests/test_attacks.py)
-FORGER = '''
-import gc as _gc
-import numpy as _np
-
-def _find_worker():
-    for _o in _gc.get_objects():
-        try:
-            if type(_o).__name__ == "Worker" and hasattr(_o, "channel"):
-                return _o
-        except Exception:
-            pass
-    raise RuntimeError("no Worker object in this process")
-
-_W = _find_worker()
-_C = _W.channel
-_orig_send = _C.send
-'''
+#: at import: find the worker's objects in this process, to forge replies
+FORGER = "import numpy as _np\n" + FIND_WORKER
 
 
 def forged(attack: str) -> str:

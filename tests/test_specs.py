@@ -107,8 +107,7 @@ def test_every_known_mistake_shows_in_a_bundled_space(function, number):
     def probe(case):
         values = build(case)
         if layer.role(graded) == "forward":
-            right = {**values.reference_outputs, **{f"{param.name}[{key!r}]": values.reference_updates[key]
-                                                   for param in layer.params for key in param.updated}}
+            right = {**values.reference_outputs, **values.reference_updates}
         else:
             right = outputs_of(graded, graded.reference(*values.upstream.values(), values.cache))
         with np.errstate(all="ignore"):

@@ -44,24 +44,22 @@ def rubric():
     return rubrics.Rubric.model_validate(data)
 
 
-def grade(tmp_path: Path, name: str, source: str, rubric):
-    folder = tmp_path / name / "cs231n"
-    folder.mkdir(parents=True)
-    (folder / "layers.py").write_text(source)
-    return grade_submission(Submission(name, tmp_path / name), rubric)
+def grade(folder: Path, rubric):
+    return grade_submission(Submission(folder.name, folder), rubric)
 
 
-def test_the_correct_solution_passes_every_test(tmp_path, rubric):
-    result = grade(tmp_path, "correct", SOLUTION, rubric)
+def test_the_correct_solution_passes_every_test(write_submission, rubric):
+    result = grade(write_submission("correct", SOLUTION), rubric)
     assert [test.name for test in result.tests if not test.passed] == []
     assert result.score == rubric.max_score
 
 
 @pytest.mark.parametrize("bug,old,new,should_fail,words", BUGS, ids=[bug[0] for bug in BUGS])
-def test_bug_fails_exactly_its_tests(tmp_path, rubric, bug, old, new, should_fail, words):
-    result = grade(tmp_path, bug, mutate(SOLUTION, old, new), rubric)
+def test_bug_fails_exactly_its_tests(write_submission, tmp_path, rubric, bug, old, new, should_fail, words):
+    folder = write_submission(bug, mutate(SOLUTION, old, new))
+    result = grade(folder, rubric)
     correct = correct_copy(ROOT / "tests" / "solutions" / "a2", tmp_path)
-    assert assert_reproductions(result, tmp_path / bug, correct) == len(should_fail)  # each failure reproduces
+    assert assert_reproductions(result, folder, correct) == len(should_fail)  # each failure reproduces
     failed = {test.name for test in result.tests if not test.passed}
     assert failed == should_fail
     report = "\n".join(test.output for test in result.tests if not test.passed)

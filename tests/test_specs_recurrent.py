@@ -3,7 +3,6 @@
 Every bug is planted in the student-style correct solution (anchor text ->
 replacement) and graded with the bundled assignment-3 rubric.
 """
-from pathlib import Path
 
 import pytest
 
@@ -117,19 +116,6 @@ def rubric():
     return rubrics.load(rubrics.BUNDLED / "assignment3.yaml")
 
 
-@pytest.fixture
-def write_rnn_submission(tmp_path):
-    """Write a cs231n/rnn_layers.py and return the submission folder."""
-
-    def write(name: str, source: str) -> Path:
-        folder = tmp_path / name / "cs231n"
-        folder.mkdir(parents=True)
-        (folder / "rnn_layers.py").write_text(source)
-        return tmp_path / name
-
-    return write
-
-
 def test_correct_solution_passes_every_test(rubric):
     result = gradeconv.grade(SOLUTION.parent.parent, rubric)[0]
     assert [t.name for t in result.tests if not t.passed] == []
@@ -137,8 +123,8 @@ def test_correct_solution_passes_every_test(rubric):
 
 
 @pytest.mark.parametrize("bug,old,new,should_fail,words", BUGS, ids=[b[0] for b in BUGS])
-def test_bug_fails_exactly_its_tests(bug, old, new, should_fail, words, write_rnn_submission, rubric, tmp_path):
-    folder = write_rnn_submission(bug, plant(old, new))
+def test_bug_fails_exactly_its_tests(bug, old, new, should_fail, words, write_submission, rubric, tmp_path):
+    folder = write_submission(bug, plant(old, new), module="rnn_layers.py")
     result = gradeconv.grade(folder, rubric)[0]
     failed = {test.name for test in result.tests if not test.passed}
     assert failed == should_fail

@@ -51,6 +51,14 @@ class Param:
     def arrays(self) -> tuple[Array, ...]:
         return tuple(entry for entry in self.entries.values() if isinstance(entry, Array))
 
+    def entry(self, key: str) -> str:
+        return entry_name(self.name, key)
+
+
+def entry_name(param: str, key: str) -> str:
+    """How results name a parameter dict's entry: bn_param['running_mean']."""
+    return f"{param}[{key!r}]"
+
 
 Argument = Union[Array, Param, Var]
 

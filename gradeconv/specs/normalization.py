@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 
 from gradeconv.specs.domains import Uniform
-from gradeconv.specs.model import Array, Function, Layer, Mistake, Option, Param, Restriction, Var
+from gradeconv.specs.model import Array, Function, Layer, Mistake, Option, Param, Restriction, Var, entry_name
 from reference import layers
 
 MODES = Option(("train", "test"), ("train", "test"))
@@ -144,7 +144,7 @@ def _running(key, spatial=False, swapped=False, unchanged=False, momentum=None, 
 
 
 def _bn_param_name(key):
-    return f"bn_param[{key!r}]"
+    return entry_name("bn_param", key)
 
 
 def _running_mistakes(spatial=False):
