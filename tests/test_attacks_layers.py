@@ -21,6 +21,7 @@ import pytest
 from gradeconv import rubric as rubrics
 from gradeconv.grading import grade_submission
 from gradeconv.submissions import Submission
+from tests.conftest import skip_unless_available
 from tests.test_attacks import FIND_WORKER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,9 +49,11 @@ def small(names, bundled: str = "assignment2", examples: int | None = None) -> r
     return rubrics.Rubric.model_validate(data)
 
 
-@pytest.fixture
-def grade():
-    """grade(files) -> SubmissionResult, with files {name: source} staged as cs231n/ in a fresh folder."""
+@pytest.fixture(params=["bubblewrap", "uid"])
+def grade(request):
+    """grade(files) -> SubmissionResult, with files {name: source} staged as cs231n/ in a fresh folder,
+    graded in each sandbox mode an autograder uses (namespaces, or a worker uid without them)."""
+    skip_unless_available(request.param)
     roots = []
 
     def run(files: dict[str, str], rubric: rubrics.Rubric, sid: str = "student"):
@@ -62,7 +65,7 @@ def grade():
         for name, source in files.items():
             (package / name).write_text(source)
         started = time.monotonic()
-        result = grade_submission(Submission(sid, root / sid), rubric)
+        result = grade_submission(Submission(sid, root / sid), rubric, sandbox=request.param)
         elapsed = time.monotonic() - started
         assert elapsed < BOUND_SECONDS, f"grading took {elapsed:.1f} s"
         return result

@@ -18,9 +18,9 @@ from gradeconv import checks, outcomes, search
 from gradeconv import rubric as rubrics
 from gradeconv.results import CaseResult
 from gradeconv.cases import space_of
-from gradeconv.specs import layer_of
+from gradeconv.specs import dropout, layer_of
 from gradeconv.sandbox import replies, wire
-from tests.conftest import CORRECT
+from tests.conftest import CORRECT, ROOT, skip_unless_available
 
 ANCHOR = '    stride, pad = conv_param["stride"], conv_param["pad"]\n'
 
@@ -287,3 +287,34 @@ def test_results_carry_the_fingerprint_and_resume_needs_the_same_secret(default_
     said = []
     assert json_report.read_finished(results, second, said.append) == []
     assert "another secret" in said[0]
+
+
+A2_SOLUTION = ROOT / "tests" / "solutions" / "a2"
+#: the judging paths the layer specs added: reported dict entries, scalar losses, dropout's properties
+LAYER_TESTS = {"batchnorm running averages: momentum and eps from bn_param", "svm loss and gradient",
+               "dropout forward"}
+
+
+@pytest.mark.parametrize("mode", ["bubblewrap", "uid"])
+@pytest.mark.parametrize("broken", [(checks, "entries"), (checks, "_compare_scalar"),
+                                    (dropout, "kept_bound")], ids=["entries", "scalar", "properties"])
+def test_an_exception_in_the_layer_judging_paths_is_a_failure(broken, mode, monkeypatch):
+    """Whatever the parent trips over while judging a dict entry, a loss or dropout's properties fails the test."""
+    skip_unless_available(mode)
+    data = rubrics.load(rubrics.bundled()["assignment2"]).model_dump()
+    data["tests"] = [test for test in data["tests"] if test["name"] in LAYER_TESTS]
+    rubric = rubrics.Rubric.model_validate(data)
+    honest = gradeconv.grade(A2_SOLUTION, rubric, sandbox=mode)[0]
+    assert honest.score == rubric.max_score
+
+    def explode(*args, **kwargs):
+        raise IndexError("the parent tripped over this reply")
+
+    target, name = broken
+    monkeypatch.setattr(target, name, explode)
+    result = gradeconv.grade(A2_SOLUTION, rubric, sandbox=mode)[0]
+    judged = {"entries": "batchnorm running averages: momentum and eps from bn_param",
+              "_compare_scalar": "svm loss and gradient", "kept_bound": "dropout forward"}[name]
+    test = next(test for test in result.tests if test.name == judged)
+    assert test.outcome == outcomes.ERROR and test.score == 0
+    assert "could not judge the reply" in test.output
