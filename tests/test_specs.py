@@ -124,3 +124,19 @@ def test_every_known_mistake_shows_in_a_bundled_space(function, number):
         settings(max_examples=8, deadline=None, database=None, derandomize=True)(
             given(case=cases(function, space))(probe))()
     assert any(differs), f"{function}: mistake {mistake.hint!r} equals the reference on every drawn case"
+
+
+@pytest.mark.parametrize("function", [name for name in FUNCTIONS if specs.layer_of(name).forward.name == name])
+@settings(max_examples=5, deadline=None)
+@given(data=st.data())
+def test_a_domains_source_draws_the_very_values_it_samples(function, data):
+    """Reproductions draw large inputs again from the seed with each domain's source: it must match sample."""
+    layer = specs.layer_of(function)
+    case = data.draw(cases(function, space_of(layer, {})))
+    values = build(case)
+    sources = [array.values.source(case.shape(array), values.variables) for array in layer.arrays]
+    if not all(sources):
+        return  # such a layer's reproductions write its inputs out
+    namespace = {"np": np, "rng": np.random.default_rng(case.seed)}
+    for array, source in zip(layer.arrays, sources):
+        np.testing.assert_array_equal(eval(source, namespace), values.inputs[array.name], err_msg=source)
