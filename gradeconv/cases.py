@@ -259,6 +259,10 @@ class CaseValues:
                 entries[key] = entry
         return entries
 
+    def reference_backward(self, function) -> dict[str, np.ndarray]:
+        """What a correct `function` (a backward of this layer) returns on the canonical cache, by output name."""
+        return outputs_of(function, function.reference(*self.upstream.values(), self.cache))
+
     def reference_forward(self, overrides: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """The reference forward's outputs by name, on the case's inputs with `overrides`."""
         returned = self.layer.forward.reference(*self.arguments(overrides))

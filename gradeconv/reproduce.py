@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradeconv.cases import CaseValues, outputs_of
+from gradeconv.cases import CaseValues
 from gradeconv.results import CaseResult
 from gradeconv.rubric import ReferenceCheck
 from gradeconv.specs.model import Array, Function, Param, Var
@@ -81,7 +81,7 @@ def _checks(layer, role: str, failure: CaseResult, function: Function, values: C
     if function is layer.forward:
         expected = {**values.reference_outputs, **values.reference_updates}
     else:
-        expected = outputs_of(function, function.reference(*values.upstream.values(), values.cache))
+        expected = values.reference_backward(function)
     return _comparison(failure, function, expected, tolerance)
 
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from gradeconv import checks, diagnosis, gradients, outcomes, reproduce, specs
-from gradeconv.cases import Case, CaseValues, Space, from_explicit, outputs_of
+from gradeconv.cases import Case, CaseValues, Space, from_explicit
 from gradeconv.plan import plan_for
 from gradeconv.results import CaseResult, TestResult
 from gradeconv.rubric import ReferenceCheck, Rubric, Test
@@ -204,7 +204,7 @@ class CaseRunner:
         if layer.properties is not None and own is not None:
             expected = layer.properties.backward(values, own)
         else:
-            expected = outputs_of(function, function.reference(*values.upstream.values(), values.cache))
+            expected = values.reference_backward(function)
         args = [*values.upstream.values(), cache]
         given = [*values.upstream] + (array_names([cache], values.inputs) if cache_kind == "canonical" else [])
         failure, reply, _ = self._call(function.name, args, list(expected.values()), given)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gradeconv import rubric as rubrics
 from gradeconv import specs
-from gradeconv.cases import build, cases, from_explicit, outputs_of, space_of
+from gradeconv.cases import build, cases, from_explicit, space_of
 
 FUNCTIONS = sorted(specs.FUNCTIONS)
 BACKWARDS = [name for name in FUNCTIONS
@@ -47,7 +47,7 @@ def test_every_drawn_case_is_valid(function, data):
     explicit = from_explicit(function, case.as_dict())  # a counterexample can be pasted into a rubric
     assert build(explicit).inputs.keys() == values.inputs.keys()
     for backward in layer.backward:
-        returned = outputs_of(backward, backward.reference(*values.upstream.values(), values.cache))
+        returned = values.reference_backward(backward)
         assert set(returned) == set(backward.outputs)
         for name, gradient in returned.items():
             assert gradient.shape == values.inputs[backward.gradients[name]].shape
@@ -60,7 +60,7 @@ def test_declared_gradients_are_the_reference_forwards_gradients(function, data)
     """Each backward output is d<forward outputs, upstream>/d(the input the spec says), numerically."""
     layer, backward = specs.FUNCTIONS[function]
     values = build(data.draw(cases(function, space_of(layer, {}))))
-    returned = outputs_of(backward, backward.reference(*values.upstream.values(), values.cache))
+    returned = values.reference_backward(backward)
     for name, input_name in backward.gradients.items():
         def objective(value):
             outputs = values.reference_forward({input_name: value})
@@ -109,7 +109,7 @@ def test_every_known_mistake_shows_in_a_bundled_space(function, number):
         if layer.role(graded) == "forward":
             right = {**values.reference_outputs, **values.reference_updates}
         else:
-            right = outputs_of(graded, graded.reference(*values.upstream.values(), values.cache))
+            right = values.reference_backward(graded)
         with np.errstate(all="ignore"):
             try:
                 wrong = np.asarray(mistake.compute(values), dtype=float)
