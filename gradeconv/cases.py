@@ -226,6 +226,9 @@ class CaseValues:
     cache: Any = None  # the reference forward's cache: the canonical one
     upstream: dict[str, np.ndarray] = field(default_factory=dict)  # "d" + output name, for backwards
     own_outputs: dict[str, np.ndarray] | None = None  # the student's forward outputs when a backward got their cache
+    #: answers that depend on the case alone, worked out once for every submission of a batch:
+    #: reference backward outputs, directional gradient probes (gradeconv/runner.py)
+    shared: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def layer(self) -> Layer:
@@ -261,7 +264,14 @@ class CaseValues:
 
     def reference_backward(self, function) -> dict[str, np.ndarray]:
         """What a correct `function` (a backward of this layer) returns on the canonical cache, by output name."""
-        return outputs_of(function, function.reference(*self.upstream.values(), self.cache))
+        key = ("backward", function.name)
+        if key not in self.shared:
+            answer = outputs_of(function, function.reference(*self.upstream.values(), self.cache))
+            for array in answer.values():
+                if isinstance(array, np.ndarray):
+                    array.setflags(write=False)
+            self.shared[key] = answer
+        return dict(self.shared[key])
 
     def reference_forward(self, overrides: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """The reference forward's outputs by name, on the case's inputs with `overrides`."""

@@ -73,14 +73,14 @@ def compare(name: str, got: np.ndarray, expected: np.ndarray, tolerance: Referen
                           "(the course asks for double precision)", output=name)
     if got.ndim == 0:  # a loss
         return _compare_scalar(name, float(got), float(expected), tolerance)
-    if not np.all(np.isfinite(got)):
+    error = np.abs(got - expected)
+    allowed = tolerance.atol + tolerance.rtol * np.abs(expected)
+    if (error <= allowed).all():  # false wherever got is NaN or infinite
+        return None
+    if not np.isfinite(got).all():
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(got))[0])
         return CaseResult(outcomes.WRONG_VALUE, f"{name} contains NaN or infinity, first at index {where}",
                           output=name, where=where)
-    error = np.abs(got - expected)
-    allowed = tolerance.atol + tolerance.rtol * np.abs(expected)
-    if np.all(error <= allowed):
-        return None
     where = tuple(int(i) for i in np.unravel_index(np.argmax(error - allowed), error.shape))
     largest = float(error.max())
     return CaseResult(

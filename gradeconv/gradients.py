@@ -9,8 +9,8 @@ small cases or to localise a failure.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -33,34 +33,61 @@ def _slope(plus: dict[str, np.ndarray], minus: dict[str, np.ndarray], upstream: 
     return sum(np.sum((plus[name] - minus[name]) * up) for name, up in upstream.items()) / (2 * h)
 
 
-def check(forward: Forward, inputs: dict[str, np.ndarray], grads: dict[str, np.ndarray], gradient_of: dict[str, str],
-          upstream: dict[str, np.ndarray], settings: GradientCheck, seed: int) -> tuple[CaseResult | None, int]:
-    """(failure or None, forward calls used) for grads (by output name; gradient_of names their inputs)."""
-    if settings.mode == "full":
-        return _full(forward, inputs, grads, gradient_of, upstream, settings)
+@dataclass(frozen=True)
+class Probe:
+    """One random direction of one input, and the objective's numeric slope along it."""
+
+    gradient: str  # the gradient's output name
+    direction: np.ndarray
+    slope: float
+
+
+def probes(forward: Forward, inputs: dict[str, np.ndarray], names: list[str], gradient_of: dict[str, str],
+           upstream: dict[str, np.ndarray], settings: GradientCheck, seed: int) -> Iterator[Probe]:
+    """The directional probes of gradients `names`, drawn from `seed` in order, two forward calls each.
+
+    They depend on the forward and the case only, never on the gradients judged: with the
+    reference forward, every submission of a batch can share them.
+    """
     rng = np.random.default_rng(seed)
-    calls = 0
     h = settings.step
-    for name, grad in grads.items():
+    for name in names:
         value = inputs[gradient_of[name]]
         for _ in range(settings.directions):
             direction = rng.standard_normal(value.shape)
+            direction.setflags(write=False)
             plus = forward({gradient_of[name]: value + h * direction})
             minus = forward({gradient_of[name]: value - h * direction})
-            calls += 2
-            numeric = float(_slope(plus, minus, upstream, h))
-            exact = float(np.sum(grad * direction))
-            if _disagree(numeric, exact, settings.tolerance):
-                failure = CaseResult(
-                    outcomes.WRONG_VALUE,
-                    f"{name} disagrees with the numeric gradient: along a random direction the "
-                    f"slope is {numeric:.6g}, your {name} gives {exact:.6g}",
-                    output=name, max_error=abs(numeric - exact),
-                )
-                if value.size > LOCALISE_MAX_ELEMENTS:
-                    return failure, calls
-                located, extra = _full(forward, inputs, {name: grad}, gradient_of, upstream, settings)
-                return _localised(failure, located), calls + extra
+            yield Probe(name, direction, float(_slope(plus, minus, upstream, h)))
+
+
+def check(forward: Forward, inputs: dict[str, np.ndarray], grads: dict[str, np.ndarray], gradient_of: dict[str, str],
+          upstream: dict[str, np.ndarray], settings: GradientCheck, seed: int,
+          probed: Iterable[Probe] | None = None) -> tuple[CaseResult | None, int]:
+    """(failure or None, forward calls used) for grads (by output name; gradient_of names their inputs).
+
+    probed: the directional probes of these grads, if already known (see `probes`).
+    """
+    if settings.mode == "full":
+        return _full(forward, inputs, grads, gradient_of, upstream, settings)
+    if probed is None:
+        probed = probes(forward, inputs, list(grads), gradient_of, upstream, settings, seed)
+    calls = 0
+    for probe in probed:
+        calls += 2
+        name, numeric = probe.gradient, probe.slope
+        exact = float(np.sum(grads[name] * probe.direction))
+        if _disagree(numeric, exact, settings.tolerance):
+            failure = CaseResult(
+                outcomes.WRONG_VALUE,
+                f"{name} disagrees with the numeric gradient: along a random direction the "
+                f"slope is {numeric:.6g}, your {name} gives {exact:.6g}",
+                output=name, max_error=abs(numeric - exact),
+            )
+            if inputs[gradient_of[name]].size > LOCALISE_MAX_ELEMENTS:
+                return failure, calls
+            located, extra = _full(forward, inputs, {name: grads[name]}, gradient_of, upstream, settings)
+            return _localised(failure, located), calls + extra
     return None, calls
 
 

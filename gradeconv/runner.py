@@ -176,8 +176,7 @@ class CaseRunner:
         if function.loss and test.checks.gradient is not None:
             upstream = {function.outputs[0]: np.ones(())}
             grads = {name: got[name] for name in self._scored(test, function) if name in function.gradients}
-            return self._gradient_check(test, function, values, grads, upstream, values.reference_forward,
-                                        case) or CaseResult(outcomes.PASSED)
+            return self._gradient_check(test, function, values, grads, upstream, case) or CaseResult(outcomes.PASSED)
         return CaseResult(outcomes.PASSED)
 
     def _judge_forward(self, test: Test | None, values: CaseValues, got: dict,
@@ -236,23 +235,34 @@ class CaseRunner:
             return failure
         if test.checks.gradient is not None and values.layer.properties is None:
             upstream = {name: values.upstream[f"d{name}"] for name in values.layer.forward.outputs}
+            own_forward = self._submission_forward(values) if test.checks.gradient.forward == "submission" else None
             failure = self._gradient_check(test, function, values, {name: got[name] for name in scored}, upstream,
-                                           self._forward_for_gradient(test, values), case)
+                                           case, own_forward)
             if failure:
                 return failure
         return CaseResult(outcomes.PASSED)
 
     def _gradient_check(self, test: Test, function: Function, values: CaseValues, grads: dict, upstream: dict,
-                        forward, case: Case) -> CaseResult | None:
-        failure, calls = gradients.check(forward, values.inputs, grads, function.gradients, upstream,
-                                         test.checks.gradient, case.seed)
+                        case: Case, submission_forward=None) -> CaseResult | None:
+        """The numeric gradient check of grads, on the reference forward unless submission_forward is given."""
+        settings = test.checks.gradient
+        forward = submission_forward or values.reference_forward
+        probed = None
+        if submission_forward is None and settings.mode == "directional":
+            # the reference's slopes are the same for every submission: worked out once per case
+            key = ("probes", function.name, tuple(grads), settings.model_dump_json(), case.seed)
+            if key not in values.shared:
+                values.shared[key] = tuple(gradients.probes(forward, values.inputs, list(grads), function.gradients,
+                                                            upstream, settings, case.seed))
+            probed = values.shared[key]
+        failure, calls = gradients.check(forward, values.inputs, grads, function.gradients, upstream, settings,
+                                         case.seed, probed)
         self.gradient_calls += calls
         self.full_calls += gradients.full_calls(values.inputs, grads, function.gradients)
         return failure
 
-    def _forward_for_gradient(self, test: Test, values: CaseValues):
-        if test.checks.gradient.forward == "reference":
-            return values.reference_forward
+    def _submission_forward(self, values: CaseValues):
+        """The student's forward as the gradient check calls it (NaN where it fails)."""
 
         def submission_forward(overrides: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             failure, got, _ = self._call_forward(values, overrides=overrides)

@@ -2,15 +2,18 @@
 import pytest
 from hypothesis import given, settings
 
+import numpy as np
+
+from gradeconv import gradients
 from gradeconv import plan as plans
 from gradeconv import rubric as rubrics
 from gradeconv.cases import build, cases, space_of
 from gradeconv.grading import grade_submission
 from gradeconv.runner import CaseRunner
 from gradeconv.search import smallest_failure
-from gradeconv.specs import layer_of
+from gradeconv.specs import function, layer_of
 from gradeconv.submissions import Submission
-from tests.conftest import ROOT
+from tests.conftest import CORRECT, ROOT, mutate
 
 SAMPLE = ["alice", "bob_pad0_crop", "carol_pool_overwrites", "dave_h_w_swapped", "erin_true_division",
           "frank_missing_bias"]
@@ -67,6 +70,68 @@ def test_shared_case_values_are_read_only(case):
     for array in (*values.inputs.values(), *values.reference_outputs.values(), *values.upstream.values()):
         with pytest.raises(ValueError):
             array[...] = 0
+
+
+@settings(max_examples=5, deadline=None)
+@given(case=cases("conv_backward_naive", space_of(layer_of("conv_backward_naive"), {})))
+def test_a_reference_backward_is_worked_out_once_and_read_only(case):
+    values = build(case)
+    backward = function("conv_backward_naive")
+    first, again = values.reference_backward(backward), values.reference_backward(backward)
+    assert set(first) == {"dx", "dw", "db"}
+    for name, array in first.items():
+        assert again[name] is array
+        with pytest.raises(ValueError):
+            array[...] = 0
+    first.pop("dx")  # the caller's dict is its own
+    assert "dx" in values.reference_backward(backward)
+
+
+@settings(max_examples=5, deadline=None)
+@given(case=cases("conv_backward_naive", space_of(layer_of("conv_backward_naive"), {})))
+def test_shared_gradient_probes_give_the_verdict_of_a_live_check(case):
+    values = build(case)
+    backward = function("conv_backward_naive")
+    right = values.reference_backward(backward)
+    wrong = dict(right, dw=right["dw"] * 1.01 + 1e-3)
+    upstream = {"out": values.upstream["dout"]}
+    settings_ = rubrics.GradientCheck(directions=2)
+    probed = tuple(gradients.probes(values.reference_forward, values.inputs, ["dx", "dw", "db"], backward.gradients,
+                                    upstream, settings_, case.seed))
+    assert len(probed) == 6 and {probe.gradient for probe in probed} == {"dx", "dw", "db"}
+    for grads in (right, wrong):
+        live = gradients.check(values.reference_forward, values.inputs, grads, backward.gradients, upstream,
+                               settings_, case.seed)
+        shared = gradients.check(values.reference_forward, values.inputs, grads, backward.gradients, upstream,
+                                 settings_, case.seed, probed)
+        assert shared == live
+    assert live[0] is not None and live[0].output == "dw"  # the wrong dw is caught, and only dw
+    assert all(np.isfinite(probe.slope) for probe in probed)
+
+
+def test_answers_shared_by_a_class_never_change_a_verdict(default_rubric, write_submission):
+    """Graded in one batch (reference answers and gradient probes shared) or each alone: the same results."""
+    data = default_rubric.model_dump()
+    for test in data["tests"]:  # every backward test judged by the gradient check alone
+        if "backward" in test["function"]:
+            test["checks"] = {"reference": None, "gradient": {"mode": "directional", "directions": 2}}
+    rubric = rubrics.Rubric.model_validate(data)
+    source = CORRECT.read_text()
+    class_ = [
+        Submission("correct", write_submission("correct", source)),
+        Submission("dw_wrong", write_submission("dw_wrong", mutate(
+            source, "dw[f] += x_pad[n, :, rows, cols]", "dw[f] += x_pad[n, :, i:i + HH, j:j + WW]"))),
+        Submission("carol", ROOT / "submissions" / "carol_pool_overwrites"),
+    ]
+    alone = []
+    for submission in class_:
+        plans._PLANS.clear()
+        alone.append(comparable(grade_submission(submission, rubric)))
+    plans._PLANS.clear()
+    batch = [comparable(grade_submission(submission, rubric)) for submission in [*class_, class_[0]]]
+    assert batch == [*alone, alone[0]]
+    assert alone[0]["score"] == alone[0]["max_score"] and alone[1]["score"] < alone[1]["max_score"]
+    assert any("numeric gradient" in test["output"] for test in alone[1]["tests"])
 
 
 @pytest.fixture
