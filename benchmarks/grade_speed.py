@@ -39,7 +39,7 @@ def main() -> None:
     sandbox = result.student_seconds
     harness = wall - sandbox
     start_up = worker_start_up(submission, rubric)
-    print(f"score {result.score:g}/{result.max_score:g}, sandbox {result.sandbox}, best of {RUNS}")
+    print(f"score {result.score:g}/{result.max_score:g} (best of {RUNS} runs), sandbox {result.sandbox}")
     print(f"wall time per submission     {wall:7.3f} s   (target <= 0.25 s: {verdict(wall <= 0.25)})")
     print(f"time in the sandbox          {sandbox:7.3f} s   (of which worker start-up {start_up:.3f} s)")
     print(f"harness time                 {harness:7.3f} s   harness / sandbox = {harness / sandbox:5.2f} "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
@@ -47,20 +48,26 @@ class Plan:
         self.file = folder / f"{key}.json" if folder else None
         self._cases: dict[str, tuple[Case, ...]] = _read(self.file)
         self._values: OrderedDict[tuple, CaseValues] = OrderedDict()
+        self._lock = threading.Lock()  # a Dask worker may grade on several threads
+        self._drawing = threading.Lock()  # and Hypothesis draws one test at a time
 
     def cases(self, test: Test) -> tuple[Case, ...]:
         """The cases the test's search generates when every one passes, in order."""
-        if test.name not in self._cases:
-            drawn: list[Case] = []
+        with self._drawing:
+            if test.name not in self._cases:
+                self._cases[test.name] = self._draw(test)
+                self._save()
+            return self._cases[test.name]
 
-            def record(case: Case) -> CaseResult:
-                drawn.append(case)
-                return CaseResult(outcomes.PASSED)
+    def _draw(self, test: Test) -> tuple[Case, ...]:
+        drawn: list[Case] = []
 
-            smallest_failure(record, test.function, test.draw_space, test.examples, self.rubric.seed_of(test))
-            self._cases[test.name] = tuple(drawn)
-            self._save()
-        return self._cases[test.name]
+        def record(case: Case) -> CaseResult:
+            drawn.append(case)
+            return CaseResult(outcomes.PASSED)
+
+        smallest_failure(record, test.function, test.draw_space, test.examples, self.rubric.seed_of(test))
+        return tuple(drawn)
 
     def _save(self) -> None:
         if self.file is None:
@@ -75,13 +82,15 @@ class Plan:
     def values(self, test: Test, case: Case) -> CaseValues:
         """The case's arrays and the reference's answers (read-only: every submission shares them)."""
         key = (test.name, case)
-        if key in self._values:
-            self._values.move_to_end(key)
-            return self._values[key]
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
         values = build(replace(case, seed=self.rubric.value_seed(test, case.seed)))
-        self._values[key] = values
-        if len(self._values) > MAX_VALUES:
-            self._values.popitem(last=False)
+        with self._lock:
+            values = self._values.setdefault(key, values)
+            while len(self._values) > MAX_VALUES:
+                self._values.popitem(last=False)
         return values
 
 

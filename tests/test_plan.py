@@ -1,4 +1,7 @@
 """The case plan: drawn once per rubric, and grading with it gives exactly a plain search's results."""
+import sys
+import threading
+
 import pytest
 from hypothesis import given, settings
 
@@ -188,3 +191,33 @@ def test_a_plan_folder_others_can_write_or_a_link_is_not_used(tmp_path, monkeypa
     assert private_folder("plans") is None
     folder.unlink()
     assert private_folder("plans") == folder and oct(folder.stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_plan_shared_by_threads_gives_each_the_same_values(small_rubric, private_tmp, monkeypatch):
+    """A Dask worker may grade on several threads: the plan's cache of values stays consistent."""
+    monkeypatch.setattr(plans, "MAX_VALUES", 2)  # every lookup races an eviction
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns between almost any two bytecodes
+    plan = plans.plan_for(small_rubric)
+    test = next(test for test in small_rubric.tests if test.examples)
+    drawn = plan.cases(test)[:4]
+    errors = []
+
+    def look_up() -> None:
+        try:
+            for _ in range(200):
+                for case in drawn:
+                    assert plan.values(test, case).case.variables == case.variables
+        except Exception as error:  # noqa: BLE001 - reported below, with the thread's error
+            errors.append(error)
+
+    threads = [threading.Thread(target=look_up) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == [] and not any(thread.is_alive() for thread in threads)
+    assert len(plan._values) <= 2
