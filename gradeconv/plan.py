@@ -3,8 +3,9 @@
 With a fixed seed Hypothesis generates the same cases in the same order until a
 case fails, so the cases a passing submission sees are known before it runs.
 The plan records them once (running the search against a function that always
-passes) and builds their arrays and the reference's answers once; every later
-submission runs the recorded cases directly. Only a failure needs Hypothesis
+passes) and builds their arrays and the reference's answers once (its backward
+on the canonical cache and the gradient check's probes join them on first use);
+every later submission runs the recorded cases directly. Only a failure needs Hypothesis
 again, to find the same first failure and shrink it: grades and counterexamples
 are those of a plain search.
 
