@@ -40,6 +40,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gradeconv.sandbox import landlock
 from tests.conftest import CORRECT, ROOT, skip_unless_available
 
 SOURCE = CORRECT.read_text()
@@ -1432,20 +1433,26 @@ conv_backward_naive = _killing(conv_backward_naive)
 max_pool_forward_naive = _killing(max_pool_forward_naive)
 max_pool_backward_naive = _killing(max_pool_backward_naive)
 '''
-GHOST_SCRIPT = ('echo ghost-started; i=0; while [ $i -lt 60 ]; do /bin/sleep 0.2; echo forged > {results} 2>/dev/null; '
-                'echo alive > /tmp/{marker}-ghost 2>/dev/null; echo alive > /dev/shm/{marker}-ghost 2>/dev/null; '
-                'i=$((i+1)); done')
+#: a Python loop (a system shell is outside what a uid worker may run under Landlock)
+GHOST_SCRIPT = ('import time\nprint("ghost-started", flush=True)\nfor _ in range(60):\n    time.sleep(0.2)\n'
+                '    for path, text in (({results!r}, "forged"), ("/tmp/{marker}-ghost", "alive"),\n'
+                '                       ("/dev/shm/{marker}-ghost", "alive")):\n'
+                '        try:\n            with open(path, "w") as handle:\n                handle.write(text)\n'
+                '        except OSError:\n            pass\n')
+#: the interpreter, with no environment but what it needs to start (no marker variable)
+GHOST_EXEC = ('_gos.execve(_gsys.executable, [_gsys.executable, "-I", "-S", "-c", __SCRIPT__, __MARKER__],\n'
+              '            {k: v for k, v in _gos.environ.items() if k == "LD_LIBRARY_PATH"})')
 GHOST = '''
-import os as _gos
+import os as _gos, sys as _gsys
 
 def _ghost():
-    """A process in a session of its own, reparented, with an empty environment (no marker variable)."""
+    """A process in a session of its own, reparented, with no marker variable in its environment."""
     pid = _gos.fork()
     if pid == 0:
         try:
             _gos.setsid()
             if _gos.fork() == 0:
-                _gos.execve("/bin/sh", ["/bin/sh", "-c", __SCRIPT__, __MARKER__], {})
+                __EXEC__
         finally:
             _gos._exit(0)
     _gos.waitpid(pid, 0)
@@ -1457,7 +1464,7 @@ def conv_forward_naive(x, w, b, conv_param):
         _haunted.append(True)
         _ghost()
     return _honest_conv_forward_naive(x, w, b, conv_param)
-'''
+'''.replace("__EXEC__", GHOST_EXEC)
 
 
 class Listeners:
@@ -1549,7 +1556,8 @@ def _attack():
         try:
             _jos.setsid()
             if _jos.fork() == 0:
-                _jos.execve("/bin/sh", ["/bin/sh", "-c", __SCRIPT__, __MARKER__], {})
+                _gos, _gsys = _jos, _jsys
+                __EXEC__
         finally:
             _jos._exit(0)
     _jos.waitpid(pid, 0)
@@ -1566,7 +1574,7 @@ def max_pool_forward_naive(x, pool_param):  # wrong on purpose: the score must b
 
 def max_pool_backward_naive(dout, cache):
     return _honest_max_pool_backward_naive(dout, cache) * 0.0
-'''
+'''.replace("__EXEC__", GHOST_EXEC)
 
 
 @pytest.mark.parametrize("mode", ATTACK_MODES)
@@ -1664,11 +1672,12 @@ _try("import a forbidden system package", _forbidden)
 
 @pytest.mark.parametrize("mode", [
     "bubblewrap",
-    pytest.param("uid", marks=pytest.mark.xfail(strict=True, reason=(
-        "HOLE (policy): forbidden_imports are enforced by a source check and an import hook inside the worker; "
-        "student code removes the hook, extends sys.path and imports a forbidden package installed for the "
-        "system (/usr/lib/python3/dist-packages is world-readable, so the worker account reads it); yaml stands "
-        "in for a torch installed from apt or pip. bubblewrap hides those folders"))),
+    pytest.param("uid", marks=pytest.mark.xfail(not landlock.abi(), strict=True, reason=(
+        "HOLE (policy) where the kernel has no Landlock: forbidden_imports are enforced by a source check and an "
+        "import hook inside the worker; student code removes the hook, extends sys.path and imports a forbidden "
+        "package installed for the system (/usr/lib/python3/dist-packages is world-readable, so the worker "
+        "account reads it); yaml stands in for a torch installed from apt or pip. bubblewrap hides those "
+        "folders, and so do the uid sandbox's Landlock rules"))),
 ])
 def test_a_forbidden_package_installed_on_the_system_cannot_be_imported(mode, ws, marker):
     """A rubric forbidding yaml; the submission drops the import hook and imports yaml from the system's
@@ -1684,6 +1693,60 @@ def test_a_forbidden_package_installed_on_the_system_cannot_be_imported(mode, ws
     assert "LEAK" not in batch.rows["imports"]["output"], batch.summary("imports")
     assert "blocked import a forbidden system package" in batch.rows["imports"]["output"]
 
+
+
+OUTSIDE_FILES = TRY + '''
+import subprocess as _jsubprocess
+
+def _read(path):
+    with open(path) as handle:
+        return handle.read()[:60]
+
+def _allowed(label, action):
+    """What an honest submission may do must keep working."""
+    try:
+        action()
+        print("allowed", label, flush=True)
+    except BaseException as error:
+        print("refused", label, type(error).__name__, error, flush=True)
+
+_try("read a world-readable file outside the sandbox", lambda: _read(__NOTES__))
+_try("list a world-readable folder outside the sandbox", lambda: _jos.listdir(__FOLDER__))
+_try("read /etc/passwd", lambda: _read("/etc/passwd"))
+_try("plant a file in /var/tmp", lambda: _write("/var/tmp/" + __MARKER__ + "-planted", "planted"))
+_try("run a system program", lambda: _jsubprocess.run(["/usr/bin/id"], capture_output=True).stdout)
+_allowed("write and read back in the work folder", lambda: _read(_write("scratch.txt", "x")))
+_allowed("write in /tmp", lambda: _jos.unlink(_write("/tmp/" + __MARKER__ + "-scratch", "x")))
+_allowed("read its own package", lambda: _read(__file__))
+'''
+
+
+@pytest.mark.skipif(not landlock.abi(), reason="the kernel offers no Landlock")
+def test_a_uid_worker_touches_no_file_outside_its_sandbox(ws, marker):
+    """Landlock in the uid sandbox: files the world may read or write elsewhere on the machine are out of
+    reach, and so are system programs; the work folder, /tmp and the submission's own files still work."""
+    skip_unless_available("uid")
+    outside = Path(tempfile.mkdtemp(prefix="gradeconv-outside-", dir="/var/tmp"))  # not marked: the grader's
+    try:
+        os.chmod(outside, 0o755)
+        notes = outside / "notes.txt"
+        notes.write_text("another course's notes\n")
+        os.chmod(notes, 0o644)
+        rubric = write_rubric(ws / "rubric.yaml", tests=ONE_TEST)
+        attack = SOURCE + fill(OUTSIDE_FILES, NOTES=str(notes), FOLDER=str(outside), MARKER=marker)
+        batch = grade_batch(ws, "uid", make_class(ws, {"reader": attack}), rubric)
+    finally:
+        shutil.rmtree(outside)
+    assert_honest(batch)
+    assert_nothing_left(marker, batch, "uid", [ws])
+    output = batch.rows["reader"]["output"]
+    assert "LEAK" not in output and "refused" not in output, batch.summary("reader")
+    for label in ("read a world-readable file outside the sandbox", "list a world-readable folder outside",
+                  "read /etc/passwd", "plant a file in /var/tmp", "run a system program"):
+        assert f"blocked {label}" in output, batch.summary("reader")
+    assert output.count("allowed ") == 3, batch.summary("reader")
+    assert batch.rows["reader"]["score"] == batch.rows["reader"]["max_score"], batch.summary("reader")
+    assert not list(Path("/var/tmp").glob(f"{marker}-planted*"))
 
 SYSV_IPC = TRY + '''
 import ctypes as _ctypes

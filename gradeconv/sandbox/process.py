@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradeconv.sandbox import bubblewrap, reaper, replies, seccomp, wire
+from gradeconv.sandbox import bubblewrap, landlock, reaper, replies, seccomp, wire
 from gradeconv.sandbox.accounts import Account
 from gradeconv.sandbox.runtime import Runtime
 from gradeconv.sandbox.staging import Stage
@@ -100,7 +100,8 @@ class WorkerProcess:
         jailed = isolation.mode == "bubblewrap"
         info_read, info_write = os.pipe() if jailed else (-1, -1)
         filter_read = _filter_pipe() if jailed and seccomp.supported() else -1
-        argv, env, options = self._launch(request_read, reply_write, functions, info_write, filter_read)
+        rules = self._rules()
+        argv, env, options = self._launch(request_read, reply_write, functions, info_write, filter_read, rules)
         logs = stage.root / "logs"
         passed = tuple(fd for fd in (request_read, reply_write, info_write, filter_read) if fd >= 0)
         try:
@@ -109,12 +110,18 @@ class WorkerProcess:
                     argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=stage.root / "work",
                     env=env, pass_fds=passed, start_new_session=True, **options)
         finally:
-            for fd in passed:
+            for fd in (*passed, *([rules] if rules is not None else [])):
                 os.close(fd)
         self.group = self._group(info_read)
 
+    def _rules(self) -> int | None:
+        """The Landlock ruleset of a uid-mode worker, where the machine offers Landlock (else None)."""
+        if self.isolation.mode != "uid" or self.isolation.runtime is None:
+            return None
+        return landlock.worker_ruleset(self.isolation.runtime, self.stage.root)
+
     def _launch(self, request_read: int, reply_write: int, functions: list[str],
-                info_write: int, filter_read: int) -> tuple[list[str], dict, dict]:
+                info_write: int, filter_read: int, rules: int | None) -> tuple[list[str], dict, dict]:
         """argv, environment and Popen options for this isolation mode."""
         mode, runtime = self.isolation.mode, self.isolation.runtime
         jailed = mode == "bubblewrap"
@@ -165,7 +172,8 @@ class WorkerProcess:
         if mode == "uid":
             install = (seccomp.no_network_installer() if seccomp.supported()
                        else seccomp.no_new_privileges_installer())
-            return argv, env, {**as_account, "preexec_fn": _confine(self.limits.processes, install)}
+            restrict = landlock.restrictor(rules) if rules is not None else None
+            return argv, env, {**as_account, "preexec_fn": _confine(self.limits.processes, install, restrict)}
         return argv, env, {}
 
     def _group(self, info_read: int) -> reaper.Group:
@@ -293,14 +301,17 @@ def _filter_pipe() -> int:
     return read
 
 
-def _confine(processes: int, install=None):
-    """preexec_fn for a worker account: the kernel bounds its processes; then `install` runs (seccomp).
+def _confine(processes: int, install=None, restrict=None):
+    """preexec_fn for a worker account: the kernel bounds its processes; then `restrict` (Landlock) and
+    `install` (seccomp) run.
 
     bwrap started by an account gets no `install`: it installs the filter itself, after building the jail.
     """
 
     def confine() -> None:
         resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+        if restrict is not None:
+            restrict()
         if install is not None:
             install()
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy
 
-FORMAT = 1  # bump when the layout changes, so old trees are not reused
+FORMAT = 2  # bump when the layout changes, so old trees are not reused
 CACHE_VARIABLE = "GRADECONV_RUNTIME_DIR"
 DEFAULT_CACHE_ROOT = Path("/var/cache/gradeconv")
 MANIFEST = "runtime.json"
@@ -46,6 +46,8 @@ PROBE_SECONDS = 60.0
 EXCLUDED_STDLIB = frozenset({"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3",
                              "pydoc_data", "site-packages", "dist-packages"})
 _LDD_LINE = re.compile(r"^\s*(\S+) => (/\S+) \(0x[0-9a-fA-F]+\)\s*$")
+#: a library ldd found, or the dynamic loader (a line of its own, without "=>")
+_LOADED = re.compile(r"^\s*(?:\S+ => )?(/\S+) \(0x[0-9a-fA-F]+\)\s*$")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class Runtime:
     python: Path  # <root>/bin/python3.X
     site: Path  # <root>/site, holding numpy only
     env: dict[str, str] = field(default_factory=dict)  # e.g. LD_LIBRARY_PATH=<root>/lib
+    #: folders of the system libraries it loads (None: unknown, so no Landlock rules can be written)
+    library_folders: tuple[str, ...] | None = None
 
 
 def shared_runtime(cache_root: Path | None = None) -> Runtime:
@@ -85,12 +89,35 @@ def runtime_usable_by(runtime: Runtime, uid: int, gid: int) -> bool:
     switch: dict = {}
     if os.geteuid() == 0 or (uid, gid) != (os.geteuid(), os.getegid()):
         switch = {"user": uid, "group": gid, "extra_groups": []}
+    return runs(runtime, **switch)
+
+
+def runs(runtime: Runtime, cwd: str = "/", silent: bool = False, **options) -> bool:
+    """Whether the runtime's python starts and imports its numpy (with silent, writing nothing to stderr),
+    run with these Popen options."""
     try:
-        done = subprocess.run(_probe_argv(runtime), env=_probe_env(runtime), cwd="/",
-                              capture_output=True, text=True, timeout=PROBE_SECONDS, **switch)
+        done = subprocess.run(_probe_argv(runtime), env=_probe_env(runtime), cwd=cwd,
+                              capture_output=True, text=True, timeout=PROBE_SECONDS, **options)
     except (OSError, subprocess.SubprocessError):
         return False
-    return done.returncode == 0 and done.stdout == _probe_expected()
+    return done.returncode == 0 and done.stdout == _probe_expected() and not (silent and done.stderr)
+
+
+def _library_folders(runtime: Runtime) -> list[str] | None:
+    """Folders of the shared libraries the runtime's python, lib-dynload and numpy load, the dynamic
+    loader's included (what the uid sandbox's Landlock rules let a worker read); None when ldd cannot tell."""
+    objects = [str(runtime.python), *map(str, sorted(runtime.root.glob("lib/python*/lib-dynload/*.so"))),
+               *map(str, sorted(runtime.site.rglob("*.so")))]
+    try:
+        done = subprocess.run(["ldd", *objects], env=_probe_env(runtime), capture_output=True, text=True,
+                              timeout=PROBE_SECONDS)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    paths = {match[1] for match in map(_LOADED.search, done.stdout.splitlines()) if match}
+    if done.returncode != 0 or not paths:
+        return None
+    folders = {os.path.dirname(os.path.realpath(path)) for path in paths}
+    return sorted(folder for folder in folders if not _inside(folder, [str(runtime.root)]))
 
 
 @functools.lru_cache(maxsize=1)
@@ -131,7 +158,9 @@ def _describe(root: Path) -> Runtime:
     """The runtime at root, as its manifest describes it."""
     manifest = json.loads((root / MANIFEST).read_text())
     env = {"LD_LIBRARY_PATH": str(root / "lib")} if manifest["library_path"] else {}
-    return Runtime(root=root, python=root / manifest["python"], site=root / "site", env=env)
+    folders = manifest.get("library_folders")
+    return Runtime(root=root, python=root / manifest["python"], site=root / "site", env=env,
+                   library_folders=tuple(map(str, folders)) if isinstance(folders, list) else None)
 
 
 def _prepare_cache_root(cache_root: Path) -> None:
@@ -212,6 +241,9 @@ def _populate(target: Path) -> None:
         _place_file(path, target / "lib" / name)
     manifest = {"format": FORMAT, "python": str(python), "library_path": bool(libraries),
                 "python_version": sys.version, "numpy_version": numpy.__version__}
+    described = Runtime(root=target, python=target / python, site=target / "site",
+                        env={"LD_LIBRARY_PATH": str(target / "lib")} if libraries else {})
+    manifest["library_folders"] = _library_folders(described)
     (target / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     os.chmod(target / MANIFEST, 0o644)
 

@@ -1,0 +1,209 @@
+"""Landlock: the files a worker account may touch, enforced by the kernel.
+
+The uid sandbox has no mount namespace of its own, so without this its worker
+may read every file the world may read: other courses' files, and packages
+installed for the system's Python (which is how a forbidden package could be
+imported after removing the worker's import hook). Where the kernel offers
+Landlock (Linux 5.13 or later, not refused by a container's seccomp profile),
+the worker gets a ruleset, built here in the parent and applied in the child
+between fork and exec, that allows
+
+- reading and running: the runtime (Python, its standard library, numpy), the
+  stage, the shared libraries those load, locales, /proc and the CPU topology
+  in /sys (OpenBLAS reads it), and a few devices (/dev/null, /dev/urandom);
+- writing as well: the stage's work folder, /tmp and /dev/shm, the scratch
+  folders the watchdog counts;
+
+and nothing else. With Landlock ABI 6 the worker's signals and abstract Unix
+sockets are also scoped to its own processes. Where Landlock is missing the
+uid sandbox works as before: its account's rights and the protections of
+gradeconv/sandbox/accounts.py.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import struct
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+from gradeconv.sandbox.runtime import Runtime, runs
+
+PR_SET_NO_NEW_PRIVS = 38
+#: syscall numbers, the same on every architecture since Linux 5.13
+CREATE_RULESET, ADD_RULE, RESTRICT_SELF = 444, 445, 446
+CREATE_RULESET_VERSION = 1
+RULE_PATH_BENEATH = 1
+
+EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+REMOVE_DIR, REMOVE_FILE = 1 << 4, 1 << 5
+MAKE_CHAR, MAKE_DIR, MAKE_REG, MAKE_SOCK, MAKE_FIFO, MAKE_BLOCK, MAKE_SYM = (1 << bit for bit in range(6, 13))
+REFER, TRUNCATE, IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
+#: file system rights each ABI knows: a ruleset handles all of them, so unnamed ones are denied
+ABI_FS_RIGHTS = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1, 5: (1 << 16) - 1}
+#: ABI 4: TCP rights (none is granted)
+BIND_TCP, CONNECT_TCP = 1 << 0, 1 << 1
+#: ABI 6: signals and abstract Unix sockets reach only processes of the same ruleset
+SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1
+
+READ = EXECUTE | READ_FILE | READ_DIR
+WRITE = (READ | WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_DIR | MAKE_REG | MAKE_FIFO | MAKE_SYM | REFER
+         | TRUNCATE)
+#: rights that apply to a file (the rest only to folders)
+FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
+
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+SYSTEM_READ = ("/proc", "/sys/devices/system/cpu", "/usr/lib/locale", "/usr/share/locale",
+               "/etc/ld.so.cache")
+SCRATCH = ("/tmp", "/dev/shm")
+
+
+def _libc():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    libc.prctl.restype = ctypes.c_int
+    return libc
+
+
+def _fs_rights(abi: int) -> int:
+    return ABI_FS_RIGHTS.get(abi, ABI_FS_RIGHTS[5])
+
+
+@functools.lru_cache(maxsize=1)
+def abi() -> int:
+    """The kernel's Landlock ABI version, once it is shown to confine a child; 0 when it cannot."""
+    try:
+        version = _libc().syscall(CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION))
+    except (OSError, AttributeError):
+        return 0
+    if version < 1 or not _confines_a_child(version):
+        return 0
+    return int(version)
+
+
+def ruleset(read: Iterable[str], write: Iterable[str], devices: Iterable[str] = DEVICES) -> int:
+    """A ruleset file descriptor allowing `read` (read and run) and `write` (also create and change) beneath
+    each path, and reading and writing the `devices`; paths that do not exist are left out."""
+    version = abi()
+    if not version:
+        raise OSError("Landlock is not available")
+    libc = _libc()
+    handled = _fs_rights(version)
+    networking = BIND_TCP | CONNECT_TCP if version >= 4 else 0  # seccomp refuses sockets already
+    scopes = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if version >= 6 else 0
+    attribute = struct.pack("=QQQ", handled, networking, scopes)
+    size = 24 if version >= 6 else 16 if version >= 4 else 8
+    buffer = ctypes.create_string_buffer(attribute[:size], size)
+    fd = libc.syscall(CREATE_RULESET, buffer, ctypes.c_size_t(size), ctypes.c_uint32(0))
+    if fd < 0:
+        raise _error("landlock_create_ruleset")
+    try:
+        for paths, rights in ((read, READ), (write, WRITE), (devices, READ_FILE | WRITE_FILE)):
+            for path in paths:
+                _allow(libc, fd, path, rights & handled)
+    except BaseException:
+        os.close(fd)
+        raise
+    return int(fd)
+
+
+def _allow(libc, ruleset_fd: int, path: str, rights: int) -> None:
+    try:
+        target = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return  # nothing there to allow
+    try:
+        if not os.path.isdir(f"/proc/self/fd/{target}"):
+            rights &= FILE_RIGHTS
+        rule = ctypes.create_string_buffer(struct.pack("=Qi", rights, target), 12)
+        if libc.syscall(ADD_RULE, ctypes.c_int(ruleset_fd), ctypes.c_int(RULE_PATH_BENEATH), rule,
+                        ctypes.c_uint32(0)) != 0:
+            raise _error(f"landlock_add_rule({path})")
+    finally:
+        os.close(target)
+
+
+class Restrictor:
+    """preexec_fn part that confines the child to a prebuilt ruleset: prctl and one system call only."""
+
+    def __init__(self, ruleset_fd: int):
+        self.ruleset_fd = ruleset_fd
+        libc = _libc()
+        self.prctl, self.syscall = libc.prctl, libc.syscall
+
+    def __call__(self) -> None:
+        if self.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise _error("prctl(PR_SET_NO_NEW_PRIVS)")
+        if self.syscall(RESTRICT_SELF, ctypes.c_int(self.ruleset_fd), ctypes.c_uint32(0)) != 0:
+            raise _error("landlock_restrict_self")
+
+
+def restrictor(ruleset_fd: int) -> Callable[[], None]:
+    return Restrictor(ruleset_fd)
+
+
+def _error(call: str) -> OSError:
+    code = ctypes.get_errno()
+    return OSError(code, f"{call}: {os.strerror(code)}")
+
+
+def _confines_a_child(version: int) -> bool:
+    """A forked child under a ruleset allowing nothing cannot open this interpreter's binary."""
+    libc = _libc()
+    attribute = ctypes.create_string_buffer(struct.pack("=Q", _fs_rights(version)), 8)
+    fd = libc.syscall(CREATE_RULESET, attribute, ctypes.c_size_t(8), ctypes.c_uint32(0))
+    if fd < 0:
+        return False
+    restrict = Restrictor(int(fd))
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            restrict()
+            try:
+                os.close(os.open(os.path.realpath(sys.executable), os.O_RDONLY))
+                code = 2  # the ruleset let it through
+            except PermissionError:
+                code = 0
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def worker_ruleset(runtime: Runtime, stage_root: Path) -> int | None:
+    """The ruleset of a uid-mode worker for this stage (see the module's docstring), or None where the
+    kernel has no Landlock, the runtime's libraries are unknown, or its python does not start under it."""
+    if runtime.library_folders is None or not abi() or not _runs_confined(runtime):
+        return None
+    return ruleset(*_worker_paths(runtime, stage_root))
+
+
+def _worker_paths(runtime: Runtime, stage_root: Path) -> tuple[list[str], list[str]]:
+    read = [str(runtime.root), str(stage_root), *runtime.library_folders, *SYSTEM_READ]
+    write = [str(stage_root / "work"), *SCRATCH]
+    return read, write
+
+
+_CONFINED_RUNS: dict[Path, bool] = {}
+
+
+def _runs_confined(runtime: Runtime) -> bool:
+    """Whether the runtime's python imports numpy under a worker's rules, tried once per runtime."""
+    if runtime.root not in _CONFINED_RUNS:
+        with tempfile.TemporaryDirectory(prefix="gradeconv-landlock-") as stage:
+            os.mkdir(Path(stage) / "work")
+            fd = ruleset(*_worker_paths(runtime, Path(stage)))
+            try:
+                _CONFINED_RUNS[runtime.root] = runs(runtime, cwd=stage, silent=True, preexec_fn=Restrictor(fd),
+                                                     pass_fds=(fd,))
+            finally:
+                os.close(fd)
+    return _CONFINED_RUNS[runtime.root]
