@@ -37,7 +37,6 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import time
 import types
 import uuid
@@ -52,6 +51,7 @@ from gradeconv.rubric import Rubric
 from gradeconv.sandbox.staging import MAX_COPIED_FILE_BYTES
 from gradeconv.submissions import (MAX_ZIP_BYTES, NotRegularFile, Submission, file_kind, read_regular_file,
                                    walk)
+from gradeconv.temporary import temporary_folder
 
 LOCAL = re.compile(r"^local:(\d+)$")
 #: a folder's .py entries sent at most (bytes and count); more is refused with a row saying so
@@ -356,7 +356,7 @@ def grade_task(package: Package, payload: RubricPayload, expected: dict) -> dict
             worker = "(not a worker)"
         raise mismatch(worker, mine, expected)
     rubric = rebuild(payload)
-    folder = Path(tempfile.mkdtemp(prefix="gradeconv-dask-"))
+    folder = temporary_folder("dask")  # removed by a later task should this worker be killed
     try:
         path = unpack(package, folder)
         row = batch.safe_grade(Submission(package.id, path, package.late, package.alone), rubric)

@@ -13,11 +13,12 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+from gradeconv.temporary import temporary_folder
 
 JUNK_NAMES = {"__MACOSX", "__pycache__"}  # and every dot-name: ._*, .ipynb_checkpoints, .git
 CANVAS_NAME = re.compile(r"^(?P<name>[^_]+?)(?P<late>_LATE)?_(?P<user>\d+)_(?P<attachment>\d+)_(?P<file>.+)$")
@@ -231,7 +232,7 @@ def extract_zip(archive: Path) -> Path:
                 raise SubmissionError(f"{archive}: more than {MAX_ZIP_MEMBERS} files in the zip")
             if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
                 raise SubmissionError(f"{archive}: unpacks to more than {MAX_ZIP_BYTES >> 20} MB")
-            target = Path(tempfile.mkdtemp(prefix="gradeconv-zip-"))
+            target = temporary_folder("zip")
             try:
                 _extract_members(bundle, members, target)
             except BaseException:
@@ -285,7 +286,7 @@ class Unpacked:
             data = read_regular_file(module, MAX_MODULE_BYTES)
         except NotRegularFile as error:
             raise SubmissionError(f"{module}: {module.name} is {error}") from None
-        self._temporary = Path(tempfile.mkdtemp(prefix="gradeconv-file-"))
+        self._temporary = temporary_folder("file")
         copy = self._temporary / module.name
         copy.write_bytes(data)
         return copy

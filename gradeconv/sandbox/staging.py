@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import reference.im2col
 
 from gradeconv.sandbox import wire, worker
+from gradeconv.temporary import temporary_folder
 from gradeconv.submissions import NotRegularFile, SubmissionError, read_regular_file
 
 MAX_COPIED_FILE_BYTES = 5 << 20
@@ -42,7 +42,7 @@ class Stage:
 
 def stage_module(module_file: Path, package: str, module_name: str, own_helper: bool) -> Stage:
     """Copy the graded module and its sibling .py files (regular files only) into a fresh stage."""
-    root = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX))
+    root = temporary_folder("stage")  # named STAGE_PREFIX...
     try:
         return _fill(root, module_file, package, module_name, own_helper)
     except BaseException:
