@@ -9,8 +9,10 @@ the worker gets a ruleset, built here in the parent and applied in the child
 between fork and exec, that allows
 
 - reading and running: the runtime (Python, its standard library, numpy), the
-  stage, the shared libraries those load, locales, /proc and the CPU topology
-  in /sys (OpenBLAS reads it), and a few devices (/dev/null, /dev/urandom);
+  stage, the folders of the shared libraries those load (whole folders: the C
+  library loads some, such as libgcc_s, only when needed), locales, /proc and
+  the CPU topology in /sys (OpenBLAS reads it);
+- reading and writing a few devices (/dev/null, /dev/urandom);
 - writing as well: the stage's work folder, /tmp and /dev/shm, the scratch
   folders the watchdog counts;
 
