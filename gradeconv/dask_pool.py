@@ -35,7 +35,6 @@ import hashlib
 import logging
 import os
 import re
-import shutil
 import stat
 import time
 import types
@@ -51,7 +50,7 @@ from gradeconv.rubric import Rubric
 from gradeconv.sandbox.staging import MAX_COPIED_FILE_BYTES
 from gradeconv.submissions import (MAX_ZIP_BYTES, NotRegularFile, Submission, file_kind, read_regular_file,
                                    walk)
-from gradeconv.temporary import temporary_folder
+from gradeconv.temporary import remove_tree, temporary_folder
 
 LOCAL = re.compile(r"^local:(\d+)$")
 #: a folder's .py entries sent at most (bytes and count); more is refused with a row saying so
@@ -361,7 +360,7 @@ def grade_task(package: Package, payload: RubricPayload, expected: dict) -> dict
         path = unpack(package, folder)
         row = batch.safe_grade(Submission(package.id, path, package.late, package.alone), rubric)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_tree(folder)
     return _replace_text(row, str(path), package.path)
 
 

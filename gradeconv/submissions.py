@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from gradeconv.temporary import temporary_folder
+from gradeconv.temporary import remove_tree, temporary_folder
 
 JUNK_NAMES = {"__MACOSX", "__pycache__"}  # and every dot-name: ._*, .ipynb_checkpoints, .git
 CANVAS_NAME = re.compile(r"^(?P<name>[^_]+?)(?P<late>_LATE)?_(?P<user>\d+)_(?P<attachment>\d+)_(?P<file>.+)$")
@@ -236,7 +235,7 @@ def extract_zip(archive: Path) -> Path:
             try:
                 _extract_members(bundle, members, target)
             except BaseException:
-                shutil.rmtree(target, ignore_errors=True)
+                remove_tree(target)
                 raise
             return target
     except (zipfile.BadZipFile, OSError) as error:
@@ -293,4 +292,4 @@ class Unpacked:
 
     def __exit__(self, *exc_info) -> None:
         if self._temporary is not None:
-            shutil.rmtree(self._temporary, ignore_errors=True)
+            remove_tree(self._temporary)

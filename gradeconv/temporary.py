@@ -15,8 +15,12 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 import tempfile
 from pathlib import Path
+
+#: `rm -rf` on a tree shutil cannot remove: bounded, as a tree is (scratch limits, zip limits)
+REMOVE_SECONDS = 120.0
 
 _SWEPT: set[str] = set()
 _NAME = re.compile(r"^gradeconv-(?P<kind>[a-z]+)-(?P<namespace>\d+)-(?P<pid>\d+)-[^/]+$")
@@ -45,9 +49,28 @@ def sweep(kind: str, folder: Path | None = None) -> list[Path]:
             continue
         path = folder / name
         if _ours(path) and not _alive(int(match["pid"])):
-            shutil.rmtree(path, ignore_errors=True)
+            remove_tree(path)
             removed.append(path)
     return removed
+
+
+def remove_tree(path: Path) -> bool:
+    """Remove a folder tree of any depth, never following a link out of it; True when nothing is left.
+
+    shutil.rmtree recurses once per level, so student code that nests folders deeper than
+    Python's recursion limit would make it raise; `rm -rf` (fts) removes such a tree too.
+    """
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    except RecursionError:
+        pass
+    if os.path.lexists(path):
+        try:
+            subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=REMOVE_SECONDS)
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return not os.path.lexists(path)
 
 
 def _namespace() -> int:

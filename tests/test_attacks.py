@@ -1715,16 +1715,18 @@ _try("list a world-readable folder outside the sandbox", lambda: _jos.listdir(__
 _try("read /etc/passwd", lambda: _read("/etc/passwd"))
 _try("plant a file in /var/tmp", lambda: _write("/var/tmp/" + __MARKER__ + "-planted", "planted"))
 _try("run a system program", lambda: _jsubprocess.run(["/usr/bin/id"], capture_output=True).stdout)
+_try("plant a file in /tmp", lambda: _write("/tmp/" + __MARKER__ + "-planted", "planted"))
+_try("list /tmp", lambda: _jos.listdir("/tmp"))
 _allowed("write and read back in the work folder", lambda: _read(_write("scratch.txt", "x")))
-_allowed("write in /tmp", lambda: _jos.unlink(_write("/tmp/" + __MARKER__ + "-scratch", "x")))
 _allowed("read its own package", lambda: _read(__file__))
 '''
 
 
 @pytest.mark.skipif(not landlock.abi(), reason="the kernel offers no Landlock")
 def test_a_uid_worker_touches_no_file_outside_its_sandbox(ws, marker):
-    """Landlock in the uid sandbox: files the world may read or write elsewhere on the machine are out of
-    reach, and so are system programs; the work folder, /tmp and the submission's own files still work."""
+    """Landlock in the uid sandbox: files the world may read or write elsewhere on the machine, the shared
+    /tmp included, are out of reach, and so are system programs; the work folder and the submission's own
+    files still work."""
     skip_unless_available("uid")
     outside = Path(tempfile.mkdtemp(prefix="gradeconv-outside-", dir="/var/tmp"))  # not marked: the grader's
     try:
@@ -1742,11 +1744,62 @@ def test_a_uid_worker_touches_no_file_outside_its_sandbox(ws, marker):
     output = batch.rows["reader"]["output"]
     assert "LEAK" not in output and "refused" not in output, batch.summary("reader")
     for label in ("read a world-readable file outside the sandbox", "list a world-readable folder outside",
-                  "read /etc/passwd", "plant a file in /var/tmp", "run a system program"):
+                  "read /etc/passwd", "plant a file in /var/tmp", "run a system program", "plant a file in /tmp",
+                  "list /tmp"):
         assert f"blocked {label}" in output, batch.summary("reader")
-    assert output.count("allowed ") == 3, batch.summary("reader")
+    assert output.count("allowed ") == 2, batch.summary("reader")
     assert batch.rows["reader"]["score"] == batch.rows["reader"]["max_score"], batch.summary("reader")
     assert not list(Path("/var/tmp").glob(f"{marker}-planted*"))
+
+
+DEEP_TREE = TRY + '''
+def _nest(top, depth=1200):
+    """Folders nested deeper than Python's recursion limit: a recursive clean-up fails on them."""
+    _jos.mkdir(top)
+    fd = _jos.open(top, _jos.O_RDONLY)
+    try:
+        for _ in range(depth):
+            _jos.mkdir("a", dir_fd=fd)
+            inner = _jos.open("a", _jos.O_RDONLY, dir_fd=fd)
+            _jos.close(fd)
+            fd = inner
+    finally:
+        _jos.close(fd)
+    return depth
+
+_nested = []
+
+def conv_forward_naive(x, w, b, conv_param):
+    if not _nested:
+        _nested.append(True)
+        for place in (_jos.path.abspath(__MARKER__ + "-deep"), "/tmp/" + __MARKER__ + "-deep"):
+            try:
+                print("nested", place, _nest(place), flush=True)
+            except OSError as error:
+                print("could not nest", place, type(error).__name__, flush=True)
+    return _honest_conv_forward_naive(x, w, b, conv_param)
+'''
+
+
+@pytest.mark.parametrize("mode", ATTACK_MODES)
+def test_folders_nested_past_the_recursion_limit_cost_no_later_classmate_a_point(mode, ws, marker):
+    """1200 nested folders in the work folder and /tmp: clean-up once failed on them (RecursionError), and
+    every later submission graded on that account got 0. Now the attacker costs only itself, nothing is left
+    behind, and an honest submission graded in the next run gets full marks."""
+    skip_unless_available(mode)
+    rubric = write_rubric(ws / "rubric.yaml", tests=base_tests(3))
+    attack = honest_with(fill(DEEP_TREE, MARKER=marker), ("conv_forward_naive",))
+    batch = grade_batch(ws, mode, make_class(ws, {"nester": attack}), rubric)
+    assert_honest(batch)
+    assert_nothing_left(marker, batch, mode, [ws])
+    assert glob.glob(f"/tmp/gradeconv-stage-*/work/{marker}-deep") == [], "the attacker's stage was left behind"
+    assert "gradeconv failed" not in batch.rows["nester"]["output"], batch.summary("nester")
+    later = ws / "later"
+    shutil.copytree(ws / "class" / "honest", later / "class" / "honest")
+    again = grade_batch(later, mode, later / "class", rubric)
+    assert_honest(again)
+    if mode == "uid":  # the watchdog stops a tree that deep before it hides anything below PATH_MAX
+        assert batch.outcomes("nester")[CONV_FWD] != "passed", batch.summary("nester")
 
 SYSV_IPC = TRY + '''
 import ctypes as _ctypes

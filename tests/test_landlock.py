@@ -34,6 +34,12 @@ def read(path):
 def write(path):
     with open(path, "w") as handle:
         handle.write("x")
+def run_written(path):
+    with open(path, "w") as handle:
+        handle.write("#!" + sys.executable + "\\nprint(1)\\n")
+    os.chmod(path, 0o755)
+    import subprocess
+    subprocess.run([path], check=True, capture_output=True)
 import numpy
 print(json.dumps({name: attempt(action) for name, action in {
     "read own stage": lambda: read(os.path.join(STAGE, "pkg", "layers.py")),
@@ -42,8 +48,10 @@ print(json.dumps({name: attempt(action) for name, action in {
     "read outside": lambda: read(OUTSIDE),
     "write outside": lambda: write(OUTSIDE + ".new"),
     "write /tmp": lambda: (write(TMP_FILE), os.unlink(TMP_FILE)),
+    "list /tmp": lambda: os.listdir("/tmp"),
     "read /dev/urandom": lambda: read("/dev/urandom"),
     "run a program": lambda: os.close(os.open("/usr/bin/id", os.O_RDONLY)),
+    "run what it wrote": lambda: run_written(os.path.join(STAGE, "work", "tool")),
 }.items()}))
 """
 
@@ -78,13 +86,14 @@ def confined_probe(runtime: runtimes.Runtime, stage: Path, outside: Path) -> dic
 
 
 @needs_landlock
-def test_a_confined_worker_reads_its_stage_and_writes_only_scratch(places):
+def test_a_confined_worker_reads_its_stage_and_writes_only_its_work_folder(places):
     runtime = runtimes.shared_runtime()
     stage, outside = places
     assert confined_probe(runtime, stage, outside) == {
         "read own stage": "ok", "write work": "ok", "write stage": "PermissionError",
-        "read outside": "PermissionError", "write outside": "PermissionError", "write /tmp": "ok",
-        "read /dev/urandom": "ok", "run a program": "PermissionError",
+        "read outside": "PermissionError", "write outside": "PermissionError", "write /tmp": "PermissionError",
+        "list /tmp": "PermissionError", "read /dev/urandom": "ok", "run a program": "PermissionError",
+        "run what it wrote": "PermissionError",
     }
     assert not (stage / "planted").exists() and not outside.with_suffix(".txt.new").exists()
 

@@ -13,7 +13,6 @@ import fcntl
 import grp
 import os
 import pwd
-import shutil
 import stat
 import tempfile
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from gradeconv.sandbox.reaper import by_uid
 from gradeconv.sandbox.staging import STAGE_PREFIX
+from gradeconv.temporary import remove_tree
 
 UID_BASE = int(os.environ.get("GRADECONV_UID_BASE", "61000"))
 SLOTS = 256
@@ -28,6 +28,8 @@ SLOTS = 256
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
 #: files a submission may keep in scratch folders and its work dir (empty files cost kernel memory too)
 MAX_SCRATCH_FILES = 10_000
+#: folders nested deeper than this in scratch are refused: paths past PATH_MAX hide what is below
+MAX_SCRATCH_DEPTH = 64
 
 
 class NoAccount(Exception):
@@ -75,29 +77,43 @@ def acquire() -> Account:
             os.close(fd)
             continue
         account = Account(uid=number, gid=number, lock_fd=fd)
-        sweep(account)
-        return account
-    raise NoAccount(f"all {SLOTS} worker accounts from uid {UID_BASE} are in use")
+        try:
+            clean = sweep(account).clean
+        except Exception:  # whatever a previous holder left, it must never reach the next student
+            clean = False
+        if clean:
+            return account
+        os.close(fd)  # a previous holder's leftovers could not be removed: leave this account alone
+    raise NoAccount(f"all {SLOTS} worker accounts from uid {UID_BASE} are in use or could not be swept clean")
 
 
 def release(account: Account) -> bool:
     """Sweep the account and give it back; False if one of its processes survived the kill."""
-    gone = sweep(account)
-    os.close(account.lock_fd)
-    return gone
+    try:
+        return sweep(account).processes
+    finally:
+        os.close(account.lock_fd)
 
 
-def sweep(account: Account) -> bool:
-    """Kill every process of the account; remove what it left in scratch folders and System V IPC.
+@dataclass(frozen=True)
+class Swept:
+    processes: bool  # every process of the account is gone
+    files: bool  # and everything it left in scratch folders, stale stages and System V IPC
 
-    Returns False if a process survived the kill.
-    """
+    @property
+    def clean(self) -> bool:
+        return self.processes and self.files
+
+
+def sweep(account: Account) -> Swept:
+    """Kill every process of the account; remove what it left in scratch folders and System V IPC."""
     gone = by_uid(account.uid).kill_all()
+    removed = True
     for entry in scratch_entries(account.uid) + stale_stages(account.gid):
-        remove_entry(entry)
+        removed = remove_entry(entry) and removed
     for kind, ident in ipc_objects(account.uid):
         remove_ipc(kind, ident)
-    return gone
+    return Swept(gone, removed and not ipc_objects(account.uid))
 
 
 def stale_stages(gid: int) -> list[Path]:
@@ -169,17 +185,23 @@ def remove_ipc(kind: str, ident: int) -> None:
 
 
 def scratch_entries(uid: int) -> list[Path]:
-    """Top-level entries of the shared scratch folders that belong to uid."""
+    """Entries of the shared scratch folders that belong to uid: at their top, or inside a folder anyone
+    may write to (such as /tmp/.X11-unix), however many of those lie in between."""
     found = []
-    for folder in SCRATCH_DIRS:
+    pending = list(SCRATCH_DIRS)
+    while pending:
+        folder = pending.pop()
         try:
             with os.scandir(folder) as entries:
                 for entry in entries:
                     try:
-                        if entry.stat(follow_symlinks=False).st_uid == uid:
-                            found.append(Path(entry.path))
+                        info = entry.stat(follow_symlinks=False)
                     except OSError:
                         continue
+                    if info.st_uid == uid:
+                        found.append(Path(entry.path))
+                    elif stat.S_ISDIR(info.st_mode) and info.st_mode & 0o002:
+                        pending.append(entry.path)
         except OSError:
             continue
     return found
@@ -189,37 +211,46 @@ def scratch_entries(uid: int) -> list[Path]:
 class Scratch:
     bytes: int
     files: int  # counted up to MAX_SCRATCH_FILES + 1: past that, the walk stops
+    too_deep: bool = False  # folders nested past MAX_SCRATCH_DEPTH, or a path too long to look at
 
 
 def scratch_use(uid: int, roots: list[Path]) -> Scratch:
     """What uid keeps in the scratch folders and under the given roots; the walk stops past the file limit."""
     total, seen = 0, 0
-    pending = list(scratch_entries(uid)) + [Path(root) for root in roots]
+    pending = [(path, 1) for path in scratch_entries(uid)] + [(Path(root), 0) for root in roots]
     while pending and seen <= MAX_SCRATCH_FILES:
-        path = pending.pop()
+        path, depth = pending.pop()
         seen += 1
         try:
             info = os.lstat(path)
-        except OSError:
+        except FileNotFoundError:
             continue
+        except OSError:  # a path too long to look at hides whatever lies below it
+            return Scratch(total, seen, too_deep=True)
         total += info.st_blocks * 512
         if stat.S_ISDIR(info.st_mode):
+            if depth >= MAX_SCRATCH_DEPTH:
+                return Scratch(total, seen, too_deep=True)
             try:
-                pending += [Path(entry.path) for entry in os.scandir(path)]
-            except OSError:
+                pending += [(Path(entry.path), depth + 1) for entry in os.scandir(path)]
+            except FileNotFoundError:
                 continue
+            except OSError:
+                return Scratch(total, seen, too_deep=True)
     return Scratch(total, seen)
 
 
-def remove_entry(path: Path) -> None:
-    """Remove a file or folder tree without ever following a link out of it."""
+def remove_entry(path: Path) -> bool:
+    """Remove a file or folder tree without ever following a link out of it; True when it is gone."""
     try:
         if stat.S_ISDIR(os.lstat(path).st_mode):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.unlink(path)
+            return remove_tree(path)
+        os.unlink(path)
+    except FileNotFoundError:
+        return True
     except OSError:
-        pass
+        return False
+    return True
 
 
 def grant(account: Account, stage_root: Path) -> None:

@@ -9,17 +9,19 @@ the worker gets a ruleset, built here in the parent and applied in the child
 between fork and exec, that allows
 
 - reading and running: the runtime (Python, its standard library, numpy), the
-  stage, the folders of the shared libraries those load (whole folders: the C
-  library loads some, such as libgcc_s, only when needed), locales, /proc and
-  the CPU topology in /sys (OpenBLAS reads it);
+  stage's runtime and pkg folders (the worker, the submission), the folders of
+  the shared libraries those load (whole folders: the C library loads some,
+  such as libgcc_s, only when needed), locales, /proc and the CPU topology in
+  /sys (OpenBLAS reads it);
 - reading and writing a few devices (/dev/null, /dev/urandom);
-- writing as well: the stage's work folder, /tmp and /dev/shm, the scratch
-  folders the watchdog counts;
+- reading and writing, but not running: the stage's work folder (TMPDIR and
+  HOME point there);
 
-and nothing else. With Landlock ABI 6 the worker's signals and abstract Unix
-sockets are also scoped to its own processes. Where Landlock is missing the
-uid sandbox works as before: its account's rights and the protections of
-gradeconv/sandbox/accounts.py.
+and nothing else: the machine's shared /tmp and /dev/shm are out of reach, so
+nothing other users keep there can be read and nothing is left there. With
+Landlock ABI 6 the worker's signals and abstract Unix sockets are also scoped
+to its own processes. Where Landlock is missing the uid sandbox works as
+before: its account's rights and the protections of gradeconv/sandbox/accounts.py.
 """
 from __future__ import annotations
 
@@ -52,15 +54,15 @@ BIND_TCP, CONNECT_TCP = 1 << 0, 1 << 1
 SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1
 
 READ = EXECUTE | READ_FILE | READ_DIR
-WRITE = (READ | WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_DIR | MAKE_REG | MAKE_FIFO | MAKE_SYM | REFER
-         | TRUNCATE)
+#: no EXECUTE: what the worker writes it cannot run (memfds aside: Landlock does not see them)
+WRITE = (READ_FILE | READ_DIR | WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_DIR | MAKE_REG | MAKE_FIFO
+         | MAKE_SYM | REFER | TRUNCATE)
 #: rights that apply to a file (the rest only to folders)
 FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
 
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 SYSTEM_READ = ("/proc", "/sys/devices/system/cpu", "/usr/lib/locale", "/usr/share/locale",
                "/etc/ld.so.cache")
-SCRATCH = ("/tmp", "/dev/shm")
 
 
 def _libc():
@@ -189,8 +191,9 @@ def worker_ruleset(runtime: Runtime, stage_root: Path) -> int | None:
 
 
 def _worker_paths(runtime: Runtime, stage_root: Path) -> tuple[list[str], list[str]]:
-    read = [str(runtime.root), str(stage_root), *runtime.library_folders, *SYSTEM_READ]
-    write = [str(stage_root / "work"), *SCRATCH]
+    read = [str(runtime.root), str(stage_root / "runtime"), str(stage_root / "pkg"), *runtime.library_folders,
+            *SYSTEM_READ]
+    write = [str(stage_root / "work")]
     return read, write
 
 

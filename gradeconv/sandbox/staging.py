@@ -19,7 +19,7 @@ from pathlib import Path
 import reference.im2col
 
 from gradeconv.sandbox import wire, worker
-from gradeconv.temporary import temporary_folder
+from gradeconv.temporary import remove_tree, temporary_folder
 from gradeconv.submissions import NotRegularFile, SubmissionError, read_regular_file
 
 MAX_COPIED_FILE_BYTES = 5 << 20
@@ -46,7 +46,7 @@ def stage_module(module_file: Path, package: str, module_name: str, own_helper: 
     try:
         return _fill(root, module_file, package, module_name, own_helper)
     except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
+        remove_tree(root)
         raise
 
 
@@ -102,4 +102,4 @@ def _copy_siblings(folder: int, graded: str, package_dir: Path) -> tuple[set[str
 
 
 def remove(stage: Stage) -> None:
-    shutil.rmtree(stage.root, ignore_errors=True)
+    remove_tree(stage.root)
