@@ -19,7 +19,7 @@ from gradeconv.rubric import Rubric
 from gradeconv.runner import CaseRunner
 from gradeconv.source_check import MODULE_LEVEL, forbidden_imports
 from gradeconv.sandbox import Limits, Session, accounts, stage_module
-from gradeconv.sandbox.session import NONE_WARNING, best_mode
+from gradeconv.sandbox.session import NONE_WARNING, UNCONFINED_NOTE, best_mode
 from gradeconv.sandbox.staging import remove
 from gradeconv.submissions import Submission, SubmissionError, Unpacked
 
@@ -108,6 +108,8 @@ def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: 
     if not report.clean:
         return ModuleGrade(module, tests, (), clean=False)
     lines = [NONE_WARNING if report.sandbox == "none" else f"sandbox: {report.sandbox}"]
+    if report.sandbox == "uid" and not report.confined:
+        lines.append(UNCONFINED_NOTE)
     if report.helper_note:
         lines.append(f"im2col helper: {report.helper_note}")
     for skipped in stage.skipped:

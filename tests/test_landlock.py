@@ -14,6 +14,7 @@ from gradeconv import rubric as rubrics
 from gradeconv.grading import grade_submission
 from gradeconv.sandbox import landlock
 from gradeconv.sandbox import runtime as runtimes
+from gradeconv.sandbox.session import UNCONFINED_NOTE
 from gradeconv.submissions import Submission
 from tests.conftest import ROOT, skip_unless_available
 
@@ -71,8 +72,8 @@ def places():
 
 
 def confined_probe(runtime: runtimes.Runtime, stage: Path, outside: Path) -> dict[str, str]:
+    assert landlock.usable(runtime)
     fd = landlock.worker_ruleset(runtime, stage)
-    assert fd is not None
     try:
         code = (f"SITE, STAGE, OUTSIDE = {str(runtime.site)!r}, {str(stage)!r}, {str(outside)!r}\n"
                 f"TMP_FILE = {f'/tmp/gradeconv-landlock-{os.getpid()}'!r}\n" + PROBE)
@@ -129,13 +130,15 @@ def test_paths_that_do_not_exist_are_left_out_of_a_ruleset(tmp_path):
     os.close(fd)
 
 
-def test_without_landlock_the_uid_sandbox_grades_as_before(monkeypatch):
-    """A kernel or container without Landlock: no rules, and the uid sandbox still grades correctly."""
+def test_without_landlock_the_uid_sandbox_grades_as_before_and_says_so(monkeypatch):
+    """A kernel or container without Landlock: no rules, the uid sandbox still grades correctly, and every
+    result says its files were not confined."""
     skip_unless_available("uid")
     monkeypatch.setattr(landlock, "abi", lambda: 0)
-    assert landlock.worker_ruleset(runtimes.shared_runtime(), ROOT) is None
+    assert not landlock.usable(runtimes.shared_runtime())
     result = grade_submission(Submission("alice", ROOT / "submissions" / "alice"), _small_rubric(), sandbox="uid")
     assert result.sandbox == "uid" and result.score == result.max_score, result.output
+    assert result.output.splitlines()[:2] == ["sandbox: uid", UNCONFINED_NOTE]
 
 
 @needs_landlock
@@ -143,7 +146,7 @@ def test_with_landlock_the_uid_sandbox_grades_honest_code_in_full():
     skip_unless_available("uid")
     result = grade_submission(Submission("alice", ROOT / "submissions" / "alice"), _small_rubric(), sandbox="uid")
     assert result.sandbox == "uid" and result.score == result.max_score, result.output
-    assert "printed" not in result.output and "stderr" not in result.output, result.output
+    assert result.output == "sandbox: uid", result.output  # confined, and nothing printed to stderr
 
 
 def _small_rubric() -> rubrics.Rubric:

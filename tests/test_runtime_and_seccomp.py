@@ -236,6 +236,7 @@ results = {
     "keyctl": raw_syscall({"x86_64": 250, "aarch64": 219}.get(os.uname().machine, 250), 0, 0, 0, 0),
     "unshare_user": raw_syscall({"x86_64": 272, "aarch64": 97}.get(os.uname().machine, 272),
                                 ctypes.c_ulong(0x10000000)),
+    "inotify": raw_syscall({"x86_64": 294, "aarch64": 26}.get(os.uname().machine, 294), 0),
     "thread": outcome(lambda: __import__("threading").Thread(target=int).start()),
     "fork": outcome(lambda: subprocess.run(["true"], check=True)),
 }
@@ -258,7 +259,7 @@ print(json.dumps(results))
 
 BLOCKED = {"inet": "EACCES", "inet6": "EACCES", "netlink": "EACCES", "packet": "EACCES",
            "unix": "EACCES", "socketpair": "EACCES", "pipe": "ok", "io_uring": "EPERM", "keyctl": "EPERM",
-           "unshare_user": "EPERM", "thread": "ok", "fork": "ok",
+           "unshare_user": "EPERM", "inotify": "EPERM", "thread": "ok", "fork": "ok",
            "grandchild_inet": "PermissionError"}
 
 
@@ -283,7 +284,7 @@ def test_without_the_filter_the_child_has_the_network():
     results = probe_network(sys.executable)
     assert results["inet"] == results["inet6"] == results["unix"] == results["socketpair"] == "ok"
     assert results["grandchild_inet"] == "ok"
-    assert results["unshare_user"] == "ok"  # the filter, not the machine, refuses it above
+    assert results["unshare_user"] == results["inotify"] == "ok"  # the filter, not the machine, refuses them
 
 
 @as_root

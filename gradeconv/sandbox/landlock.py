@@ -182,11 +182,15 @@ def _confines_a_child(version: int) -> bool:
     return os.waitstatus_to_exitcode(status) == 0
 
 
-def worker_ruleset(runtime: Runtime, stage_root: Path) -> int | None:
-    """The ruleset of a uid-mode worker for this stage (see the module's docstring), or None where the
-    kernel has no Landlock, the runtime's libraries are unknown, or its python does not start under it."""
-    if runtime.library_folders is None or not abi() or not _runs_confined(runtime):
-        return None
+def usable(runtime: Runtime) -> bool:
+    """Whether uid-mode workers of this runtime can be confined: the kernel has Landlock, the runtime's
+    libraries are known, and its python starts and imports numpy under a worker's rules."""
+    return runtime.library_folders is not None and bool(abi()) and _runs_confined(runtime)
+
+
+def worker_ruleset(runtime: Runtime, stage_root: Path) -> int:
+    """The ruleset of a uid-mode worker for this stage (see the module's docstring); OSError if it cannot
+    be built. Call only where usable(runtime)."""
     return ruleset(*_worker_paths(runtime, stage_root))
 
 

@@ -61,6 +61,7 @@ class Isolation:
     mode: str  # "bubblewrap", "uid" or "none"
     account: Account | None = None
     runtime: Runtime | None = None
+    confined: bool = False  # uid mode: Landlock rules confine its workers' files (gradeconv/sandbox/landlock.py)
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,8 @@ class WorkerProcess:
         self.group = self._group(info_read)
 
     def _rules(self) -> int | None:
-        """The Landlock ruleset of a uid-mode worker, where the machine offers Landlock (else None)."""
-        if self.isolation.mode != "uid" or self.isolation.runtime is None:
+        """The Landlock ruleset of a confined uid-mode worker (else None); raises rather than start it unconfined."""
+        if self.isolation.mode != "uid" or not self.isolation.confined:
             return None
         return landlock.worker_ruleset(self.isolation.runtime, self.stage.root)
 

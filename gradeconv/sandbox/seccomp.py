@@ -23,6 +23,9 @@ user namespace shares its uid's kernel keyrings with the host.
   ENOSYS, so the C library falls back to clone(). A user namespace would give
   the worker mounts (memory file systems nobody counts) and a view of its own;
 - io_uring_setup() fails with EPERM (an io_uring can open sockets without socket());
+- inotify_init() and inotify_init1() fail with EPERM: Landlock does not cover
+  inotify, so a watch on a folder the worker may not list would tell the names
+  of files created there;
 - a system call of another ABI fails with EPERM: x32 on x86_64 (nr >= 0x40000000),
   and any other arch value (e.g. 32-bit int 0x80 calls, where socketcall lives),
   so the filter cannot be sidestepped through another syscall table.
@@ -82,15 +85,16 @@ class Arch:
     clone: int
     clone3: int
     has_x32: bool
+    inotify: tuple[int, ...] = ()  # inotify_init (where there is one), inotify_init1
 
 
 ARCHES = {
     "x86_64": Arch(audit=0xC000003E, socket=41, io_uring_setup=425, keyrings=(248, 249, 250),
                    socketpair=53, mq_open=240, fallocate=285, sysv_ipc=(29, 30, 68, 64), unshare=272, setns=308, clone=56, clone3=435,
-                   has_x32=True),
+                   has_x32=True, inotify=(253, 294)),
     "aarch64": Arch(audit=0xC00000B7, socket=198, io_uring_setup=425, keyrings=(217, 218, 219),
                     socketpair=199, mq_open=180, fallocate=47, sysv_ipc=(194, 196, 186, 190), unshare=97, setns=268, clone=220, clone3=435,
-                    has_x32=False),
+                    has_x32=False, inotify=(26,)),
 }
 
 
@@ -125,7 +129,8 @@ def program(arch: Arch) -> list[tuple[int, int, int, int]]:
     if arch.has_x32:
         body.append((BPF_JGE_K, "eperm", None, X32_SYSCALL_BIT))
     body.append((BPF_JEQ_K, "eperm", None, arch.io_uring_setup))
-    refused = (*arch.keyrings, arch.mq_open, *arch.sysv_ipc, arch.fallocate, arch.unshare, arch.setns)
+    refused = (*arch.keyrings, arch.mq_open, *arch.sysv_ipc, arch.fallocate, arch.unshare, arch.setns,
+               *arch.inotify)
     body += [(BPF_JEQ_K, "eperm", None, number) for number in refused]
     body += [
         (BPF_JEQ_K, "enosys", None, arch.clone3),

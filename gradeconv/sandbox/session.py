@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradeconv.sandbox import accounts, bubblewrap, runtime
+from gradeconv.sandbox import accounts, bubblewrap, landlock, runtime
 from gradeconv.sandbox.process import Isolation, Limits, Reply, WorkerProcess, reply_budget
 from gradeconv.sandbox.staging import Stage, remove
 
@@ -32,6 +32,8 @@ SCRATCH_WATCH_SECONDS = 0.25
 BUDGET_MARGIN_SECONDS = 30.0
 #: replies to load and drop carry no arrays
 NO_ARRAYS = 0
+UNCONFINED_NOTE = ("file system: not confined by Landlock on this machine (the kernel or the container does not "
+                   "offer it): student code could read what any user may read here")
 NONE_WARNING = ("sandbox: none. Student code ran with the grader's own rights: it could read, change or "
                 "forge anything this user can. Install bubblewrap, or run the grader as root so that "
                 "gradeconv can use a dedicated account.")
@@ -68,6 +70,7 @@ class SandboxReport:
     restarts: int
     helper_note: str | None
     clean: bool  # every process of the submission was gone when grading ended
+    confined: bool = False  # uid mode: its files were confined by Landlock
 
 
 def truncated_text(path: Path, keep: int = KEPT_OUTPUT_BYTES) -> str:
@@ -297,7 +300,7 @@ class Session:
             clean = accounts.release(self.isolation.account) and clean
         self.report = SandboxReport(sandbox=self.mode, stdout=stdout, stderr=stderr,
                                     restarts=max(self.generation - 1, 0), helper_note=self.stage.helper_note,
-                                    clean=clean)
+                                    clean=clean, confined=self.isolation.confined)
         return self.report
 
 
@@ -327,7 +330,8 @@ def _isolation(mode: str, stage: Stage) -> Isolation:
             return Isolation(mode)
         shared = runtime.shared_runtime()
         accounts.grant(account, stage.root)
+        confined = mode == "uid" and landlock.usable(shared)
     except BaseException:
         accounts.release(account)
         raise
-    return Isolation(mode, account, shared)
+    return Isolation(mode, account, shared, confined)
