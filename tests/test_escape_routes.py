@@ -248,3 +248,47 @@ def test_the_jail_of_a_root_grader_runs_student_code_as_a_worker_account(tight_r
     uid = int(result.output.split("running as ")[1].split()[0])
     assert accounts.UID_BASE <= uid < accounts.UID_BASE + accounts.SLOTS
     assert "running as %d []" % uid in result.output
+
+
+def nested(top: Path, depth: int) -> Path:
+    """top/a/a/.../a, `depth` folders below top, made relative to open folders (no path grows long)."""
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("a", dir_fd=fd)
+            inner = os.open("a", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    finally:
+        os.close(fd)
+    return top
+
+
+def test_scratch_nested_past_the_depth_limit_is_reported_and_still_removed(tmp_path):
+    shallow = nested(tmp_path / "shallow", 10)
+    assert not accounts.scratch_use(60997, [shallow]).too_deep
+    deep = nested(tmp_path / "deep", 1200)  # past Python's recursion limit and, as a path, past PATH_MAX
+    assert accounts.scratch_use(60997, [deep]).too_deep
+    assert accounts.remove_entry(deep) and not deep.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="files of another uid need root")
+def test_the_sweep_finds_an_accounts_files_inside_folders_anyone_may_write():
+    """Files left in a world-writable folder inside /tmp (like /tmp/.X11-unix) are the account's too."""
+    uid = 60998
+    shared = Path(tempfile.mkdtemp(prefix="gradeconv-test-shared-", dir="/tmp"))
+    try:
+        os.chmod(shared, 0o1777)
+        inner = shared / "inner"
+        inner.mkdir()
+        os.chmod(inner, 0o1777)
+        left = inner / "left-behind"
+        left.write_text("x" * 5000)
+        os.chown(left, uid, uid)
+        assert left in accounts.scratch_entries(uid)
+        assert accounts.scratch_use(uid, []).bytes >= 4096
+        assert accounts.sweep(accounts.Account(uid, uid, lock_fd=-1)).clean
+        assert not left.exists() and inner.exists()
+    finally:
+        subprocess.run(["rm", "-rf", str(shared)])
