@@ -1804,6 +1804,89 @@ def test_folders_nested_past_the_recursion_limit_cost_no_later_classmate_a_point
     again = grade_batch(later, mode, later / "class", rubric)
     assert_honest(again)
 
+
+RENAME_RACE = '''
+import os as _o, time as _t
+
+def _renamer(folder, start):
+    """Renames a folder over and over, so a walk by path never finds what lies below it."""
+    current, number = start, 0
+    while True:
+        number += 1
+        try:
+            _o.rename(current, "n%d" % number, src_dir_fd=folder, dst_dir_fd=folder)
+            current = "n%d" % number
+        except OSError:
+            pass
+
+def _inside(folder, name):
+    _o.mkdir(name, dir_fd=folder)
+    return _o.open(name, _o.O_RDONLY | _o.O_DIRECTORY, dir_fd=folder)
+
+def _build(top):
+    """Below the moving folders, through folder descriptors only: 11,000 files, 40 MB and 100 levels."""
+    folder = top
+    for _ in range(3):
+        folder = _inside(folder, "s")
+    for number in range(11000):
+        _o.close(_o.open("f%d" % number, _o.O_CREAT | _o.O_WRONLY, 0o600, dir_fd=folder))
+    big = _o.open("big", _o.O_CREAT | _o.O_WRONLY, 0o600, dir_fd=folder)
+    for _ in range(40):
+        _o.write(big, b"x" * (1 << 20))
+    _o.close(big)
+    folder = _inside(top, "deep")
+    for _ in range(100):
+        inner = _inside(folder, "d")
+        _o.close(folder)
+        folder = inner
+    _o.close(_o.open(__MARKER__ + "-built", _o.O_CREAT | _o.O_WRONLY, 0o600))
+
+_started = []
+
+def conv_forward_naive(x, w, b, conv_param):
+    if not _started:
+        _started.append(True)
+        _o.makedirs("m/a/b")
+        outer = _o.open("m", _o.O_RDONLY | _o.O_DIRECTORY)
+        middle = _o.open("m/a", _o.O_RDONLY | _o.O_DIRECTORY)
+        top = _o.open("m/a/b", _o.O_RDONLY | _o.O_DIRECTORY)
+        for folder, name in ((outer, "a"), (middle, "b")):
+            if _o.fork() == 0:
+                _renamer(folder, name)
+        if _o.fork() == 0:
+            try:
+                _build(top)
+            finally:
+                _o._exit(0)
+    return _honest_conv_forward_naive(x, w, b, conv_param)
+
+def max_pool_backward_naive(dout, cache):
+    for _ in range(12):  # wait up to 1.2 s for the tree to be built (the call limit is 2 s) ...
+        if _o.path.exists(__MARKER__ + "-built"):
+            _t.sleep(0.6)  # ... then give the watchdog two looks at it
+            print("TREE BUILT AND NEVER CAUGHT", flush=True)
+            break
+        _t.sleep(0.1)
+    return _honest_max_pool_backward_naive(dout, cache)
+'''
+
+
+@pytest.mark.parametrize("mode", ATTACK_MODES)
+def test_renaming_folders_hides_nothing_from_the_scratch_count(mode, ws, marker):
+    """Two processes rename the folders above a tree while a third fills it (11,000 files, 40 MB, 100 levels;
+    the limits are 10,000, 32 MB and 64): a walk by path missed it 2 runs in 3. The uid sandbox stops the
+    account's processes while it counts, and walks by folder descriptors; bubblewrap's memory file systems
+    are bounded by the kernel."""
+    skip_unless_available(mode)
+    attack = honest_with(fill(RENAME_RACE, MARKER=marker), ("conv_forward_naive", "max_pool_backward_naive"))
+    batch = grade_batch(ws, mode, make_class(ws, {"racer": attack}), write_rubric(ws / "rubric.yaml",
+                                                                                   tests=base_tests(3)))
+    assert_honest(batch)
+    assert_nothing_left(marker, batch, mode, [ws])
+    # stopped while the watchdog counts, the attacker may not even finish its tree in time: either way a
+    # tree past the limits never stays uncounted (tests/test_escape_routes.py checks the count itself)
+    assert "TREE BUILT AND NEVER CAUGHT" not in batch.rows["racer"]["output"], batch.summary("racer")
+
 SYSV_IPC = TRY + '''
 import ctypes as _ctypes
 _libc = _ctypes.CDLL(None, use_errno=True)

@@ -292,3 +292,58 @@ def test_the_sweep_finds_an_accounts_files_inside_folders_anyone_may_write():
         assert not left.exists() and inner.exists()
     finally:
         subprocess.run(["rm", "-rf", str(shared)])
+
+
+RENAMER = """
+import os, sys
+folder = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+current, number = "a", 0
+while True:
+    number += 1
+    try:
+        os.rename(current, "n%d" % number, src_dir_fd=folder, dst_dir_fd=folder)
+        current = "n%d" % number
+    except OSError:
+        pass
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="stopping another uid's processes needs root")
+def test_the_scratch_count_sees_files_below_a_folder_renamed_over_and_over():
+    """A walk by path missed what lies below a folder that keeps changing its name; the count stops the
+    account's processes and walks by folder descriptors, so it sees every file, every time."""
+    uid = 60996
+    base = Path(tempfile.mkdtemp(prefix="gradeconv-test-rename-", dir="/var/tmp"))  # the uid can reach it
+    try:
+        counts = _counts_while_renaming(uid, base)
+    finally:
+        subprocess.run(["rm", "-rf", str(base)])
+    assert counts == [1 + 3 + 500] * 5  # work itself, m, the moving folder, b and the files
+
+
+def _counts_while_renaming(uid: int, tmp_path: Path) -> list[int]:
+    root = tmp_path / "work"
+    below = root / "m" / "a" / "b"
+    below.mkdir(parents=True)
+    for number in range(500):
+        (below / f"f{number}").write_text("x")
+    for folder, dirs, files in os.walk(root):  # the account's own work folder, in a folder that is not
+        for name in [folder, *(os.path.join(folder, entry) for entry in dirs + files)]:
+            os.chown(name, uid, uid)
+    os.chmod(tmp_path, 0o755)
+    renamer = subprocess.Popen(["/usr/bin/python3", "-c", RENAMER, str(root / "m")], user=uid, group=uid,
+                               extra_groups=[], cwd="/")
+    try:
+        time.sleep(0.2)
+        assert renamer.poll() is None, "the renamer did not start"
+        return [accounts.scratch_use(uid, [root]).files for _ in range(5)]
+    finally:
+        renamer.kill()
+        renamer.wait(timeout=10)
+
+
+def test_the_scratch_count_never_follows_a_link(tmp_path):
+    root = tmp_path / "work"
+    root.mkdir()
+    (root / "to_usr").symlink_to("/usr")  # a tree the account could not even read
+    assert accounts.scratch_use(60997, [root]).files == 2

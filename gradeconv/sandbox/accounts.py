@@ -13,12 +13,13 @@ import fcntl
 import grp
 import os
 import pwd
+import signal
 import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from gradeconv.sandbox.reaper import by_uid
+from gradeconv.sandbox.reaper import by_uid, signal_as
 from gradeconv.sandbox.staging import STAGE_PREFIX
 from gradeconv.temporary import remove_tree
 
@@ -211,32 +212,81 @@ def scratch_entries(uid: int) -> list[Path]:
 class Scratch:
     bytes: int
     files: int  # counted up to MAX_SCRATCH_FILES + 1: past that, the walk stops
-    too_deep: bool = False  # folders nested past MAX_SCRATCH_DEPTH, or a path too long to look at
+    too_deep: bool = False  # folders nested past MAX_SCRATCH_DEPTH, or an entry the walk could not look at
 
 
 def scratch_use(uid: int, roots: list[Path]) -> Scratch:
-    """What uid keeps in the scratch folders and under the given roots; the walk stops past the file limit."""
+    """What uid keeps in the scratch folders and under the given roots; the walk stops past the file limit.
+
+    Every process of uid is stopped while the walk runs (as root), so nothing can be renamed out of its
+    way or swapped for a link under it; folders are opened without following links.
+    """
+    signal_as(uid, signal.SIGSTOP)
+    try:
+        return _measure([*scratch_entries(uid), *map(Path, roots)])
+    finally:
+        signal_as(uid, signal.SIGCONT)
+
+
+def _measure(tops: list[Path]) -> Scratch:
     total, seen = 0, 0
-    pending = [(path, 1) for path in scratch_entries(uid)] + [(Path(root), 0) for root in roots]
-    while pending and seen <= MAX_SCRATCH_FILES:
-        path, depth = pending.pop()
-        seen += 1
+    for top in tops:
         try:
-            info = os.lstat(path)
+            info = os.lstat(top)
         except FileNotFoundError:
             continue
         except OSError:  # a path too long to look at hides whatever lies below it
             return Scratch(total, seen, too_deep=True)
+        seen += 1
         total += info.st_blocks * 512
         if stat.S_ISDIR(info.st_mode):
-            if depth >= MAX_SCRATCH_DEPTH:
+            inside = _walk(top)
+            total, seen = total + inside.bytes, seen + inside.files
+            if inside.too_deep:
                 return Scratch(total, seen, too_deep=True)
+        if seen > MAX_SCRATCH_FILES:
+            break
+    return Scratch(total, seen)
+
+
+def _walk(top: Path) -> Scratch:
+    """Bytes and entries below the folder top, depth first through folder descriptors (at most
+    MAX_SCRATCH_DEPTH open at once), stopping past MAX_SCRATCH_FILES entries."""
+    total, seen = 0, 0
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(top, flags)
+    except FileNotFoundError:
+        return Scratch(0, 0)
+    except OSError:
+        return Scratch(0, 0, too_deep=True)
+    stack = [(fd, os.scandir(fd))]
+    try:
+        while stack and seen <= MAX_SCRATCH_FILES:
+            folder, entries = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                entries.close()
+                os.close(folder)
+                continue
             try:
-                pending += [(Path(entry.path), depth + 1) for entry in os.scandir(path)]
+                info = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            except OSError:
-                return Scratch(total, seen, too_deep=True)
+            seen += 1
+            total += info.st_blocks * 512
+            if stat.S_ISDIR(info.st_mode):
+                if len(stack) >= MAX_SCRATCH_DEPTH:
+                    return Scratch(total, seen, too_deep=True)
+                inner = os.open(entry.name, flags, dir_fd=folder)
+                stack.append((inner, os.scandir(inner)))
+    except OSError:  # nothing moves while the uid is stopped: an error here is not an honest one
+        return Scratch(total, seen, too_deep=True)
+    finally:
+        for folder, entries in stack:
+            entries.close()
+            os.close(folder)
     return Scratch(total, seen)
 
 

@@ -142,6 +142,14 @@ def kill_as(uid: int) -> None:
     Nothing of uid can hide from it, and a fork racing the kill is caught by the
     scans that follow. Only root can do this; otherwise nothing happens.
     """
+    signal_as(uid, signal.SIGKILL, rounds=100)
+
+
+def signal_as(uid: int, number: int, rounds: int = 3) -> None:
+    """kill(-1, number) `rounds` times from a child running as uid: every process of uid, by the kernel.
+
+    Only root can do this; otherwise nothing happens.
+    """
     if os.geteuid() != 0:
         return
     child = os.fork()
@@ -150,8 +158,8 @@ def kill_as(uid: int) -> None:
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
-            for _ in range(100):
-                os.kill(-1, signal.SIGKILL)
+            for _ in range(rounds):
+                os.kill(-1, number)
         except OSError:
             pass
         finally:

@@ -260,7 +260,8 @@ class Session:
     def _over_scratch(self) -> str | None:
         used = accounts.scratch_use(self.isolation.account.uid, [self.stage.root / "work"])
         if used.too_deep:
-            return f"it nested folders more than {accounts.MAX_SCRATCH_DEPTH} deep in scratch folders"
+            return (f"it nested folders more than {accounts.MAX_SCRATCH_DEPTH} deep in scratch folders "
+                    "(or put files where they cannot be counted)")
         if used.files > accounts.MAX_SCRATCH_FILES:
             return f"it made more than {accounts.MAX_SCRATCH_FILES} files in scratch folders"
         if used.bytes > self.limits.scratch_mb << 20:
