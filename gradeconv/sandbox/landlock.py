@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import stat
 import struct
 import sys
 import tempfile
@@ -121,7 +122,7 @@ def _allow(libc, ruleset_fd: int, path: str, rights: int) -> None:
     except OSError:
         return  # nothing there to allow
     try:
-        if not os.path.isdir(f"/proc/self/fd/{target}"):
+        if not stat.S_ISDIR(os.fstat(target).st_mode):
             rights &= FILE_RIGHTS
         rule = ctypes.create_string_buffer(struct.pack("=Qi", rights, target), 12)
         if libc.syscall(ADD_RULE, ctypes.c_int(ruleset_fd), ctypes.c_int(RULE_PATH_BENEATH), rule,
