@@ -1887,6 +1887,40 @@ def test_renaming_folders_hides_nothing_from_the_scratch_count(mode, ws, marker)
     # tree past the limits never stays uncounted (tests/test_escape_routes.py checks the count itself)
     assert "TREE BUILT AND NEVER CAUGHT" not in batch.rows["racer"]["output"], batch.summary("racer")
 
+
+SPINNERS = '''
+import os as _o, time as _t
+_spun = []
+
+def conv_forward_naive(x, w, b, conv_param):
+    """Four processes that spin (bounded: 6 s), taking the cores classmates graded beside it need."""
+    if not _spun:
+        _spun.append(True)
+        for _ in range(4):
+            if _o.fork() == 0:
+                end = _t.monotonic() + 6
+                while _t.monotonic() < end:
+                    pass
+                _o._exit(0)
+        _t.sleep(5)
+    return _honest_conv_forward_naive(x, w, b, conv_param)
+'''
+
+
+@pytest.mark.parametrize("mode", ATTACK_MODES)
+def test_processes_that_keep_several_cores_busy_are_stopped(mode, ws, marker):
+    """Busy processes beside the worker steal the processor from classmates graded at the same time (a
+    call of theirs could run out of time): the watchdog stops a submission keeping more than 1.5 cores
+    busy over a second."""
+    skip_unless_available(mode)
+    rubric = write_rubric(ws / "rubric.yaml", tests=base_tests(3), limits={"call_seconds": 8})
+    attack = honest_with(fill(SPINNERS), ("conv_forward_naive",))
+    batch = grade_batch(ws, mode, make_class(ws, {"spinner": attack}), rubric)
+    assert_honest(batch)
+    assert_nothing_left(marker, batch, mode, [ws])
+    assert batch.outcomes("spinner")[CONV_FWD] == "crashed", batch.summary("spinner")
+    assert "processor cores busy" in batch.rows["spinner"]["tests"][0]["output"], batch.summary("spinner")
+
 SYSV_IPC = TRY + '''
 import ctypes as _ctypes
 _libc = _ctypes.CDLL(None, use_errno=True)

@@ -15,7 +15,7 @@ import pytest
 import gradeconv
 from gradeconv import outcomes, search
 from gradeconv import rubric as rubrics
-from gradeconv.sandbox import accounts, bubblewrap
+from gradeconv.sandbox import accounts, bubblewrap, reaper
 from tests.conftest import CORRECT, skip_unless_available
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -347,3 +347,13 @@ def test_the_scratch_count_never_follows_a_link(tmp_path):
     root.mkdir()
     (root / "to_usr").symlink_to("/usr")  # a tree the account could not even read
     assert accounts.scratch_use(60997, [root]).files == 2
+
+
+def test_busy_cores_count_what_exited_processes_used_and_wait_for_a_full_window():
+    busy = reaper.BusyCores(window=1.0)
+    assert busy.add(0.0, {10: 0.0, 11: 0.0}) == 0.0
+    assert busy.add(0.5, {10: 0.5, 11: 0.5}) == 0.0  # half a window seen: no verdict yet
+    # pid 11 exited (its time gone from every later look), pid 12 started: nothing already used is lost
+    assert busy.add(1.0, {10: 1.0, 12: 0.5}) == pytest.approx(2.0)
+    assert busy.add(2.0, {10: 1.5, 12: 0.5}) == pytest.approx(0.5)  # the window slid past the busy second
+    assert busy.add(2.5, {10: 1.5, 12: 0.5}) == pytest.approx(0.5 / 1.5)  # from the oldest look a window back

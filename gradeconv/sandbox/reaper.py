@@ -7,13 +7,15 @@ which a process can drop: that mode is reported as ``sandbox: none``.
 """
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 KILL_WAIT_SECONDS = 5.0
 
 
@@ -21,6 +23,7 @@ KILL_WAIT_SECONDS = 5.0
 class Usage:
     processes: int  # threads included: each is a task the kernel must hold
     resident_bytes: int  # resident memory, plus files held open but not visible (memfd, deleted)
+    cpu_seconds: dict[int, float] = field(default_factory=dict)  # by pid: its processor time and its reaped children's
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class Group:
 
     def usage(self) -> Usage:
         pids = self.pids()
-        return Usage(sum(map(_tasks, pids)), sum(map(_resident_bytes, pids)) + _hidden_file_bytes(pids))
+        return Usage(sum(map(_tasks, pids)), sum(map(_resident_bytes, pids)) + _hidden_file_bytes(pids),
+                     {pid: _cpu_seconds(pid) for pid in pids})
 
     def kill_all(self, wait: float = KILL_WAIT_SECONDS) -> bool:
         """SIGKILL every member until none is left; False if some survived `wait` seconds."""
@@ -69,6 +73,43 @@ def _tasks(pid: int) -> int:
         return len(os.listdir(f"/proc/{pid}/task"))
     except OSError:
         return 0
+
+
+class BusyCores:
+    """Cores a group's processes kept busy over the last `window` seconds, from polled processor times.
+
+    Each process's growth since the last look is added up, so a process that exits (or is reaped
+    outside the group) takes nothing already counted with it.
+    """
+
+    def __init__(self, window: float):
+        self.window = window
+        self.seen: dict[int, float] = {}  # processor seconds of each process at the last look
+        self.used = 0.0  # processor seconds of all the processes so far, as far as seen
+        self.samples: collections.deque[tuple[float, float]] = collections.deque()  # (when, used)
+
+    def add(self, now: float, cpu_seconds: dict[int, float]) -> float:
+        """Record a look at the processes' processor times; the cores busy over the window (0 until then)."""
+        for pid, seconds in cpu_seconds.items():
+            self.used += max(0.0, seconds - self.seen.get(pid, 0.0))
+        self.seen = dict(cpu_seconds)
+        self.samples.append((now, self.used))
+        while len(self.samples) > 1 and now - self.samples[1][0] >= self.window:
+            self.samples.popleft()
+        start, used = self.samples[0]
+        if now - start < self.window:
+            return 0.0
+        return (self.used - used) / (now - start)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime + cutime + cstime of a process, in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rpartition(b")")[2].split()
+        return sum(int(field) for field in fields[11:15]) / CLOCK_TICKS
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _resident_bytes(pid: int) -> int:

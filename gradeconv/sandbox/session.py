@@ -22,6 +22,7 @@ import numpy as np
 
 from gradeconv.sandbox import accounts, bubblewrap, landlock, runtime
 from gradeconv.sandbox.process import Isolation, Limits, Reply, WorkerProcess, reply_budget
+from gradeconv.sandbox.reaper import BusyCores
 from gradeconv.sandbox.staging import Stage, remove
 
 KEPT_OUTPUT_BYTES = 2000
@@ -30,6 +31,10 @@ WATCH_SECONDS = 0.05
 SCRATCH_WATCH_SECONDS = 0.25
 #: the watchdog kills a submission this long after its time budget, whatever grading is doing
 BUDGET_MARGIN_SECONDS = 30.0
+#: processor cores a submission's processes may keep busy together, measured over CPU_WINDOW_SECONDS:
+#: its worker needs one; more steals time from classmates graded beside it
+MAX_BUSY_CORES = 1.5
+CPU_WINDOW_SECONDS = 1.0
 #: replies to load and drop carry no arrays
 NO_ARRAYS = 0
 UNCONFINED_NOTE = ("file system: not confined by Landlock on this machine (the kernel or the container does not "
@@ -118,6 +123,7 @@ class Session:
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._deadline = time.monotonic() + limits.submission_seconds + BUDGET_MARGIN_SECONDS
+        self._busy = BusyCores(CPU_WINDOW_SECONDS)
         self._watchdog = threading.Thread(target=self._watch, name="gradeconv-watchdog", daemon=True)
         self._watchdog.start()
 
@@ -249,6 +255,9 @@ class Session:
         usage = worker.group.usage()
         if usage.processes > self.limits.processes:
             return f"it ran {usage.processes} processes at once (the limit is {self.limits.processes})"
+        cores = self._busy.add(time.monotonic(), usage.cpu_seconds)
+        if cores > MAX_BUSY_CORES:
+            return f"its processes kept {cores:.1f} processor cores busy (the limit is {MAX_BUSY_CORES:g})"
         memory = usage.resident_bytes
         if self.mode == "uid":  # shared memory segments of the account live outside every process
             memory += accounts.shared_memory_bytes(self.isolation.account.uid)
