@@ -127,6 +127,8 @@ def grade(args: argparse.Namespace) -> int:
         raise UserError("--resume needs --json FILE (the results to resume from)")
     canvas_export = _canvas_options(args)
     rubric = load_rubric(args.rubric)
+    for line in rubric.predictable():
+        _warn(f"warning: {line}")
     try:
         submissions = discover(args.paths, rubric.module, rubric.package)
     except SubmissionError as error:
@@ -271,6 +273,8 @@ def _write_canvas(args, rubric, submissions, results, export: str | None) -> Non
 
 def build_gradescope_zip(args: argparse.Namespace) -> int:
     rubric = load_rubric(args.rubric)
+    for line in rubric.predictable():
+        _warn(f"warning: {line}")
     try:
         built = gradescope_zip.build(args.output, rubric, install_bubblewrap=args.bubblewrap)
     except gradescope_zip.ZipError as error:

@@ -218,6 +218,18 @@ class Rubric(Strict):
     def max_score(self) -> float:
         return sum(test.points for test in self.tests)
 
+    def predictable(self) -> list[str]:
+        """Why a submission could carry answers recorded in advance instead of layer code (empty: it cannot)."""
+        hidden = [test for test in self.tests if test.visibility != "visible"]
+        if not self._secret or not hidden:
+            return ["every case of this rubric can be worked out in advance from the rubric itself (no test is "
+                    "hidden behind a secret), so a submission could return recorded answers instead of computing "
+                    "them; for grades that count, set secret_env or secret_file and make tests hidden (README: "
+                    "\"Hidden tests and a secret\")"]
+        return [f"test {test.name!r} is hidden, but its cases with values: notebook use the course notebook's "
+                "public values, which no secret changes: a submission could return recorded answers for them"
+                for test in hidden if any(case.get("values") == "notebook" for case in test.cases)]
+
     @property
     def functions(self) -> list[str]:
         return sorted({test.function for test in self.tests})

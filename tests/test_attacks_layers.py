@@ -140,9 +140,32 @@ SHARED_ROWS_DROPOUT = FIXED_PATTERN_DROPOUT.replace(
     "    pattern = np.tile(np.random.rand(x.shape[1]), x.shape[0])    # one mask for every sample")
 
 
+#: a "dropout" that answers only the seed it was first asked with for an input (as a table of recorded
+#: answers would) and returns zeros for any other: the other seed's output must be a dropout too
+FIRST_SEED_ONLY_DROPOUT = '''
+_first_seed = {}
+
+def dropout_forward(x, dropout_param):
+    p, mode = dropout_param["p"], dropout_param["mode"]
+    if mode == "test":
+        return x, (dropout_param, None)
+    seed = dropout_param.get("seed")
+    if _first_seed.setdefault((x.shape, float(x.flat[0])), seed) != seed:
+        return np.zeros_like(x), (dropout_param, np.zeros_like(x))
+    np.random.seed(seed)
+    mask = (np.random.rand(*x.shape) < p) / p
+    return x * mask, (dropout_param, mask)
+
+def dropout_backward(dout, cache):
+    dropout_param, mask = cache
+    return dout if dropout_param["mode"] == "test" else dout * mask
+'''
+
+
 @pytest.mark.parametrize("attack", [FIXED_PATTERN_DROPOUT, FIRST_UNITS_DROPOUT, ROLLED_PATTERN_DROPOUT,
-                                    FIXED_STATE_DROPOUT, SHARED_ROWS_DROPOUT],
-                         ids=["pattern", "first_units", "rolled_pattern", "fixed_state", "shared_rows"])
+                                    FIXED_STATE_DROPOUT, SHARED_ROWS_DROPOUT, FIRST_SEED_ONLY_DROPOUT],
+                         ids=["pattern", "first_units", "rolled_pattern", "fixed_state", "shared_rows",
+                              "first_seed_only"])
 def test_a_dropout_without_random_numbers_scores_nothing(grade, attack):
     result = grade({"layers.py": with_functions(A2, attack)}, small(DROPOUT))
     assert scores(result)["dropout forward"] == 0, summary(result)

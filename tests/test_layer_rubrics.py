@@ -56,12 +56,12 @@ LOSS_TEST = "tests:\n  - name: t\n    function: svm_loss\n    points: 5\n"
 
 
 @pytest.mark.parametrize("text,expected", [
-    (LOSS_TEST + "    space: {f: [1, 2]}\n", ":5: tests.0.space.f: unknown key; allowed here: n, c, scale"),
+    (LOSS_TEST + "    space: {f: [1, 2]}\n", ":5: tests.0.space.f: unknown key; allowed here: n, c, scale, offset"),
     (LOSS_TEST + "    space: {c: [1, 3]}\n", ":5: tests.0.space.c: must be >= 2"),
     (LOSS_TEST + "    space: {scale: big}\n", ":5: tests.0.space.scale: must be a float"),
     (LOSS_TEST + "    outputs: [out]\n", "outputs of svm_loss are ['loss', 'dx']"),
     (LOSS_TEST + "    cases: [{n: 2}]\n", ":5: tests.0.cases.0: missing c"),
-    (LOSS_TEST + "    cases: [{n: 2, c: 3, w: 4}]\n", ":5: tests.0.cases.0.w: unknown key; allowed here: n, c, scale"),
+    (LOSS_TEST + "    cases: [{n: 2, c: 3, w: 4}]\n", ":5: tests.0.cases.0.w: unknown key; allowed here: n, c, scale, offset"),
     (LOSS_TEST + "    cases: [{n: 2, c: 3, values: notebook}]\n", ":5: tests.0.cases.0.values: must be random"),
     ("tests:\n  - name: t\n    function: max_pool_forward_naive\n    points: 5\n    space: {overlap: sometimes}\n",
      ":5: tests.0.space.overlap: must be one of ['allowed', 'required', 'forbidden']"),

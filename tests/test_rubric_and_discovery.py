@@ -3,6 +3,7 @@ import zipfile
 
 import pytest
 
+from gradeconv import cli
 from gradeconv import rubric as rubrics
 from gradeconv.submissions import SubmissionError, Unpacked, discover, parse_name
 from tests.conftest import ROOT
@@ -103,3 +104,33 @@ def test_a_folder_holding_the_course_package_is_one_submission(tmp_path):
     found = discover([tmp_path / "bob"])
     assert [(s.id, s.path) for s in found] == [("bob", tmp_path / "bob")]
     assert [s.id for s in discover([tmp_path])] == ["bob"]  # and the class folder above it holds bob
+
+
+def hidden_rubric(tmp_path, monkeypatch, secret: bool = True) -> rubrics.Rubric:
+    """The default rubric with every test hidden and, unless told otherwise, a secret."""
+    text = (ROOT / "rubric.yaml").read_text().replace("    points:", "    visibility: hidden\n    points:")
+    if secret:
+        text += "secret_env: GRADECONV_TEST_SECRET\n"
+        monkeypatch.setenv("GRADECONV_TEST_SECRET", "a long random secret")
+    (tmp_path / "rubric.yaml").write_text(text)
+    return rubrics.load(tmp_path / "rubric.yaml")
+
+
+def test_a_rubric_without_a_secret_says_its_answers_can_be_recorded(tmp_path, monkeypatch):
+    (warning,) = rubrics.load(ROOT / "rubric.yaml").predictable()
+    assert "worked out in advance" in warning and "secret_env or secret_file" in warning
+    assert len(hidden_rubric(tmp_path, monkeypatch, secret=False).predictable()) == 1
+
+
+def test_hidden_tests_behind_a_secret_name_only_their_public_notebook_cases(tmp_path, monkeypatch):
+    rubric = hidden_rubric(tmp_path, monkeypatch)
+    notebook_tests = [test.name for test in rubric.tests if any(c.get("values") == "notebook" for c in test.cases)]
+    warnings = rubric.predictable()
+    assert len(warnings) == len(notebook_tests) == 2
+    assert all(repr(name) in warning for name, warning in zip(notebook_tests, warnings))
+
+
+def test_grade_warns_about_a_rubric_whose_answers_can_be_recorded(tmp_path, capsys):
+    assert cli.main(["grade", str(ROOT / "submissions" / "alice"), "--quiet",
+                     "--json", str(tmp_path / "out.json")]) == 0
+    assert "gradeconv: warning: every case of this rubric can be worked out in advance" in capsys.readouterr().err

@@ -26,18 +26,21 @@ def _scale(value: float | str, variables: dict) -> float:
 
 @dataclass(frozen=True)
 class Normal(Domain):
-    """Standard normal values times scale (a number, or the name of a case variable)."""
+    """Standard normal values times scale, plus offset (each a number, or the name of a case variable)."""
 
     scale: float | str = 1.0
+    offset: float | str = 0.0
 
     def sample(self, rng, shape, variables):
         values = rng.standard_normal(shape)
-        scale = _scale(self.scale, variables)
-        return values if scale == 1.0 else values * scale
+        scale, offset = _scale(self.scale, variables), _scale(self.offset, variables)
+        values = values if scale == 1.0 else values * scale
+        return values if offset == 0.0 else values + offset
 
     def source(self, shape, variables):
-        scale = _scale(self.scale, variables)
-        return f"rng.standard_normal({shape})" + ("" if scale == 1.0 else f" * {scale!r}")
+        scale, offset = _scale(self.scale, variables), _scale(self.offset, variables)
+        return (f"rng.standard_normal({shape})" + ("" if scale == 1.0 else f" * {scale!r}")
+                + ("" if offset == 0.0 else f" + {offset!r}"))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ on the reference's cache.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -64,6 +65,30 @@ def forward_properties(values, got, call_again):
         elif np.any(out == 0):
             hints.append("test mode must not drop units")
         return _failure(failure.outcome, "in test mode out must equal x: " + failure.message, hints)
+    failure = _train_mask(out, x, p)
+    if failure:
+        return failure
+    failure, again = call_again()
+    if failure:
+        return failure
+    if not np.array_equal(again.get("out"), out):
+        return _failure(outcomes.WRONG_VALUE, "two calls with the same dropout_param['seed'] gave different "
+                                              "outputs: the mask is not reproducible", [SEED])
+    failure, other = call_again(seed=int(values.variables["mask_seed"]) + 1)
+    if failure:
+        return failure
+    failure = _structure(other.get("out"), x) or _train_mask(other.get("out"), x, p)
+    if failure:  # another seed must give another mask of the same kind, not just anything else
+        return replace(failure, message="with another dropout_param['seed']: " + failure.message)
+    if np.array_equal(other.get("out") != 0, out != 0):
+        return _failure(outcomes.WRONG_VALUE, "another dropout_param['seed'] gave the same mask: the mask must be "
+                                              "drawn at random from the seed", [SEED])
+    return None
+
+
+def _train_mask(out: np.ndarray, x: np.ndarray, p: float):
+    """The failure when train mode's out is not x / p on a random-looking fraction p of units, else None."""
+    from gradeconv import outcomes
     kept = out != 0
     fraction = float(kept.mean())
     bound = kept_bound(p, out.size)
@@ -80,22 +105,7 @@ def forward_properties(values, got, call_again):
         index = int(np.argmax(np.abs(ratio - 1 / p)))
         return _failure(outcomes.WRONG_VALUE, f"train mode kept units must equal x / p = x * {1 / p:.6g}; one is "
                                               f"x * {ratio[index]:.6g}", hints)
-    failure = _random_looking(kept)
-    if failure:
-        return failure
-    failure, again = call_again()
-    if failure:
-        return failure
-    if not np.array_equal(again.get("out"), out):
-        return _failure(outcomes.WRONG_VALUE, "two calls with the same dropout_param['seed'] gave different "
-                                              "outputs: the mask is not reproducible", [SEED])
-    failure, other = call_again(seed=int(values.variables["mask_seed"]) + 1)
-    if failure:
-        return failure
-    if np.array_equal(other.get("out") != 0, kept):
-        return _failure(outcomes.WRONG_VALUE, "another dropout_param['seed'] gave the same mask: the mask must be "
-                                              "drawn at random from the seed", [SEED])
-    return None
+    return _random_looking(kept)
 
 
 def _random_looking(kept: np.ndarray):

@@ -1,7 +1,8 @@
 """The classification losses: svm_loss and softmax_loss, each returning (loss, dx) from one call.
 
-Scores may be large (option `scale`): a softmax without the max subtracted
-overflows there, and the case shows it.
+Scores may be large: option `offset` moves them all (a softmax without the max
+subtracted overflows there, and the case shows it, while the probabilities stay
+those of moderate scores), option `scale` spreads them.
 """
 from __future__ import annotations
 
@@ -44,8 +45,8 @@ def _not_averaged(output: str):
 
 STABILITY = "subtract each row's max score before np.exp: large scores overflow otherwise"
 AVERAGE = "average the loss (and dx) over the N samples"
-CLASSES = (Array("x", ("n", "c"), Normal("scale")), Array("y", ("n",), Integers("c")))
-SCALES = {"scale": Option(1.0, between=(1e-3, 1e6))}
+CLASSES = (Array("x", ("n", "c"), Normal("scale", "offset")), Array("y", ("n",), Integers("c")))
+SCALES = {"scale": Option(1.0, between=(1e-3, 1e6)), "offset": Option(0.0, between=(-1e6, 1e6))}
 
 SVM = Layer(
     name="svm_loss",

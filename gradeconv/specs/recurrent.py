@@ -371,11 +371,11 @@ TEMPORAL_SOFTMAX = Layer(
                          Mistake("loss", STABILITY, _softmax_output("loss", stable=False)),
                          Mistake("dx", STABILITY, _softmax_output("dx", stable=False)),
                      )),
-    arguments=(Array("x", ("n", "t", "v"), Normal("scale")), Array("y", ("n", "t"), Integers("v")),
+    arguments=(Array("x", ("n", "t", "v"), Normal("scale", "offset")), Array("y", ("n", "t"), Integers("v")),
                Array("mask", ("n", "t"), Mask())),
     ranges={"n": (1, 3), "t": (1, 3), "v": (2, 4)},
     minimum={"v": 2},
-    options={"scale": Option(1.0), "mask": Option("partial", ("partial", "full"), flag=True)},
+    options={"scale": Option(1.0), "offset": Option(0.0), "mask": Option("partial", ("partial", "full"), flag=True)},
     restrictions=(
         Restriction("some positions are masked out", replace={"mask": "full"}, hint=MASKED),
         Restriction("N > 1", replace={"n": (1, 1)}),
