@@ -127,8 +127,6 @@ def grade(args: argparse.Namespace) -> int:
         raise UserError("--resume needs --json FILE (the results to resume from)")
     canvas_export = _canvas_options(args)
     rubric = load_rubric(args.rubric)
-    for line in rubric.predictable():
-        _warn(f"warning: {line}")
     try:
         submissions = discover(args.paths, rubric.module, rubric.package)
     except SubmissionError as error:
@@ -137,6 +135,8 @@ def grade(args: argparse.Namespace) -> int:
         protect_class(submissions, rubric)
     except SandboxUnavailable as error:
         raise UserError(str(error)) from None
+    for line in rubric.predictable() if not args.quiet else ():
+        _warn(f"warning: {line}")
     finished = json_report.read_finished(args.json, rubric, warn=_warn) if args.resume else []
     done = {s["id"] for s in finished}
     todo = [s for s in submissions if s.id not in done]
@@ -273,12 +273,12 @@ def _write_canvas(args, rubric, submissions, results, export: str | None) -> Non
 
 def build_gradescope_zip(args: argparse.Namespace) -> int:
     rubric = load_rubric(args.rubric)
-    for line in rubric.predictable():
-        _warn(f"warning: {line}")
     try:
         built = gradescope_zip.build(args.output, rubric, install_bubblewrap=args.bubblewrap)
     except gradescope_zip.ZipError as error:
         raise UserError(str(error)) from None
+    for line in rubric.predictable():
+        _warn(f"warning: {line}")
     print(f"gradeconv: wrote {built.path}: {', '.join(built.members)}")
     print(f"gradeconv: {built.wheel} {built.wheel_source}")
     print("gradeconv: upload it as the autograder of a Gradescope programming assignment")

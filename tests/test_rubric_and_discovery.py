@@ -131,6 +131,8 @@ def test_hidden_tests_behind_a_secret_name_only_their_public_notebook_cases(tmp_
 
 
 def test_grade_warns_about_a_rubric_whose_answers_can_be_recorded(tmp_path, capsys):
+    assert cli.main(["grade", str(ROOT / "submissions" / "alice"), "--json", str(tmp_path / "out.json")]) == 0
+    assert "gradeconv: warning: every case of this rubric can be worked out in advance" in capsys.readouterr().err
     assert cli.main(["grade", str(ROOT / "submissions" / "alice"), "--quiet",
                      "--json", str(tmp_path / "out.json")]) == 0
-    assert "gradeconv: warning: every case of this rubric can be worked out in advance" in capsys.readouterr().err
+    assert capsys.readouterr().err == ""  # --quiet prints nothing
