@@ -135,8 +135,6 @@ def grade(args: argparse.Namespace) -> int:
         protect_class(submissions, rubric)
     except SandboxUnavailable as error:
         raise UserError(str(error)) from None
-    for line in rubric.predictable() if not args.quiet else ():
-        _warn(f"warning: {line}")
     finished = json_report.read_finished(args.json, rubric, warn=_warn) if args.resume else []
     done = {s["id"] for s in finished}
     todo = [s for s in submissions if s.id not in done]
@@ -173,6 +171,8 @@ def grade(args: argparse.Namespace) -> int:
     if not args.quiet:
         terminal.gradebook(console, results)
         terminal.class_summary(console, results)
+        for line in rubric.predictable():
+            _warn(f"warning: {line}")
     return 0
 
 

@@ -151,10 +151,21 @@ class Session:
         """A fresh worker with the student's module imported; the reply to that import."""
         if self.expired:
             return Reply("not_run", message=self.expired)
+        if self.generation:
+            self._clear_leftovers()
         with self._lock:
             self.worker = WorkerProcess(self.stage, self.limits, self.functions, self.isolation)
         self.generation += 1
         return self._request({"op": "load"}, [], NO_ARRAYS)
+
+    def _clear_leftovers(self) -> None:
+        """Before a restarted worker: what the stopped one left in its work folder and scratch folders goes,
+        so one call's excess (files past scratch_mb) is not held against the calls after it."""
+        leftovers = [Path(entry.path) for entry in os.scandir(self.stage.root / "work")]
+        if self.mode == "uid":
+            leftovers += accounts.scratch_entries(self.isolation.account.uid)
+        for entry in leftovers:
+            accounts.remove_entry(entry)
 
     def call(self, function: str, args: list, keep: bool = False, expected_bytes: int = 0,
              writable: bool = False, report: list[tuple[int, list[str]]] = ()) -> tuple[Reply, Handle | None]:
