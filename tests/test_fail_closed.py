@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gradeconv
-from gradeconv import checks, outcomes, search
+from gradeconv import checks, gradients, outcomes, search
 from gradeconv import rubric as rubrics
 from gradeconv.results import CaseResult
 from gradeconv.cases import space_of
@@ -297,9 +297,11 @@ LAYER_TESTS = {"batchnorm running averages: momentum and eps from bn_param", "sv
 
 @pytest.mark.parametrize("mode", ["bubblewrap", "uid"])
 @pytest.mark.parametrize("broken", [(checks, "entries"), (checks, "_compare_scalar"),
-                                    (dropout, "kept_bound")], ids=["entries", "scalar", "properties"])
+                                    (dropout, "kept_bound"), (gradients, "_disagree")],
+                         ids=["entries", "scalar", "properties", "shared_gradient_probes"])
 def test_an_exception_in_the_layer_judging_paths_is_a_failure(broken, mode, monkeypatch):
-    """Whatever the parent trips over while judging a dict entry, a loss or dropout's properties fails the test."""
+    """Whatever the parent trips over while judging a dict entry, a loss, dropout's properties or the student's
+    gradients against the class's shared probes fails the test."""
     skip_unless_available(mode)
     data = rubrics.load(rubrics.bundled()["assignment2"]).model_dump()
     data["tests"] = [test for test in data["tests"] if test["name"] in LAYER_TESTS]
@@ -314,7 +316,8 @@ def test_an_exception_in_the_layer_judging_paths_is_a_failure(broken, mode, monk
     monkeypatch.setattr(target, name, explode)
     result = gradeconv.grade(A2_SOLUTION, rubric, sandbox=mode)[0]
     judged = {"entries": "batchnorm running averages: momentum and eps from bn_param",
-              "_compare_scalar": "svm loss and gradient", "kept_bound": "dropout forward"}[name]
+              "_compare_scalar": "svm loss and gradient", "kept_bound": "dropout forward",
+              "_disagree": "svm loss and gradient"}[name]
     test = next(test for test in result.tests if test.name == judged)
     assert test.outcome == outcomes.ERROR and test.score == 0
     assert "could not judge the reply" in test.output
