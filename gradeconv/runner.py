@@ -250,11 +250,10 @@ class CaseRunner:
         probed = None
         if submission_forward is None and settings.mode == "directional":
             # the reference's slopes are the same for every submission: worked out once per case
-            key = ("probes", function.name, tuple(grads), settings.model_dump_json(), case.seed)
-            if key not in values.shared:
-                values.shared[key] = tuple(gradients.probes(forward, values.inputs, list(grads), function.gradients,
-                                                            upstream, settings, case.seed))
-            probed = values.shared[key]
+            probed = values.shared_answer(
+                ("probes", function.name, tuple(grads), settings.model_dump_json(), case.seed),
+                lambda: tuple(gradients.probes(forward, values.inputs, list(grads), function.gradients, upstream,
+                                               settings, case.seed)))
         failure, calls = gradients.check(forward, values.inputs, grads, function.gradients, upstream, settings,
                                          case.seed, probed)
         self.gradient_calls += calls

@@ -26,12 +26,17 @@ _SWEPT: set[str] = set()
 _NAME = re.compile(r"^gradeconv-(?P<kind>[a-z]+)-(?P<namespace>\d+)-(?P<pid>\d+)-[^/]+$")
 
 
+def prefix(kind: str) -> str:
+    """The start of the name of every temporary folder of this kind, whichever process made it."""
+    return f"gradeconv-{kind}-"
+
+
 def temporary_folder(kind: str) -> Path:
     """A fresh private folder (mode 0700) in the temporary folder, named for this process."""
     if kind not in _SWEPT:
         _SWEPT.add(kind)
         sweep(kind)
-    return Path(tempfile.mkdtemp(prefix=f"gradeconv-{kind}-{_namespace()}-{os.getpid()}-"))
+    return Path(tempfile.mkdtemp(prefix=f"{prefix(kind)}{_namespace()}-{os.getpid()}-"))
 
 
 def sweep(kind: str, folder: Path | None = None) -> list[Path]:

@@ -79,7 +79,7 @@ def confined_probe(runtime: runtimes.Runtime, stage: Path, outside: Path) -> dic
                 f"TMP_FILE = {f'/tmp/gradeconv-landlock-{os.getpid()}'!r}\n" + PROBE)
         done = subprocess.run([str(runtime.python), "-I", "-S", "-c", code], env={**runtime.env, "PATH": "/usr/bin"},
                               cwd=stage / "work", capture_output=True, text=True, timeout=30,
-                              preexec_fn=landlock.restrictor(fd), pass_fds=(fd,))
+                              preexec_fn=landlock.Restrictor(fd), pass_fds=(fd,))
     finally:
         os.close(fd)
     assert done.returncode == 0 and done.stderr == "", done.stderr

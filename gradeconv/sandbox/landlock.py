@@ -33,7 +33,7 @@ import struct
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 from gradeconv.sandbox.runtime import Runtime, runs
 
@@ -145,10 +145,6 @@ class Restrictor:
             raise _error("prctl(PR_SET_NO_NEW_PRIVS)")
         if self.syscall(RESTRICT_SELF, ctypes.c_int(self.ruleset_fd), ctypes.c_uint32(0)) != 0:
             raise _error("landlock_restrict_self")
-
-
-def restrictor(ruleset_fd: int) -> Callable[[], None]:
-    return Restrictor(ruleset_fd)
 
 
 def _error(call: str) -> OSError:

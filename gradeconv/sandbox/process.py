@@ -173,7 +173,7 @@ class WorkerProcess:
         if mode == "uid":
             install = (seccomp.no_network_installer() if seccomp.supported()
                        else seccomp.no_new_privileges_installer())
-            restrict = landlock.restrictor(rules) if rules is not None else None
+            restrict = landlock.Restrictor(rules) if rules is not None else None
             return argv, env, {**as_account, "preexec_fn": _confine(self.limits.processes, install, restrict)}
         return argv, env, {}
 

@@ -108,13 +108,11 @@ def _library_folders(runtime: Runtime) -> list[str] | None:
     loader's included (what the uid sandbox's Landlock rules let a worker read); None when ldd cannot tell."""
     objects = [str(runtime.python), *map(str, sorted(runtime.root.glob("lib/python*/lib-dynload/*.so"))),
                *map(str, sorted(runtime.site.rglob("*.so")))]
-    try:
-        done = subprocess.run(["ldd", *objects], env=_probe_env(runtime), capture_output=True, text=True,
-                              timeout=PROBE_SECONDS)
-    except (OSError, subprocess.SubprocessError):
+    done = _run_ldd(objects, _probe_env(runtime))
+    if done is None or done.returncode != 0:
         return None
     paths = {match[1] for match in map(_LOADED.search, done.stdout.splitlines()) if match}
-    if done.returncode != 0 or not paths:
+    if not paths:
         return None
     folders = {os.path.dirname(os.path.realpath(path)) for path in paths}
     return sorted(folder for folder in folders if not _inside(folder, [str(runtime.root)]))
@@ -280,15 +278,21 @@ def _ldd(objects: list[str]) -> dict[str, str]:
 
     Without ldd only a shared libpython is found (from sysconfig).
     """
-    try:
-        done = subprocess.run(["ldd", *objects], capture_output=True, text=True,
-                              timeout=PROBE_SECONDS)
-    except (OSError, subprocess.SubprocessError):
+    done = _run_ldd(objects)
+    if done is None:
         name, directory = sysconfig.get_config_var("INSTSONAME"), sysconfig.get_config_var("LIBDIR")
         shared = sysconfig.get_config_var("Py_ENABLE_SHARED") and name and directory
         return {name: os.path.join(directory, name)} if shared else {}
     matches = (_LDD_LINE.match(line) for line in done.stdout.splitlines())
     return {match[1]: match[2] for match in matches if match}
+
+
+def _run_ldd(objects: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess | None:
+    """ldd's report on these ELF files (in env, else ours); None when ldd cannot be run."""
+    try:
+        return subprocess.run(["ldd", *objects], env=env, capture_output=True, text=True, timeout=PROBE_SECONDS)
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _inside(path: str, folders) -> bool:

@@ -19,12 +19,13 @@ from pathlib import Path
 import reference.im2col
 
 from gradeconv.sandbox import wire, worker
-from gradeconv.temporary import remove_tree, temporary_folder
+from gradeconv.temporary import prefix, remove_tree, temporary_folder
 from gradeconv.submissions import NotRegularFile, SubmissionError, read_regular_file
 
 MAX_COPIED_FILE_BYTES = 5 << 20
 HELPER = "im2col.py"
-STAGE_PREFIX = "gradeconv-stage-"
+STAGE_KIND = "stage"
+STAGE_PREFIX = prefix(STAGE_KIND)  # every stage's name starts so (accounts.py finds stale ones by it)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Stage:
 
 def stage_module(module_file: Path, package: str, module_name: str, own_helper: bool) -> Stage:
     """Copy the graded module and its sibling .py files (regular files only) into a fresh stage."""
-    root = temporary_folder("stage")  # named STAGE_PREFIX...
+    root = temporary_folder(STAGE_KIND)
     try:
         return _fill(root, module_file, package, module_name, own_helper)
     except BaseException:
