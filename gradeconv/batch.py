@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Callable, Iterator
 
-from gradeconv.grading import grade_submission
+from gradeconv.grading import grade_submission, not_graded
 from gradeconv.rubric import Rubric
 from gradeconv.submissions import Submission
 
@@ -33,19 +33,25 @@ GradeFunction = Callable[[Submission, Rubric], dict]
 
 
 def failure_row(submission: Submission, rubric: Rubric, output: str) -> dict:
-    """The score-0 row of a submission the grader could not grade, saying why in `output`."""
-    return {"id": submission.id, "late": submission.late, "path": str(submission.path), "score": 0.0,
-            "max_score": rubric.max_score, "execution_time": 0.0, "output": output, "tests": []}
+    """The score-0 row of a submission whose code broke the process grading it, saying why in `output`."""
+    return {"id": submission.id, "late": submission.late, "path": str(submission.path), "graded": True,
+            "score": 0.0, "max_score": rubric.max_score, "execution_time": 0.0, "output": output,
+            "machine_failure": None, "tests": []}
+
+
+def not_graded_row(submission: Submission, rubric: Rubric, reason: str) -> dict:
+    """The row of a submission the grader or its machine failed: no score, and why (regraded by --resume)."""
+    return not_graded(submission, rubric, [reason], time.monotonic()).to_json()
 
 
 def safe_grade(submission: Submission, rubric: Rubric) -> dict:
-    """A submission's JSON result; a failure of the grader itself becomes a score-0 row, not a lost batch."""
+    """A submission's JSON result; a failure of the grader itself is not graded, not a lost batch or a 0."""
     try:
         return grade_submission(submission, rubric).to_json()
     except Exception as error:  # an internal error must not cost the rest of the class
         detail = traceback.format_exception_only(type(error), error)[-1].strip()
-        return failure_row(submission, rubric,
-                           f"gradeconv failed while grading this submission ({detail}); please report it")
+        return not_graded_row(submission, rubric, f"gradeconv failed while grading this submission ({detail}); "
+                                                  "please report it")
 
 
 def hang_bound(rubric: Rubric) -> float:
@@ -151,10 +157,10 @@ class Pool:
         elif slot.process.is_alive():
             if time.monotonic() < slot.deadline:
                 return None
-            self.discard(slot)
-            return failure_row(submission, self.rubric,
-                               f"grading this submission did not finish within {self.hang_seconds:g} s; "
-                               "its grading process was stopped and no test was scored")
+            self.discard(slot)  # the watchdog bounds student code well below this: the grader is stuck
+            return not_graded_row(submission, self.rubric,
+                                  f"grading this submission did not finish within {self.hang_seconds:g} s; "
+                                  "its grading process was stopped")
         return self.died(slot, queue)
 
     def died(self, slot: Slot, queue: deque[Submission]) -> dict | None:

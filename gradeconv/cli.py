@@ -17,11 +17,13 @@ from gradeconv.grading import grade_submission, protect_class
 from gradeconv.notebook import submission_problem
 from gradeconv.platforms import canvas, gradescope_zip, prairielearn
 from gradeconv.reports import csv_report, feedback, gradescope, html_report, json_report, terminal
+from gradeconv.results import is_graded
 from gradeconv.sandbox.session import SandboxUnavailable
 from gradeconv.submissions import Submission, SubmissionError, canvas_user_id, discover
 
 COMMANDS = ("grade", "check", "gradescope", "gradescope-zip", "prairielearn", "rubrics")
 USAGE_ERROR = 2
+NOT_GRADED = 3  # some submission was not graded: the machine failed (regrade with --resume)
 
 
 class UserError(Exception):
@@ -173,6 +175,10 @@ def grade(args: argparse.Namespace) -> int:
         terminal.class_summary(console, results)
         for line in rubric.predictable():
             _warn(f"warning: {line}")
+    not_graded = terminal.not_graded_line(results)
+    if not_graded:
+        _warn(not_graded)  # even with --quiet: the batch is not finished
+        return NOT_GRADED
     return 0
 
 
@@ -205,6 +211,8 @@ def check(args: argparse.Namespace) -> int:
     result = grade_submission(Submission(name, args.path), rubric).to_json()
     console = Console()
     terminal.check_report(console, result)
+    if not is_graded(result):
+        return NOT_GRADED
     return 0 if all(test["status"] == "passed" for test in result["tests"]) else 1
 
 
@@ -237,6 +245,11 @@ def run_gradescope(args: argparse.Namespace) -> int:
     except Exception as error:  # the platform must always get a valid results.json
         result = gradescope.failure(str(error), rubric.max_score)
         result["execution_time"] = round(time.monotonic() - started, 3)
+    if not is_graded(result):
+        result = gradescope.not_graded(result)
+        gradescope.write(args.results, result)
+        print(f"gradeconv: wrote {args.results} (not graded: {result['machine_failure']})")
+        return NOT_GRADED
     gradescope.write(args.results, result)
     print(f"gradeconv: wrote {args.results} (score {result['score']:g}/{result['max_score']:g})")
     return 0
@@ -298,7 +311,8 @@ def run_prairielearn(args: argparse.Namespace) -> int:
     else:
         try:
             graded = grade_submission(Submission("student", args.student), rubric).to_json()
-            results = prairielearn.from_submission(graded)
+            results = (prairielearn.from_submission(graded) if is_graded(graded)
+                       else prairielearn.not_gradable(graded["output"]))
         except Exception as error:  # the platform must always get a valid results.json
             results = prairielearn.not_gradable(f"The autograder could not grade this submission: {error}")
     prairielearn.write(args.results, results)

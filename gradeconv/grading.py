@@ -18,7 +18,8 @@ from gradeconv.results import SubmissionResult, TestResult
 from gradeconv.rubric import Rubric
 from gradeconv.runner import CaseRunner
 from gradeconv.source_check import MODULE_LEVEL, forbidden_imports
-from gradeconv.sandbox import Limits, Session, accounts, stage_module
+from gradeconv.sandbox import Limits, Session, accounts, landlock, runtime, stage_module
+from gradeconv.sandbox.failures import MachineFailure
 from gradeconv.sandbox.session import NONE_WARNING, UNCONFINED_NOTE, best_mode
 from gradeconv.sandbox.staging import remove
 from gradeconv.submissions import Submission, SubmissionError, Unpacked
@@ -33,13 +34,60 @@ def sandbox_limits(rubric: Rubric) -> Limits:
                   forbidden=tuple(rubric.forbidden_imports))
 
 
+#: times a submission is graded when the machine fails it, and the pauses between those times
+MACHINE_ATTEMPTS = 3
+BACKOFF_SECONDS = (0.5, 2.0)
+
+
 def grade_submission(submission: Submission, rubric: Rubric, sandbox: str | None = None) -> SubmissionResult:
     """Grade every test of the rubric on one submission.
 
     sandbox forces an isolation mode (bubblewrap, uid, none); by default the strongest available.
     Each graded file (layers.py, rnn_layers.py) gets its own sandboxed session.
+
+    What the machine does wrong never costs the student: a sandbox that fails to start (MachineFailure)
+    is retried after a pause, and so is a grade in which a worker died of a SIGKILL gradeconv did not
+    send, until two grades agree (the student's code killing itself does so every time) or one has no
+    such death. If the machine keeps failing, the result is *not graded*: no score, and the reasons.
     """
     started = time.monotonic()
+    reasons: list[str] = []
+    earlier: SubmissionResult | None = None
+    for attempt in range(MACHINE_ATTEMPTS):
+        if attempt:
+            time.sleep(BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS)) - 1])
+        try:
+            result = _grade_once(submission, rubric, sandbox, started)
+        except MachineFailure as failure:
+            reasons.append(str(failure))
+            continue
+        if not result.unexplained_kills or (earlier is not None and result.verdicts == earlier.verdicts):
+            return result
+        earlier = result
+        reasons.append("a worker was killed by a SIGKILL that gradeconv did not send")
+    return not_graded(submission, rubric, reasons, started)
+
+
+def not_graded(submission: Submission, rubric: Rubric, reasons: list[str], started: float) -> SubmissionResult:
+    """The result of a submission the machine kept from being graded: no score, and why."""
+    return SubmissionResult(id=submission.id, late=submission.late, path=str(submission.path), tests=(),
+                            max_score=rubric.max_score, execution_time=time.monotonic() - started,
+                            output=NOT_GRADED_MESSAGE, machine_failure=_summary(reasons))
+
+
+NOT_GRADED_MESSAGE = ("Not graded: the grading machine failed, not your code. Your submission was not judged "
+                      "and has no score yet: resubmit, or ask the course staff to grade it again.")
+
+
+def _summary(reasons: list[str]) -> str:
+    """The distinct reasons, in order, with how many attempts each ended."""
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        counts[reason] = counts.get(reason, 0) + 1
+    return "; ".join(reason if count == 1 else f"{reason} ({count} times)" for reason, count in counts.items())
+
+
+def _grade_once(submission: Submission, rubric: Rubric, sandbox: str | None, started: float) -> SubmissionResult:
     graded = [_grade_module(submission, rubric, module, sandbox) for module in rubric.modules]
     if any(not part.clean for part in graded):  # a process outlived the kill: trust nothing it touched
         message = "gradeconv could not stop every process of this submission; it is not graded"
@@ -54,6 +102,7 @@ def grade_submission(submission: Submission, rubric: Rubric, sandbox: str | None
         student_seconds=sum(part.student_seconds for part in graded),
         gradient_forward_calls=sum(part.gradient_calls for part in graded),
         full_gradient_forward_calls=sum(part.full_calls for part in graded),
+        unexplained_kills=sum(part.unexplained_kills for part in graded),
     )
 
 
@@ -69,6 +118,7 @@ class ModuleGrade:
     student_seconds: float = 0.0
     gradient_calls: int = 0
     full_calls: int = 0
+    unexplained_kills: int = 0
 
 
 def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: str | None) -> ModuleGrade:
@@ -78,6 +128,8 @@ def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: 
             stage = stage_module(module_file, rubric.package, module[:-3], own_helper=rubric.helper == "submission")
     except SubmissionError as error:
         return _module_failed(module, numbered, outcomes.ERROR, str(error))
+    except OSError as error:  # a full disk, a temporary folder gone: nothing the student did
+        raise MachineFailure(f"the submission could not be staged ({error})") from None
     # judged on the staged copy, the very bytes the worker will import: a use of a forbidden module
     # fails the tests of the functions using it (and of nothing else), whatever the worker says
     try:
@@ -105,6 +157,8 @@ def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: 
         tests = tuple(refused[number] if number in refused else runner.run_test(number, test)
                       for number, test in numbered)
         report = session.close()
+    if report.machine_failure:
+        raise MachineFailure(report.machine_failure)
     if not report.clean:
         return ModuleGrade(module, tests, (), clean=False)
     lines = [NONE_WARNING if report.sandbox == "none" else f"sandbox: {report.sandbox}"]
@@ -119,7 +173,8 @@ def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: 
     if report.stderr.strip():
         lines.append("your code wrote to stderr (quoted):\n" + quoted(report.stderr))
     return ModuleGrade(module, tests, tuple(lines), sandbox=report.sandbox, student_seconds=session.spent,
-                       gradient_calls=runner.gradient_calls, full_calls=runner.full_calls)
+                       gradient_calls=runner.gradient_calls, full_calls=runner.full_calls,
+                       unexplained_kills=report.unexplained_kills)
 
 
 def quoted(text: str) -> str:
@@ -137,6 +192,10 @@ def protect_class(submissions: list[Submission], rubric: Rubric) -> None:
         return
     for submission in submissions:
         protect_from_workers(rubric, submission)
+    try:  # decided once for the batch: if Landlock confines a worker now, every grading process must
+        landlock.usable(runtime.shared_runtime())
+    except (MachineFailure, OSError, RuntimeError):
+        pass  # each submission finds out for itself, and is retried or not graded
 
 
 def protect_from_workers(rubric: Rubric, submission: Submission) -> None:

@@ -20,10 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from gradeconv.results import is_graded
 from gradeconv import rubric as rubrics
 
 CASE_PREFIX = "smallest failing case: "
 DIAGNOSIS_PREFIX = "diagnosis: "
+
+
+class NotGraded(RuntimeError):
+    """The machine kept the file from being graded (a sandbox that did not start): try again."""
 
 
 class NotASubmission(ValueError):
@@ -92,6 +97,8 @@ def check(path, rubric=None, sandbox: str | None = None) -> "CheckResult":
     stray = io.StringIO()
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(stray):
         result = grade_submission(Submission(target.resolve().name, target), rules, sandbox).to_json()
+    if not is_graded(result):
+        raise NotGraded(f"{result['output']} (the machine's problem: {result['machine_failure']})")
     notes = [result["output"]] if result["output"] else []
     notes += [f"grader warning: {warnings.formatwarning(w.message, w.category, w.filename, w.lineno).strip()}"
               for w in caught]

@@ -87,20 +87,39 @@ class SubmissionResult:
     student_seconds: float = 0.0
     gradient_forward_calls: int = 0
     full_gradient_forward_calls: int = 0
+    unexplained_kills: int = 0  # workers that died of a SIGKILL gradeconv did not send
+    machine_failure: str | None = None  # not graded: what the machine did wrong (the student caused nothing)
 
     @property
-    def score(self) -> float:
-        return round(sum(test.score for test in self.tests), 6)
+    def graded(self) -> bool:
+        return self.machine_failure is None
+
+    @property
+    def score(self) -> float | None:
+        """The points earned; None when the submission was not graded."""
+        return round(sum(test.score for test in self.tests), 6) if self.graded else None
+
+    @property
+    def verdicts(self) -> tuple[tuple[str, str, float], ...]:
+        """(name, outcome, score) of every test: what two gradings of the same code must agree on."""
+        return tuple((test.name, test.outcome, test.score) for test in self.tests)
 
     def to_json(self) -> dict:
         return {
             "id": self.id,
             "late": self.late,
             "path": self.path,
+            "graded": self.graded,
             "score": self.score,
             "max_score": self.max_score,
             "execution_time": round(self.execution_time, 3),
             "output": self.output,
             "sandbox": self.sandbox,
+            "machine_failure": self.machine_failure,
             "tests": [test.to_json() for test in self.tests],
         }
+
+
+def is_graded(row: dict) -> bool:
+    """Whether a JSON row has a score: False for a submission the machine kept from being graded."""
+    return row.get("graded", True) is not False and row.get("score") is not None

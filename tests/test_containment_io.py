@@ -267,7 +267,7 @@ def check_rows(rows: list[dict], rubric: rubrics.Rubric, odd_one: str) -> dict:
     assert sorted(r["id"] for r in rows) == sorted(["ann", "bo", odd_one, "cy"])
     for row in rows:
         if row["id"] != odd_one:
-            assert row["score"] == rubric.max_score, row["output"]
+            assert row["score"] == rubric.max_score, (row["output"], row.get("machine_failure"))
     return next(r for r in rows if r["id"] == odd_one)
 
 
@@ -286,7 +286,9 @@ def test_a_submission_that_hangs_its_grading_process_is_stopped(tmp_path, small_
     rows = list(batch.grade_all(found, small_rubric, jobs=2, grade=hang_for_sleeper, hang_seconds=6))
     assert time.monotonic() - started < 20
     hung = check_rows(rows, small_rubric, "sleeper")
-    assert hung["score"] == 0 and "did not finish within 6 s" in hung["output"]
+    # the watchdog bounds student code far below this bound: a stuck grader is not the student's doing
+    assert hung["graded"] is False and hung["score"] is None and hung["tests"] == []
+    assert "did not finish within 6 s" in hung["machine_failure"]
     pid = int((tmp_path / "sleeper" / "pid").read_text())
     assert not Path(f"/proc/{pid}").exists()
 
@@ -312,7 +314,7 @@ def test_a_hung_process_that_ignores_sigterm_is_killed_with_what_it_started(tmp_
     monkeypatch.setattr(batch, "STOP_GRACE_SECONDS", 0.5)
     found = small_class(tmp_path, "stubborn")
     rows = list(batch.grade_all(found, small_rubric, jobs=2, grade=hang_ignoring_sigterm, hang_seconds=6))
-    assert "did not finish within 6 s" in check_rows(rows, small_rubric, "stubborn")["output"]
+    assert "did not finish within 6 s" in check_rows(rows, small_rubric, "stubborn")["machine_failure"]
     pid = int((tmp_path / "stubborn" / "pid").read_text())
     try:
         assert not running(pid)

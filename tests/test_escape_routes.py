@@ -188,7 +188,7 @@ def test_sweep_removes_every_ipc_object_of_the_account(tmp_path):
     subprocess.run(["/usr/bin/python3", "-c", code], check=True, user=uid, group=uid, extra_groups=[], cwd="/")
     kinds = {kind for kind, _ in accounts.ipc_objects(uid)}
     assert kinds == {"shm", "msg", "sem"}
-    accounts.sweep(accounts.Account(uid, uid, lock_fd=-1))
+    accounts.sweep(accounts.Account(uid, uid))
     assert accounts.ipc_objects(uid) == []
 
 
@@ -204,7 +204,7 @@ def test_a_stage_left_by_a_killed_grader_is_removed_before_its_group_is_used_aga
         (stale / "pkg" / "layers.py").write_text("# a classmate's solution\n")
         accounts.grant(account, stale)
     finally:
-        os.close(account.lock_fd)  # the grader died holding it: no release, no sweep
+        accounts.abandon(account)  # the grader died holding it: no release, no sweep
     again = accounts.acquire()
     try:
         assert again.gid == account.gid
@@ -288,7 +288,7 @@ def test_the_sweep_finds_an_accounts_files_inside_folders_anyone_may_write():
         os.chown(left, uid, uid)
         assert left in accounts.scratch_entries(uid)
         assert accounts.scratch_use(uid, []).bytes >= 4096
-        assert accounts.sweep(accounts.Account(uid, uid, lock_fd=-1)).clean
+        assert accounts.sweep(accounts.Account(uid, uid)).clean
         assert not left.exists() and inner.exists()
     finally:
         subprocess.run(["rm", "-rf", str(shared)])

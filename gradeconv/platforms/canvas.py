@@ -21,6 +21,7 @@ from pathlib import Path
 
 from gradeconv.reports.csv_report import cell
 from gradeconv.reports.files import write_atomically
+from gradeconv.results import is_graded
 
 IDENTITY = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 POINTS_POSSIBLE = "Points Possible"
@@ -37,7 +38,7 @@ class Grade:
 
     name: str
     user_id: str | None
-    score: float
+    score: float | None  # None: not graded (the machine failed): an empty cell, never 0
     late: bool = False
 
 
@@ -52,16 +53,18 @@ class Report:
     duplicates: list[str] = field(default_factory=list)  # user ids with several submissions (best kept)
 
 
-def number(value: float) -> str:
-    """A score as Canvas shows points: up to two decimals, no exponent."""
+def number(value: float | None) -> str:
+    """A score as Canvas shows points: up to two decimals, no exponent; empty for no score."""
+    if value is None:
+        return ""
     text = f"{value:.2f}".rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text
 
 
 def grades(results: list[dict], user_ids: dict[str, str | None]) -> list[Grade]:
     """A Grade per graded submission; user_ids maps a submission's id to its Canvas user id."""
-    return [Grade(str(r["id"]), user_ids.get(r["id"]), float(r["score"]), bool(r.get("late")))
-            for r in results]
+    return [Grade(str(r["id"]), user_ids.get(r["id"]), float(r["score"]) if is_graded(r) else None,
+                  bool(r.get("late"))) for r in results]
 
 
 def best_by_user(rows: list[Grade], report: Report) -> dict[str, Grade]:
@@ -74,10 +77,15 @@ def best_by_user(rows: list[Grade], report: Report) -> dict[str, Grade]:
         if grade.user_id in best:
             if grade.user_id not in report.duplicates:
                 report.duplicates.append(grade.user_id)
-            if grade.score <= best[grade.user_id].score:
+            if _rank(grade) <= _rank(best[grade.user_id]):
                 continue
         best[grade.user_id] = grade
     return best
+
+
+def _rank(grade: Grade) -> float:
+    """Graded beats not graded; then the higher score."""
+    return float("-inf") if grade.score is None else grade.score
 
 
 def render(assignment: str, max_score: float, rows: list[Grade], report: Report | None = None) -> str:

@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 from gradeconv.reports.files import write_atomically
+from gradeconv.results import is_graded
 from gradeconv.rubric import Rubric
 
 
@@ -23,6 +24,10 @@ def render(rubric: Rubric, submissions: list[dict]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["id", "late", "score", "max_score", *(cell(test.name) for test in rubric.tests)])
     for submission in submissions:
+        if not is_graded(submission):  # no score, never 0: empty cells until it is graded
+            writer.writerow([cell(submission["id"]), submission["late"], "", submission["max_score"],
+                             *("" for _ in rubric.tests)])
+            continue
         points = {test["name"]: test["score"] for test in submission["tests"]}
         writer.writerow([cell(submission["id"]), submission["late"], submission["score"], submission["max_score"],
                          *(points.get(test.name, 0) for test in rubric.tests)])

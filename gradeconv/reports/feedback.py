@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from gradeconv.results import is_graded
 from gradeconv.reports.files import write_atomically
 from gradeconv.reproduce import HEADING
 
@@ -31,6 +32,9 @@ def one_line(text: str) -> str:
 
 
 def render(submission: dict) -> str:
+    if not is_graded(submission):
+        return "\n".join([f"# Feedback for {one_line(submission['id'])}", "", "Score: not graded", "",
+                          *quoted(submission.get("output", "")), ""])
     lines = [f"# Feedback for {one_line(submission['id'])}", "",
              f"Score: {submission['score']:g} / {submission['max_score']:g}", ""]
     for test in submission["tests"]:

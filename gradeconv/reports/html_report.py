@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gradeconv.results import is_graded
 from gradeconv import __version__
 from gradeconv.reports.files import write_atomically
 from gradeconv.reproduce import HEADING
@@ -170,7 +171,7 @@ def _image(png: bytes, alt: str, css_class: str = "plot") -> str:
 
 def score_plot(submissions: list[dict]) -> bytes:
     """Histogram of scores in ten buckets of the maximum."""
-    scores = [float(s["score"]) for s in submissions]
+    scores = [float(s["score"]) for s in submissions if is_graded(s)]
     top = max((float(s["max_score"]) for s in submissions), default=0.0) or max(scores, default=0.0) or 1.0
     figure = _figure(7, 3)
     axes = figure.add_subplot()
@@ -260,10 +261,15 @@ def _passed(submissions: list[dict], name: str) -> int:
 def _summary(submissions: list[dict]) -> str:
     if not submissions:
         return "No submissions found."
+    missing = sum(not is_graded(s) for s in submissions)
+    note = f" {missing} not graded: the machine failed, not the students." if missing else ""
+    submissions = [s for s in submissions if is_graded(s)]
+    if not submissions:
+        return "No graded submissions." + note
     scores = [float(s["score"]) for s in submissions]
     top = max(float(s["max_score"]) for s in submissions)
     return (f"{len(scores)} submissions: mean {statistics.mean(scores):.1f}, median {statistics.median(scores):g}, "
-            f"min {min(scores):g}, max {max(scores):g} (of {top:g}).")
+            f"min {min(scores):g}, max {max(scores):g} (of {top:g}).{note}")
 
 
 def _extra(test: dict) -> dict:
@@ -324,15 +330,21 @@ def _student_table(submissions: list[dict], anchors: list[str]) -> str:
     rows = []
     for submission, anchor in zip(submissions, anchors):
         failed = [test["name"] for test in _failures(submission)]
-        score = float(submission["score"])
+        score = float(submission["score"]) if is_graded(submission) else -1.0
         late = "late" if submission.get("late") else ""
         rows.append(
             f'<tr><td data-sort="{esc(submission["id"])}"><a href="#{anchor}">{esc(submission["id"])}</a></td>'
             f'<td data-sort="{late}">{late}</td>'
-            f'<td class="number" data-sort="{score!r}">{score:g}/{float(submission["max_score"]):g}</td>'
+            f'<td class="number" data-sort="{score!r}">{esc(_score(submission))}</td>'
             f'<td class="number" data-sort="{len(failed)}">{len(failed)}</td>'
             f'<td data-sort="{esc("; ".join(failed))}">{"<br>".join(esc(name) for name in failed) or "-"}</td></tr>')
     return header + "\n" + "\n".join(rows) + "\n</tbody></table>"
+
+
+def _score(submission: dict) -> str:
+    if not is_graded(submission):
+        return f"not graded (the machine failed: {submission.get('machine_failure')})"
+    return f'{float(submission["score"]):g}/{float(submission["max_score"]):g}'
 
 
 def _case(counterexample: object) -> str:
@@ -345,7 +357,7 @@ def _case(counterexample: object) -> str:
 def _student_section(submission: dict, anchor: str) -> str:
     parts = [f'<section class="student" id="{anchor}">',
              f'<h2>{esc(submission["id"])}{" (late)" if submission.get("late") else ""}: '
-             f'{float(submission["score"]):g}/{float(submission["max_score"]):g}</h2>']
+             f'{esc(_score(submission))}</h2>']
     details = [f"path: {submission['path']}" if submission.get("path") else "",
                f"sandbox: {submission['sandbox']}" if submission.get("sandbox") else "",
                f"graded in {float(submission['execution_time']):.1f} s"

@@ -50,12 +50,16 @@ def read_finished(path: Path, rubric: Rubric, warn: Callable[[str], None] = _ign
     if reason:
         warn(f"not resuming from {path}: {reason}")
         return []
-    rows, seen = [], set()
+    rows, seen, not_graded = [], set(), 0
     for row in data["submissions"]:
-        if _well_formed(row) and row["id"] not in seen:
+        if isinstance(row, dict) and row.get("graded") is False:
+            not_graded += 1
+        elif _well_formed(row) and row["id"] not in seen:
             rows.append(row)
             seen.add(row["id"])
-    dropped = len(data["submissions"]) - len(rows)
+    if not_graded:
+        warn(f"resuming from {path}: grading the {not_graded} submission(s) that were not graded")
+    dropped = len(data["submissions"]) - len(rows) - not_graded
     if dropped:
         warn(f"resuming from {path}: regrading {dropped} malformed or repeated row(s)")
     return rows

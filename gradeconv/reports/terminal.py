@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gradeconv.reproduce import HEADING
+from gradeconv.results import is_graded
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -35,6 +36,10 @@ def gradebook(console: Console, submissions: list[dict]) -> None:
     table.add_column("score", justify="right")
     table.add_column("failed tests")
     for submission in submissions:
+        if not is_graded(submission):
+            table.add_row(plain(submission["id"]), plain("late" if submission["late"] else ""),
+                          plain("not graded"), plain(f"the machine failed: {submission.get('machine_failure')}"))
+            continue
         failed = [test["name"] for test in submission["tests"] if test["status"] != "passed"]
         table.add_row(plain(submission["id"]), plain("late" if submission["late"] else ""),
                       plain(f"{submission['score']:g}/{submission['max_score']:g}"),
@@ -42,9 +47,22 @@ def gradebook(console: Console, submissions: list[dict]) -> None:
     console.print(table)
 
 
+def not_graded_line(submissions: list[dict]) -> str | None:
+    """The line saying how many submissions the machine kept from being graded, if any."""
+    count = sum(not is_graded(s) for s in submissions)
+    if not count:
+        return None
+    return (f"{count} submission(s) not graded: the machine failed, not the students (reasons in the table "
+            "and the --json file). Fix the machine and run again with --resume to grade them.")
+
+
 def class_summary(console: Console, submissions: list[dict]) -> None:
     if not submissions:
         console.print(plain("No submissions found."))
+        return
+    submissions = [s for s in submissions if is_graded(s)]  # no score: in no statistic
+    if not submissions:
+        console.print(plain("No graded submissions."))
         return
     scores = [s["score"] for s in submissions]
     top = submissions[0]["max_score"] or 1
@@ -84,6 +102,9 @@ def _headline(test: dict) -> str:
 
 def check_report(console: Console, submission: dict) -> None:
     """What a student reads after `gradeconv check`."""
+    if not is_graded(submission):
+        console.print(plain(f"{submission['output']}\n(the machine's problem: {submission.get('machine_failure')})"))
+        return
     for test in submission["tests"]:
         if test["status"] == "passed":
             console.print(Text("PASS ", style="green") + plain(test["name"]))

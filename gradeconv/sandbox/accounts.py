@@ -1,24 +1,42 @@
-"""Dedicated unprivileged accounts for workers when the grader is root without namespaces.
+"""Dedicated unprivileged accounts for workers when the grader is root.
 
 Each concurrent worker gets a uid and gid of its own from a fixed range (no
-passwd entry needed, no supplementary groups), held by an flock so that
-several grading processes never share one; the lock dies with its holder. An
-account is swept when taken and when given back: every process of that uid is
-killed and every file it left in the shared scratch folders is removed, so a
-crashed grader's leftovers never meet the next submission.
+passwd entry needed, no supplementary groups). Graders sharing a machine never
+hold the same account at once, whatever their TMPDIR, mount namespace or root
+folder, because nothing of the claim lives in the file system:
+- a lock: an abstract Unix socket named after the uid, bound by the holder
+  (one name per network namespace; the kernel frees it when its holder dies);
+- a keeper: a thread of the holder whose file-system uid is the account's, so
+  every grader that can see the holder's processes sees the account taken (in
+  /proc), whatever its network namespace; a worker cannot signal or trace it,
+  since its real and saved uids stay root's.
+An account is taken only when, with our keeper running, no other keeper holds
+it: two graders racing for one both see each other and both try the next. Its
+processes are then leftovers of a holder that died (a live holder keeps its
+keeper), and they are killed. So every process of the uid that a sweep kills
+was started by the grader holding it, or by a grader that is gone. An account
+is swept when taken and when given back: every process of that uid is killed
+and every file it left in the shared scratch folders is removed, so a crashed
+grader's leftovers never meet the next submission.
 """
 from __future__ import annotations
 
-import fcntl
+import ctypes
+import errno
 import grp
 import os
 import pwd
+import random
 import signal
+import socket
 import stat
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gradeconv.sandbox.failures import MachineFailure
 from gradeconv.sandbox.reaper import by_uid, signal_as
 from gradeconv.sandbox.staging import STAGE_PREFIX
 from gradeconv.temporary import remove_tree
@@ -33,24 +51,95 @@ MAX_SCRATCH_FILES = 10_000
 MAX_SCRATCH_DEPTH = 64
 
 
-class NoAccount(Exception):
-    """Every account of the range is in use or taken by a real user."""
+#: the abstract socket a holder binds: one name per uid, per network namespace
+LOCK_NAME = "\0gradeconv-worker-account-{uid}"
+#: a grader that lost a race for an account waits up to this long before it tries the next one
+RACE_PAUSE_SECONDS = 0.01
+
+
+class NoAccount(MachineFailure):
+    """Every account of the range is in use, held by another grader or taken by a real user."""
+
+
+class Keeper:
+    """A thread of this grader acting, for the file system only, as the account: its claim, seen in /proc.
+
+    Its real, effective and saved uids stay root's, so the account's workers can neither signal nor
+    trace it; it does nothing but wait, and the claim ends with the thread (or with this process).
+    """
+
+    def __init__(self, uid: int):
+        self.uid = uid
+        self.tid = 0
+        self.acting = False
+        self._released = threading.Event()
+        started = threading.Event()
+
+        def keep() -> None:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.setfsuid(uid)
+            self.acting = libc.setfsuid(uid) == uid  # setfsuid answers with the uid it leaves in place
+            self.tid = threading.get_native_id()
+            started.set()
+            self._released.wait()
+
+        self._thread = threading.Thread(target=keep, name=f"gradeconv-account-{uid}", daemon=True)
+        self._thread.start()
+        started.wait()
+
+    def stop(self) -> None:
+        self._released.set()
+        self._thread.join()
 
 
 @dataclass(frozen=True)
 class Account:
     uid: int
     gid: int
-    lock_fd: int
+    lock: socket.socket | None = None
+    keeper: Keeper | None = None
 
 
-def _lock_dir() -> Path:
-    folder = Path(tempfile.gettempdir()) / "gradeconv-accounts"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    info = folder.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-        raise NoAccount(f"{folder} must be a folder only the grader can use")
-    return folder
+@dataclass(frozen=True)
+class Holders:
+    """The tasks acting as one uid, seen from here."""
+
+    keepers: tuple[int, ...]  # threads of graders (root) acting as the uid for the file system: claims
+    processes: tuple[int, ...]  # processes running as the uid: workers, or what a dead holder left
+
+
+def holders(uid: int, own_keeper: int = 0) -> Holders:
+    """Every task of the machine (as far as this PID namespace sees) that runs as or claims uid."""
+    keepers, processes = set(), set()
+    for pid in _numeric("/proc"):
+        for tid in _numeric(f"/proc/{pid}/task"):
+            ids = _uids(f"/proc/{pid}/task/{tid}/status")
+            if ids is None or uid not in ids or int(tid) == own_keeper:
+                continue
+            if uid in ids[:3]:
+                processes.add(int(pid))
+            else:
+                keepers.add(int(tid))
+    return Holders(tuple(sorted(keepers)), tuple(sorted(processes)))
+
+
+def _numeric(folder: str) -> list[str]:
+    try:
+        return [entry for entry in os.listdir(folder) if entry.isdigit()]
+    except OSError:
+        return []
+
+
+def _uids(status: str) -> tuple[int, ...] | None:
+    """Real, effective, saved and file-system uid of a task."""
+    try:
+        with open(status, "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Uid:"):
+                    return tuple(int(field) for field in line.split()[1:5])
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def _taken_by_system(number: int) -> bool:
@@ -65,27 +154,42 @@ def _taken_by_system(number: int) -> bool:
 
 
 def acquire() -> Account:
-    """A free account, swept clean, held until release()."""
-    folder = _lock_dir()
+    """A free account, swept clean, held until release(); NoAccount if none can be had."""
     for slot in range(SLOTS):
         number = UID_BASE + slot
         if _taken_by_system(number):
             continue
-        fd = os.open(folder / f"{number}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        account = Account(uid=number, gid=number, lock_fd=fd)
-        try:
-            clean = sweep(account).clean
-        except Exception:  # whatever a previous holder left, it must never reach the next student
-            clean = False
-        if clean:
+        account = _claim(number)
+        if account is not None:
             return account
-        os.close(fd)  # a previous holder's leftovers could not be removed: leave this account alone
-    raise NoAccount(f"all {SLOTS} worker accounts from uid {UID_BASE} are in use or could not be swept clean")
+    raise NoAccount(f"all {SLOTS} worker accounts from uid {UID_BASE} are in use, held by other graders "
+                    "or could not be swept clean")
+
+
+def _claim(uid: int) -> Account | None:
+    """The account of uid if no other grader holds it and it can be swept clean, else None."""
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # not inherited by workers (PEP 446)
+    try:
+        lock.bind(LOCK_NAME.format(uid=uid))
+    except OSError as error:
+        lock.close()
+        if error.errno != errno.EADDRINUSE:
+            raise NoAccount(f"cannot lock worker account {uid}: {error}") from None
+        return None
+    keeper = Keeper(uid)
+    account = Account(uid=uid, gid=uid, lock=lock, keeper=keeper)
+    if not keeper.acting or holders(uid, keeper.tid).keepers:  # another grader holds it or is taking it
+        abandon(account)
+        time.sleep(random.uniform(0, RACE_PAUSE_SECONDS))  # so two racing graders part ways
+        return None
+    try:
+        clean = sweep(account).clean  # only a dead holder's leftovers can be here
+    except Exception:  # whatever a previous holder left, it must never reach the next student
+        clean = False
+    if clean:
+        return account
+    abandon(account)  # a previous holder's leftovers could not be removed: leave this account alone
+    return None
 
 
 def release(account: Account) -> bool:
@@ -93,7 +197,15 @@ def release(account: Account) -> bool:
     try:
         return sweep(account).processes
     finally:
-        os.close(account.lock_fd)
+        abandon(account)
+
+
+def abandon(account: Account) -> None:
+    """Give the account up without sweeping it (as a grader that dies does)."""
+    if account.keeper is not None:
+        account.keeper.stop()
+    if account.lock is not None:
+        account.lock.close()
 
 
 @dataclass(frozen=True)

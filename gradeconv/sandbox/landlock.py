@@ -35,6 +35,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from gradeconv.sandbox.failures import MachineFailure
 from gradeconv.sandbox.runtime import Runtime, runs
 
 PR_SET_NO_NEW_PRIVS = 38
@@ -179,10 +180,24 @@ def _confines_a_child(version: int) -> bool:
     return os.waitstatus_to_exitcode(status) == 0
 
 
+#: set (to "1") by a batch whose first probe confined a worker: its grading processes must confine theirs too
+REQUIRED_VARIABLE = "GRADECONV_LANDLOCK_REQUIRED"
+
+
 def usable(runtime: Runtime) -> bool:
     """Whether uid-mode workers of this runtime can be confined: the kernel has Landlock, the runtime's
-    libraries are known, and its python starts and imports numpy under a worker's rules."""
-    return runtime.library_folders is not None and bool(abi()) and _runs_confined(runtime)
+    libraries are known, and its python starts and imports numpy under a worker's rules.
+
+    Once a probe has confined a worker here (or in the batch that started this process), a probe that
+    fails later is the machine failing, not a reason to grade unconfined: MachineFailure.
+    """
+    if runtime.library_folders is None or not abi():
+        return False
+    if _runs_confined(runtime):
+        return True
+    if os.environ.get(REQUIRED_VARIABLE) == "1":
+        raise MachineFailure("Landlock confined this batch's workers before, but its probe failed now")
+    return False
 
 
 def worker_ruleset(runtime: Runtime, stage_root: Path) -> int:
@@ -208,8 +223,12 @@ def _runs_confined(runtime: Runtime) -> bool:
             os.mkdir(Path(stage) / "work")
             fd = ruleset(*_worker_paths(runtime, Path(stage)))
             try:
-                _CONFINED_RUNS[runtime.root] = runs(runtime, cwd=stage, silent=True, preexec_fn=Restrictor(fd),
-                                                     pass_fds=(fd,))
+                confined = runs(runtime, cwd=stage, silent=True, preexec_fn=Restrictor(fd), pass_fds=(fd,))
             finally:
                 os.close(fd)
+        if not confined and os.environ.get(REQUIRED_VARIABLE) == "1":
+            return False  # not remembered: the next submission probes again
+        _CONFINED_RUNS[runtime.root] = confined
+        if confined:
+            os.environ[REQUIRED_VARIABLE] = "1"  # this process, and the grading processes it starts
     return _CONFINED_RUNS[runtime.root]

@@ -29,6 +29,7 @@ import numpy as np
 
 from gradeconv.sandbox import bubblewrap, landlock, reaper, replies, seccomp, wire
 from gradeconv.sandbox.accounts import Account
+from gradeconv.sandbox.failures import MachineFailure
 from gradeconv.sandbox.runtime import Runtime
 from gradeconv.sandbox.staging import Stage
 
@@ -76,6 +77,9 @@ class Reply:
     arrays: list[np.ndarray] = field(default_factory=list)
     seconds: float = 0.0
     message: str = ""
+    #: crashed by SIGKILL that gradeconv did not send: the student's code, or the machine (the kernel's
+    #: out-of-memory killer, another program); grading tells them apart by trying again
+    unexplained: bool = False
 
 
 def _signal_name(number: int) -> str:
@@ -92,6 +96,7 @@ class WorkerProcess:
         self.stage, self.limits, self.isolation = stage, limits, isolation
         self.marker = uuid.uuid4().hex
         self.kill_reason: str | None = None
+        self.killed_unexplained = False  # died of a SIGKILL that gradeconv did not send
         self.jail_pid: int | None = None  # under bubblewrap: the jail's first process, seen from here
         self._closed = False
         self.group: reaper.Group | None = None  # known once the worker has started
@@ -101,19 +106,44 @@ class WorkerProcess:
         jailed = isolation.mode == "bubblewrap"
         info_read, info_write = os.pipe() if jailed else (-1, -1)
         filter_read = _filter_pipe() if jailed and seccomp.supported() else -1
-        rules = self._rules()
-        argv, env, options = self._launch(request_read, reply_write, functions, info_write, filter_read, rules)
-        logs = stage.root / "logs"
         passed = tuple(fd for fd in (request_read, reply_write, info_write, filter_read) if fd >= 0)
+        rules = None
+        self._stderr = stage.root / "logs" / "stderr"
+        self._stderr_start = _size(self._stderr)
         try:
-            with open(logs / "stdout", "ab") as stdout, open(logs / "stderr", "ab") as stderr:
+            rules = self._rules()
+            argv, env, options = self._launch(request_read, reply_write, functions, info_write, filter_read, rules)
+            with open(stage.root / "logs" / "stdout", "ab") as stdout, open(self._stderr, "ab") as stderr:
                 self.process = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=stage.root / "work",
                     env=env, pass_fds=passed, start_new_session=True, **options)
+        except (OSError, subprocess.SubprocessError) as error:  # no student code has run: the machine's doing
+            for fd in (info_read, self._request_write, self._reply_read):
+                if fd >= 0:
+                    os.close(fd)
+            raise MachineFailure(f"the sandbox could not be started ({error})") from None
         finally:
             for fd in (*passed, *([rules] if rules is not None else [])):
                 os.close(fd)
         self.group = self._group(info_read)
+        self._await_ready()
+
+    def _await_ready(self) -> None:
+        """Wait for the worker's first message, sent before any student code runs; MachineFailure without it."""
+        deadline = time.monotonic() + START_SECONDS
+        try:
+            header, arrays = wire.receive(lambda size: self._read_exactly(size, deadline), REPLY_SLACK_BYTES)
+            replies.validate("start", header, len(arrays))
+            return
+        except TimeoutError:
+            problem = f"no sign of life within {START_SECONDS:g} s"
+        except (EOFError, OSError):
+            problem = self._death()
+        except (wire.WireError, replies.MalformedReply) as error:
+            problem = f"its first message was not understood: {error}"
+        said = _last_line(self._stderr, self._stderr_start)
+        self.kill()
+        raise MachineFailure(f"the sandbox did not start ({problem}{': ' + said if said else ''})")
 
     def _rules(self) -> int | None:
         """The Landlock ruleset of a confined uid-mode worker (else None); raises rather than start it unconfined."""
@@ -206,7 +236,9 @@ class WorkerProcess:
             return Reply("timeout", seconds=time.monotonic() - started,
                          message=f"no answer within {timeout:g} s")
         except (EOFError, BrokenPipeError, ConnectionResetError):
-            return Reply("crashed", seconds=time.monotonic() - started, message=self._death())
+            death = self._death()
+            return Reply("crashed", seconds=time.monotonic() - started, message=death,
+                         unexplained=self.killed_unexplained)
         except (wire.WireError, replies.MalformedReply) as error:
             self.terminate(None)
             return Reply("protocol", seconds=time.monotonic() - started, message=str(error))
@@ -258,11 +290,11 @@ class WorkerProcess:
             return self.kill_reason
         if code is None:
             return "the worker stopped answering"
-        if code < 0:
-            return f"killed by {_signal_name(-code)}"
-        if self.isolation.mode == "bubblewrap" and code > 128:
-            return f"killed by {_signal_name(code - 128)}"
-        return f"exited with status {code}"
+        number = -code if code < 0 else (code - 128 if self.isolation.mode == "bubblewrap" and code > 128 else 0)
+        if not number:
+            return f"exited with status {code}"
+        self.killed_unexplained = number == signal.SIGKILL
+        return f"killed by {_signal_name(number)}"
 
     def terminate(self, reason: str | None) -> bool:
         """SIGKILL every process of the worker until none is left; safe from any thread.
@@ -290,6 +322,25 @@ class WorkerProcess:
             for fd in (self._request_write, self._reply_read):
                 os.close(fd)
         return gone
+
+
+def _size(path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _last_line(path, start: int) -> str:
+    """The last line written to a log past offset start (what bwrap said when it gave up), shortened."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            text = handle.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
 
 
 def _filter_pipe() -> int:

@@ -95,6 +95,13 @@ class Refused(_Strict):
     blobs: Blobs
 
 
+class Ready(_Strict):
+    """A started worker, before any student code: the sandbox is up."""
+
+    status: Literal["ready"]
+    blobs: Blobs
+
+
 class Done(_Strict):
     status: Literal["ok"]
     blobs: Blobs
@@ -102,6 +109,7 @@ class Done(_Strict):
 
 _FAILED = {"raised": Raised, "memory": OutOfMemory, "protocol": Refused}
 SCHEMAS = {
+    "start": {"ready": Ready},
     "load": {"ok": Loaded, **_FAILED},
     "call": {"ok": Returned, **_FAILED},
     "drop": {"ok": Done, "protocol": Refused},

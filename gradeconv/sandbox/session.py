@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from gradeconv.sandbox import accounts, bubblewrap, landlock, runtime
+from gradeconv.sandbox.failures import MachineFailure
 from gradeconv.sandbox.process import Isolation, Limits, Reply, WorkerProcess, reply_budget
 from gradeconv.sandbox.reaper import BusyCores
 from gradeconv.sandbox.staging import Stage, remove
@@ -76,6 +77,8 @@ class SandboxReport:
     helper_note: str | None
     clean: bool  # every process of the submission was gone when grading ended
     confined: bool = False  # uid mode: its files were confined by Landlock
+    unexplained_kills: int = 0  # workers that died of a SIGKILL gradeconv did not send
+    machine_failure: str | None = None  # a worker could not be started: nothing of this session counts
 
 
 def truncated_text(path: Path, keep: int = KEPT_OUTPUT_BYTES) -> str:
@@ -119,6 +122,8 @@ class Session:
         self.report: SandboxReport | None = None
         self.keys = itertools.count()
         self.spent = 0.0
+        self.unexplained_kills = 0
+        self.machine_failure: str | None = None  # why a worker could not be started, if one could not
         self.expired: str | None = None  # why the watchdog ended the submission
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -151,10 +156,17 @@ class Session:
         """A fresh worker with the student's module imported; the reply to that import."""
         if self.expired:
             return Reply("not_run", message=self.expired)
+        if self.machine_failure:
+            return Reply("not_run", message=self.machine_failure)
         if self.generation:
             self._clear_leftovers()
+        try:
+            started = WorkerProcess(self.stage, self.limits, self.functions, self.isolation)
+        except MachineFailure as failure:  # every later call is not run; grading sees why (close's report)
+            self.machine_failure = str(failure)
+            return Reply("not_run", message=self.machine_failure)
         with self._lock:
-            self.worker = WorkerProcess(self.stage, self.limits, self.functions, self.isolation)
+            self.worker = started
         self.generation += 1
         return self._request({"op": "load"}, [], NO_ARRAYS)
 
@@ -196,12 +208,15 @@ class Session:
     def _request(self, header: dict, arrays: list[np.ndarray], max_reply_bytes: int) -> Reply:
         if self.expired:
             return Reply("not_run", message=self.expired)
+        if self.machine_failure:
+            return Reply("not_run", message=self.machine_failure)
         if self.remaining <= 0:
             return Reply("not_run", message=f"the submission's time budget of "
                                             f"{self.limits.submission_seconds:g} s is used up")
         timeout = min(self.limits.call_seconds, self.remaining)
         reply = self.worker.request(header, arrays, timeout, max_reply_bytes)
         self.spent += reply.seconds
+        self.unexplained_kills += reply.unexplained
         if reply.status in ("timeout", "crashed", "protocol"):
             self._drop_worker()
         return reply
@@ -321,7 +336,9 @@ class Session:
             clean = accounts.release(self.isolation.account) and clean
         self.report = SandboxReport(sandbox=self.mode, stdout=stdout, stderr=stderr,
                                     restarts=max(self.generation - 1, 0), helper_note=self.stage.helper_note,
-                                    clean=clean, confined=self.isolation.confined)
+                                    clean=clean, confined=self.isolation.confined,
+                                    unexplained_kills=self.unexplained_kills,
+                                    machine_failure=self.machine_failure)
         return self.report
 
 
@@ -349,8 +366,11 @@ def _isolation(mode: str, stage: Stage) -> Isolation:
         if mode == "bubblewrap" and not bubblewrap.available_to(account.uid, account.gid):
             accounts.release(account)  # no user namespaces for accounts: the jail runs as root
             return Isolation(mode)
-        shared = runtime.shared_runtime()
-        accounts.grant(account, stage.root)
+        try:
+            shared = runtime.shared_runtime()
+            accounts.grant(account, stage.root)
+        except (OSError, RuntimeError) as error:  # the runtime copy missing or unreadable, a full disk
+            raise MachineFailure(f"the worker's runtime could not be prepared ({error})") from None
         confined = mode == "uid" and landlock.usable(shared)
     except BaseException:
         accounts.release(account)

@@ -499,6 +499,7 @@ def main():
     worker = Worker(config, channel, numpy)
     if config.get("output_head"):
         worker.logs = cap_output(config["output_head"], config["output_tail"])
+    channel.send({"status": "ready"})  # the sandbox is up; no student code has run yet
     worker.serve()
     worker.flush_output()
 
