@@ -517,6 +517,6 @@ def _row_of(future, submission: Submission, rubric: Rubric) -> dict:
 
 def _lost(future, submission: Submission, rubric: Rubric, error: BaseException) -> dict:
     detail = f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
-    return batch.failure_row(submission, rubric,
-                             f"gradeconv failed while grading this submission on the cluster ({detail}); "
-                             "please report it")
+    return batch.not_graded_row(submission, rubric,
+                                f"gradeconv failed while grading this submission on the cluster ({detail}); "
+                                "please report it")
