@@ -112,14 +112,17 @@ def holders(uid: int, own_keeper: int = 0) -> Holders:
     """Every task of the machine (as far as this PID namespace sees) that runs as or claims uid."""
     keepers, processes = set(), set()
     for pid in _numeric("/proc"):
-        for tid in _numeric(f"/proc/{pid}/task"):
-            ids = _uids(f"/proc/{pid}/task/{tid}/status")
-            if ids is None or uid not in ids or int(tid) == own_keeper:
-                continue
-            if uid in ids[:3]:
-                processes.add(int(pid))
-            else:
-                keepers.add(int(tid))
+        status = _status(f"/proc/{pid}/status")
+        if status is None:
+            continue
+        ids, threads = status
+        if uid in ids[:3]:
+            processes.add(int(pid))
+        if threads > 1:  # a keeper is never a process's first thread
+            for tid in _numeric(f"/proc/{pid}/task"):
+                task = _status(f"/proc/{pid}/task/{tid}/status") if tid != pid else None
+                if task is not None and task[0][3] == uid and uid not in task[0][:3] and int(tid) != own_keeper:
+                    keepers.add(int(tid))
     return Holders(tuple(sorted(keepers)), tuple(sorted(processes)))
 
 
@@ -130,16 +133,20 @@ def _numeric(folder: str) -> list[str]:
         return []
 
 
-def _uids(status: str) -> tuple[int, ...] | None:
-    """Real, effective, saved and file-system uid of a task."""
+def _status(path: str) -> tuple[tuple[int, ...], int] | None:
+    """(real, effective, saved and file-system uid; number of threads) of a task, from its status file."""
+    ids, threads = None, 1
     try:
-        with open(status, "rb") as handle:
+        with open(path, "rb") as handle:
             for line in handle:
                 if line.startswith(b"Uid:"):
-                    return tuple(int(field) for field in line.split()[1:5])
+                    ids = tuple(int(field) for field in line.split()[1:5])
+                elif line.startswith(b"Threads:"):
+                    threads = int(line.split()[1])
+                    break
     except (OSError, ValueError):
         return None
-    return None
+    return (ids, threads) if ids is not None and len(ids) == 4 else None
 
 
 def _taken_by_system(number: int) -> bool:
