@@ -10,7 +10,6 @@ Missing parent folders are fine: the reports create them.
 """
 from __future__ import annotations
 
-import json
 import os
 import stat
 import tempfile
@@ -19,8 +18,8 @@ from pathlib import Path
 from gradeconv.submissions import file_kind
 
 PROBE_PREFIX = ".gradeconv-probe-"
-#: a --json file larger than this is not read to see whether it holds gradeconv results
-MAX_RESULTS_PEEK = 512 << 20
+#: how much of an existing --json file is read to see whether it holds gradeconv results
+RESULTS_HEAD = 4096
 
 
 class OutputPathError(Exception):
@@ -57,19 +56,24 @@ def check_folder(path: Path, option: str) -> None:
 
 
 def check_results_file(path: Path) -> None:
-    """An existing --json file is rewritten: refuse one that holds something other than gradeconv results."""
+    """An existing --json file is rewritten: refuse one that holds something other than gradeconv results.
+
+    Only its start is read (a class's results can be large): gradeconv writes "gradeconv_version" first.
+    """
     path = Path(path)
     try:
-        info = os.stat(path)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO cannot block
+    except OSError:
+        return  # missing (fine), or said by check_file
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return
+        head = os.read(descriptor, RESULTS_HEAD)
     except OSError:
         return
-    if not stat.S_ISREG(info.st_mode) or info.st_size == 0 or info.st_size > MAX_RESULTS_PEEK:
-        return
-    try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        data = None
-    if not (isinstance(data, dict) and isinstance(data.get("submissions"), list)):
+    finally:
+        os.close(descriptor)
+    if head.strip() and not (head.lstrip().startswith(b"{") and b'"gradeconv_version"' in head):
         raise OutputPathError(f"{path}: exists and is not a gradeconv results file, and --json would overwrite "
                               "it; move it away or give another file for --json")
 
