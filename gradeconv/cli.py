@@ -11,7 +11,7 @@ from typing import Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from gradeconv import __version__, batch
+from gradeconv import __version__, batch, output_paths
 from gradeconv import rubric as rubrics
 from gradeconv.grading import grade_submission, protect_class
 from gradeconv.notebook import submission_problem
@@ -19,7 +19,7 @@ from gradeconv.platforms import canvas, gradescope_zip, prairielearn
 from gradeconv.reports import csv_report, feedback, gradescope, html_report, json_report, terminal
 from gradeconv.results import is_graded
 from gradeconv.sandbox.session import SandboxUnavailable
-from gradeconv.submissions import Submission, SubmissionError, canvas_user_id, discover
+from gradeconv.submissions import Submission, SubmissionError, canvas_user_id, find_submissions
 
 COMMANDS = ("grade", "check", "gradescope", "gradescope-zip", "prairielearn", "rubrics")
 USAGE_ERROR = 2
@@ -122,6 +122,82 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+#: the file options of `grade`, each with a file name to suggest when a folder is given
+GRADE_FILES = {"--json": ("json", "results.json"), "--csv": ("csv", "gradebook.csv"),
+               "--html": ("html", "report.html"), "--canvas-csv": ("canvas_csv", "import.csv")}
+#: skipped entries named one per line before the rest are counted
+SKIPPED_SHOWN = 10
+WHAT_IS_GRADED = "a .py file, a .zip or a folder per student"
+
+
+def _class(paths: list[Path], rubric: rubrics.Rubric):
+    """The submissions to grade; a one-line UserError when there are none."""
+    try:
+        found = find_submissions(paths, rubric.module, rubric.package)
+    except SubmissionError as error:
+        raise UserError(str(error)) from None
+    if found.submissions:
+        return found
+    if len(paths) == 1 and [s.path for s in found.skipped] == paths:
+        raise UserError(f"{paths[0]}: not a submission ({found.skipped[0].reason}); "
+                        f"give a .py file, a .zip, or a folder of them")
+    names = _first([s.path.name for s in found.skipped])
+    skipped = f" ({len(found.skipped)} skipped: {names})" if found.skipped else ""
+    raise UserError(f"{_first(list(map(str, paths)))}: no submissions found{skipped}; "
+                    f"a class folder holds {WHAT_IS_GRADED}")
+
+
+def _first(names: list[str], count: int = 3) -> str:
+    return ", ".join(names[:count]) + (", ..." if len(names) > count else "")
+
+
+def _skipped_lines(found) -> list[str]:
+    """Lines for stderr: the given folders without submissions, then what was skipped and why."""
+    lines = [f"skipped {folder}: no submissions in this folder" for folder in found.empty]
+    lines += [f"skipped {s.path}: {s.reason}" for s in found.skipped[:SKIPPED_SHOWN]]
+    if len(found.skipped) > SKIPPED_SHOWN:
+        lines.append(f"skipped {len(found.skipped) - SKIPPED_SHOWN} more files or folders that are not "
+                     f"submissions ({WHAT_IS_GRADED})")
+    return lines
+
+
+def _check_grade_outputs(args: argparse.Namespace, rubric: rubrics.Rubric, submissions: list[Submission]) -> None:
+    """Every output of `grade` can be written, and none overwrites an input or another output."""
+    outputs = {option: getattr(args, attribute) for option, (attribute, _) in GRADE_FILES.items()}
+    outputs["--feedback-dir"] = args.feedback_dir
+    inputs = {s.path: "a submission" for s in submissions if not s.path.is_dir()}
+    if rubric.path:
+        inputs[Path(rubric.path)] = "the rubric"
+        if rubric.secret_file:
+            inputs[Path(rubric.path).parent / rubric.secret_file] = "the rubric's secret file"
+    if args.canvas_gradebook:  # --canvas-csv may fill the export in place
+        inputs[args.canvas_gradebook] = "the Canvas gradebook export"
+        if args.canvas_csv and _same(args.canvas_csv, args.canvas_gradebook):
+            del outputs["--canvas-csv"]
+    try:
+        output_paths.check_distinct(outputs, inputs)
+        for option, (attribute, example) in GRADE_FILES.items():
+            if getattr(args, attribute) is not None:
+                output_paths.check_file(getattr(args, attribute), option, example)
+        if args.feedback_dir is not None:
+            output_paths.check_folder(args.feedback_dir, "--feedback-dir")
+        if args.json is not None:
+            output_paths.check_results_file(args.json)
+    except output_paths.OutputPathError as error:
+        raise UserError(str(error)) from None
+
+
+def _same(first: Path, second: Path) -> bool:
+    return os.path.realpath(first) == os.path.realpath(second)
+
+
+def _check_output_file(path: Path, option: str, example: str) -> None:
+    try:
+        output_paths.check_file(path, option, example)
+    except output_paths.OutputPathError as error:
+        raise UserError(str(error)) from None
+
+
 def grade(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UserError("--jobs must be at least 1")
@@ -129,10 +205,12 @@ def grade(args: argparse.Namespace) -> int:
         raise UserError("--resume needs --json FILE (the results to resume from)")
     canvas_export = _canvas_options(args)
     rubric = load_rubric(args.rubric)
-    try:
-        submissions = discover(args.paths, rubric.module, rubric.package)
-    except SubmissionError as error:
-        raise UserError(str(error)) from None
+    found = _class(args.paths, rubric)
+    submissions = found.submissions
+    _check_grade_outputs(args, rubric, submissions)
+    if not args.quiet:
+        for line in _skipped_lines(found):
+            _warn(line)
     try:
         protect_class(submissions, rubric)
     except SandboxUnavailable as error:
@@ -233,6 +311,7 @@ def list_rubrics(args: argparse.Namespace) -> int:
 
 def run_gradescope(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    _check_output_file(args.results, "--results", "results.json")  # else no results.json can tell the student
     try:
         rubric = load_rubric(args.rubric)
     except UserError as error:
@@ -285,6 +364,7 @@ def _write_canvas(args, rubric, submissions, results, export: str | None) -> Non
 
 
 def build_gradescope_zip(args: argparse.Namespace) -> int:
+    _check_output_file(args.output, "--output", "autograder.zip")
     rubric = load_rubric(args.rubric)
     try:
         built = gradescope_zip.build(args.output, rubric, install_bubblewrap=args.bubblewrap)
@@ -299,6 +379,7 @@ def build_gradescope_zip(args: argparse.Namespace) -> int:
 
 
 def run_prairielearn(args: argparse.Namespace) -> int:
+    _check_output_file(args.results, "--results", "results.json")  # else no results.json can tell the student
     try:
         rubric = load_rubric(args.rubric)
     except UserError as error:

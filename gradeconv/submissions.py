@@ -1,6 +1,9 @@
 """Finding submissions and their graded module.
 
-A submission is a .py file, a folder or a .zip. Ids come from names; Canvas
+A submission is a .py file, a folder or a .zip. In a folder of submissions, every
+other file (a readme, a CSV, an image, a notebook) and every folder without a
+.py, .ipynb or .zip anywhere inside is skipped, with the reason, never graded as a
+student. Ids come from names, without their .py, .zip or .ipynb; Canvas
 bulk-download names (``<name>[_LATE]_<userid>_<attachmentid>_<filename>``) give
 the student's name and a late flag. Duplicate ids get a suffix, never merged.
 
@@ -24,6 +27,12 @@ CANVAS_NAME = re.compile(r"^(?P<name>[^_]+?)(?P<late>_LATE)?_(?P<user>\d+)_(?P<a
 MAX_ZIP_BYTES = 50 << 20
 MAX_ZIP_MEMBERS = 2000
 MAX_MODULE_BYTES = 5 << 20
+#: what a file must end with (any case) to be graded: a student's .py or .zip
+SUBMISSION_SUFFIXES = (".py", ".zip")
+#: a folder of a class folder is a student's when it holds one of these at any depth
+STUDENT_WORK_SUFFIXES = (".py", ".zip", ".ipynb")
+#: entries looked at below a folder before it is taken as a student's without further search
+MAX_FOLDER_SCAN = 10_000
 #: open flags for reading a submission's file: never through a link, never blocking on a FIFO
 SAFE_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -42,6 +51,21 @@ class Submission:
     path: Path
     late: bool = False
     alone: bool = False  # a .py file among other students' files: graded without its siblings
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Something found in a class folder that is not graded: `reason` says why, in words."""
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Found:
+    """What discovery found: the submissions, what it skipped, and the given folders without any submission."""
+    submissions: list[Submission]
+    skipped: list[Skipped]
+    empty: list[Path]
 
 
 def file_kind(mode: int) -> str | None:
@@ -108,9 +132,10 @@ def parse_name(name: str) -> tuple[str, bool]:
     match = CANVAS_NAME.match(name)
     if match:
         return match["name"], bool(match["late"])
-    stem = name[:-4] if name.endswith((".zip", ".ZIP")) else name
-    stem = stem[:-3] if stem.endswith(".py") else stem
-    return stem, False
+    for suffix in STUDENT_WORK_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[:-len(suffix)], False
+    return name, False
 
 
 def canvas_user_id(name: str) -> str | None:
@@ -133,20 +158,67 @@ def is_single_submission(folder: Path, module_file: str, package: str = "cs231n"
 
 
 def discover(paths: list[Path], module_file: str = "layers.py", package: str = "cs231n") -> list[Submission]:
-    """Every submission in `paths`: each a submission itself or a folder of them.
+    """Every submission in `paths`: each a submission itself or a folder of them (see find_submissions)."""
+    return find_submissions(paths, module_file, package).submissions
+
+
+def find_submissions(paths: list[Path], module_file: str = "layers.py", package: str = "cs231n") -> Found:
+    """The submissions in `paths`, each a submission itself or a folder of them, and what was skipped.
 
     A .py file found in a folder of submissions is graded alone: its siblings are
-    other students' files, never staged with it.
+    other students' files, never staged with it. A file given by name that is not
+    a .py or a .zip is skipped like one found in a folder.
     """
     entries: list[tuple[Path, bool]] = []
+    skipped: list[Skipped] = []
+    empty: list[Path] = []
     for path in paths:
         if not path.exists() and not path.is_symlink():
             raise SubmissionError(f"{path}: no such file or folder")
         if path.is_dir() and not is_single_submission(path, module_file, package):
-            entries += [(child, True) for child in sorted(path.iterdir()) if not is_junk(child)]
-        else:
+            try:
+                children = sorted(child for child in path.iterdir() if not is_junk(child))
+            except OSError as error:
+                raise SubmissionError(f"{path}: cannot list this folder ({error.strerror})") from None
+            found = len(entries)
+            for child in children:
+                reason = not_a_submission(child)
+                if reason:
+                    skipped.append(Skipped(child, reason))
+                else:
+                    entries.append((child, True))
+            if len(entries) == found:
+                empty.append(path)
+        elif path.is_dir() or not (reason := not_a_submission(path)):
             entries.append((path, False))
-    return assign_ids(entries)
+        else:
+            skipped.append(Skipped(path, reason))
+    return Found(assign_ids(entries), skipped, empty)
+
+
+def not_a_submission(path: Path) -> str | None:
+    """Why an entry of a class folder is not a student's submission (a few words), or None if it is one.
+
+    A .py or .zip file is one (even a link or a FIFO: grading says what is wrong with
+    it), and so is a folder holding a .py, .ipynb or .zip at any depth: a student who
+    submitted the wrong file still gets a row saying so. Anything else is not.
+    """
+    if path.is_dir():
+        return None if _holds_student_work(path) else "a folder without any .py, .zip or .ipynb file"
+    if path.name.lower().endswith(SUBMISSION_SUFFIXES):
+        return None
+    if path.name.lower().endswith(".ipynb"):
+        return "a notebook, not graded (the .py file, .zip or folder holding the graded module is)"
+    if path.is_symlink() and not path.exists():
+        return "a dangling symbolic link"
+    return "not a .py file, a .zip or a folder"
+
+
+def _holds_student_work(folder: Path) -> bool:
+    for count, (path, _) in enumerate(walk(folder)):
+        if path.name.lower().endswith(STUDENT_WORK_SUFFIXES) or count >= MAX_FOLDER_SCAN:
+            return True
+    return False
 
 
 def assign_ids(entries: list[tuple[Path, bool]]) -> list[Submission]:

@@ -121,10 +121,12 @@ def test_malformed_rubric_names_file_line_and_key(tmp_path):
     assert f"{tmp_path / 'rubric.yaml'}:6: tests.0.pionts: unknown key" in result.stderr
 
 
-def test_empty_folder_grades_nothing_cleanly(tmp_path):
+def test_empty_folder_is_a_user_error(tmp_path):
     result = gradeconv("grade", tmp_path, "--json", tmp_path / "r.json", cwd=tmp_path)
-    assert result.returncode == 0 and "No submissions found" in result.stdout
-    assert json.loads((tmp_path / "r.json").read_text())["submissions"] == []
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr == (f"gradeconv: {tmp_path}: no submissions found; "
+                             "a class folder holds a .py file, a .zip or a folder per student\n")
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_interrupted_batch_keeps_finished_grades_and_resumes(tmp_path):

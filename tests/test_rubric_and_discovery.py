@@ -61,6 +61,7 @@ def test_discovery_ignores_junk_and_disambiguates_ids(tmp_path):
     (tmp_path / "alice.py").write_text("")
     (tmp_path / "alice_1_2_layers.py").write_text("")
     (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "layer.py").write_text("")  # the wrong file, but a student's folder
     found = discover([tmp_path])
     assert sorted(s.id for s in found) == ["alice", "alice-2", "alice-3"]
     assert len({s.path for s in found}) == 3
