@@ -401,15 +401,23 @@ def test_csv_cells_never_become_spreadsheet_formulas(default_rubric):
     assert "\n=" not in text and ",=" not in text
 
 
-def test_feedback_files_of_ids_that_clean_alike_do_not_overwrite(tmp_path):
-    from gradeconv.reports import feedback
+def test_feedback_files_are_named_from_each_students_own_id(tmp_path):
+    """Ids that clean alike never overwrite each other, and each name is the same whoever else is in the class."""
+    from gradeconv.reports import feedback, names
 
-    rows = [{"id": name, "score": 0.0, "max_score": 1.0, "tests": [], "output": ""} for name in ("a b", "a_b", "..")]
-    feedback.write_all(tmp_path, rows)
-    written = sorted(p.name for p in tmp_path.iterdir())
-    assert written == ["a_b-2.md", "a_b.md", "submission.md"]
-    assert "Feedback for a b" in (tmp_path / "a_b.md").read_text()
-    assert "Feedback for a_b" in (tmp_path / "a_b-2.md").read_text()
+    ids = ("zz control", "zz_control", "..", "a/b", "ok-id_1.2")
+    rows = [{"id": name, "score": 0.0, "max_score": 1.0, "tests": [], "output": ""} for name in ids]
+    feedback.write_all(tmp_path / "all", rows)
+    written = {p.name for p in (tmp_path / "all").iterdir()}
+    assert len(written) == len(ids)
+    assert "zz_control.md" in written and "ok-id_1.2.md" in written  # a clean id is its own name
+    for index, row in enumerate(rows):  # alone, or in any order: the same file, holding that student
+        feedback.write_all(tmp_path / str(index), [row])
+        (alone,) = list((tmp_path / str(index)).iterdir())
+        assert alone.name in written and alone.name == names.file_stem(row["id"]) + ".md"
+        assert f"Feedback for {row['id']}" in (tmp_path / "all" / alone.name).read_text()
+    assert names.file_stem("zz control") != names.file_stem("zz_control")
+    assert all(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*", name[:-3]) for name in written)
 
 
 def test_the_canonical_npy_header_is_read_by_pattern_and_anything_else_by_numpy():

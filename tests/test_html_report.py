@@ -161,6 +161,8 @@ def test_section_ids_unique_and_stable():
     assert anchors[4] == "student-bob"
     assert html_report.section_ids(list(reversed(ids))) == list(reversed(anchors))  # not order-dependent
     assert html_report.section_ids(["alice"]) == ["student-alice"]
+    for student, anchor in zip(ids, anchors):  # from the id alone: the same whoever else is in the class
+        assert html_report.section_ids([student]) == [anchor]
 
 
 def test_empty_class():

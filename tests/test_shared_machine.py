@@ -94,7 +94,7 @@ def test_a_dead_graders_leftovers_are_swept_but_a_live_keepers_account_is_left_a
         accounts.abandon(held)  # the grader dies: its keeper and lock go with it, its worker stays
         again = accounts.acquire()
         try:
-            assert again.uid == held.uid
+            assert again.uid == held.uid, accounts.holders(held.uid)
             assert sleeper.wait(timeout=10) == -9  # killed by the sweep of the account's new holder
         finally:
             accounts.release(again)

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from gradeconv.results import is_graded
+from gradeconv.reports import names
 from gradeconv.reports.files import write_atomically
 from gradeconv.reproduce import HEADING
 
@@ -55,13 +56,6 @@ def render(submission: dict) -> str:
 
 
 def write_all(folder: Path, submissions: list[dict]) -> None:
-    """One file per submission; ids that clean to the same file name get -2, -3, never overwrite."""
-    used: set[str] = set()
+    """One file per submission, named from its id alone (reports/names.py): never another's file."""
     for submission in submissions:
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", submission["id"]).lstrip(".") or "submission"
-        name, count = safe, 1
-        while name in used:
-            count += 1
-            name = f"{safe}-{count}"
-        used.add(name)
-        write_atomically(Path(folder) / f"{name}.md", render(submission))
+        write_atomically(Path(folder) / f"{names.file_stem(submission['id'])}.md", render(submission))

@@ -19,13 +19,13 @@ import io
 import json
 import re
 import statistics
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from gradeconv.results import is_graded
 from gradeconv import __version__
+from gradeconv.reports import names
 from gradeconv.reports.files import write_atomically
 from gradeconv.reproduce import HEADING
 from gradeconv.rubric import Rubric
@@ -120,19 +120,13 @@ def script_hash(script: str) -> str:
 
 
 def section_ids(ids: list[str]) -> list[str]:
-    """One HTML id per submission: student-<slug>, unique and independent of the class's order.
-
-    A slug that two ids share gets a short hash of the full id, so no id steals another's anchor.
-    """
-    slugs = [re.sub(r"[^a-z0-9_-]+", "-", str(i).lower()).strip("-") or "submission" for i in ids]
-    counts = Counter(slugs)
+    """One HTML id per submission, made from its id alone (reports/names.py); the same id twice (never
+    from discover) is numbered."""
     result, used = [], set()
-    for original, slug in zip(ids, slugs):
-        anchor = f"student-{slug}"
-        if counts[slug] > 1:
-            anchor += "-" + hashlib.sha256(str(original).encode("utf-8")).hexdigest()[:8]
-        base, number = anchor, 1
-        while anchor in used:  # the same id twice (never from discover): number them
+    for original in ids:
+        anchor = base = names.anchor(str(original))
+        number = 1
+        while anchor in used:
             number += 1
             anchor = f"{base}-{number}"
         used.add(anchor)
