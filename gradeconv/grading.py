@@ -7,6 +7,7 @@ Each graded file gets its own session; gradeconv/runner.py runs the tests in it.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,9 @@ def _grade_once(submission: Submission, rubric: Rubric, sandbox: str | None, sta
         gradient_forward_calls=sum(part.gradient_calls for part in graded),
         full_gradient_forward_calls=sum(part.full_calls for part in graded),
         unexplained_kills=sum(part.unexplained_kills for part in graded),
+        hidden_output="\n".join(f"{part.module}: {line}" if several else line
+                                 for part in graded for line in part.hidden_lines),
+        files_sha256={part.module: part.files_sha256 for part in graded if part.files_sha256},
     )
 
 
@@ -119,10 +123,32 @@ class ModuleGrade:
     gradient_calls: int = 0
     full_calls: int = 0
     unexplained_kills: int = 0
+    hidden_lines: tuple[str, ...] = ()  # what the hidden tests' worker printed: for instructors only
+    files_sha256: str | None = None  # of the graded file: the salt of hidden tests' values
 
 
 def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: str | None) -> ModuleGrade:
+    """The tests of one graded file: visible tests in one session, hidden tests in a worker of their own,
+    so nothing a hidden test's calls print or leave behind reaches what the student reads."""
     numbered = [(number, test) for number, test in enumerate(rubric.tests, 1) if rubric.module_of(test) == module]
+    visible = [(number, test) for number, test in numbered if test.visibility == "visible"]
+    hidden = [(number, test) for number, test in numbered if test.visibility != "visible"]
+    parts = [_grade_tests(submission, rubric, module, sandbox, group) for group in (visible, hidden) if group]
+    if not parts:
+        return ModuleGrade(module, (), ())
+    shown = parts[0]
+    hidden_lines = tuple(line for part in parts[1:] for line in part.lines if line not in shown.lines)
+    return ModuleGrade(
+        module, tuple(sorted((test for part in parts for test in part.tests), key=lambda test: test.number)),
+        shown.lines, clean=all(part.clean for part in parts), sandbox=shown.sandbox,
+        student_seconds=sum(part.student_seconds for part in parts),
+        gradient_calls=sum(part.gradient_calls for part in parts), full_calls=sum(part.full_calls for part in parts),
+        unexplained_kills=sum(part.unexplained_kills for part in parts),
+        hidden_lines=hidden_lines if visible else (), files_sha256=shown.files_sha256)
+
+
+def _grade_tests(submission: Submission, rubric: Rubric, module: str, sandbox: str | None,
+                 numbered: list) -> ModuleGrade:
     try:
         with Unpacked(submission, module) as module_file:
             stage = stage_module(module_file, rubric.package, module[:-3], own_helper=rubric.helper == "submission")
@@ -133,10 +159,12 @@ def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: 
     # judged on the staged copy, the very bytes the worker will import: a use of a forbidden module
     # fails the tests of the functions using it (and of nothing else), whatever the worker says
     try:
+        graded_file = (stage.package_dir / module).read_bytes()
         uses = forbidden_imports(stage.package_dir / module, rubric.forbidden_imports)
     except BaseException:
         remove(stage)
         raise
+    files_sha256 = hashlib.sha256(graded_file).hexdigest()
     if MODULE_LEVEL in uses:
         remove(stage)
         message = f"uses {uses[MODULE_LEVEL]} when imported, which this assignment forbids: use numpy only"
@@ -153,7 +181,7 @@ def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: 
     with session:
         if session.mode == "uid":
             protect_from_workers(rubric, submission)
-        runner = CaseRunner(session, rubric, module)
+        runner = CaseRunner(session, rubric, module, salt=files_sha256)
         tests = tuple(refused[number] if number in refused else runner.run_test(number, test)
                       for number, test in numbered)
         report = session.close()
@@ -174,7 +202,7 @@ def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: 
         lines.append("your code wrote to stderr (quoted):\n" + quoted(report.stderr))
     return ModuleGrade(module, tests, tuple(lines), sandbox=report.sandbox, student_seconds=session.spent,
                        gradient_calls=runner.gradient_calls, full_calls=runner.full_calls,
-                       unexplained_kills=report.unexplained_kills)
+                       unexplained_kills=report.unexplained_kills, files_sha256=files_sha256)
 
 
 def quoted(text: str) -> str:

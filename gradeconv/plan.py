@@ -80,14 +80,19 @@ class Plan:
         except OSError:
             self.file = None  # a cache that cannot be written is no cache
 
-    def values(self, test: Test, case: Case) -> CaseValues:
-        """The case's arrays and the reference's answers (read-only: every submission shares them)."""
-        key = (test.name, case)
+    def values(self, test: Test, case: Case, salt: str = "") -> CaseValues:
+        """The case's arrays and the reference's answers (read-only: every submission shares them).
+
+        A hidden test's values also depend on the salt (the submission's own): those are shared by
+        the gradings of that same file only.
+        """
+        salt = salt if self.rubric.salted(test) else ""
+        key = (test.name, case, salt)
         with self._lock:
             if key in self._values:
                 self._values.move_to_end(key)
                 return self._values[key]
-        values = build(replace(case, seed=self.rubric.value_seed(test, case.seed)))
+        values = build(replace(case, seed=self.rubric.value_seed(test, case.seed, salt)))
         with self._lock:
             values = self._values.setdefault(key, values)
             while len(self._values) > MAX_VALUES:

@@ -89,6 +89,8 @@ class SubmissionResult:
     full_gradient_forward_calls: int = 0
     unexplained_kills: int = 0  # workers that died of a SIGKILL gradeconv did not send
     machine_failure: str | None = None  # not graded: what the machine did wrong (the student caused nothing)
+    hidden_output: str = ""  # what the hidden tests' calls printed: instructors only, never in a student's view
+    files_sha256: dict[str, str] = field(default_factory=dict)  # graded file -> its sha256: hidden values' salt
 
     @property
     def graded(self) -> bool:
@@ -116,6 +118,8 @@ class SubmissionResult:
             "output": self.output,
             "sandbox": self.sandbox,
             "machine_failure": self.machine_failure,
+            "hidden_output": self.hidden_output,
+            "files_sha256": self.files_sha256,
             "tests": [test.to_json() for test in self.tests],
         }
 

@@ -207,12 +207,17 @@ class Rubric(Strict):
         digest = hashlib.sha256(f"{self._secret}\0{self.seed}\0{key}".encode()).digest()
         return int.from_bytes(digest[:8], "big")
 
-    def value_seed(self, test: Test, seed: int) -> int:
-        """The value seed of a case: mixed with the secret for tests students cannot see."""
-        if test.visibility == "visible" or not self._secret:
+    def value_seed(self, test: Test, seed: int, salt: str = "") -> int:
+        """The value seed of a case: for tests students cannot see, mixed with the secret and the salt
+        (a hash of the submission's graded file), so no two different submissions see the same inputs."""
+        if not self.salted(test):
             return seed
-        digest = hashlib.sha256(f"{self._secret}\0{test.name}\0{seed}".encode()).digest()
+        digest = hashlib.sha256(f"{self._secret}\0{test.name}\0{seed}\0{salt}".encode()).digest()
         return int.from_bytes(digest[:4], "big")
+
+    def salted(self, test: Test) -> bool:
+        """Whether the test's values depend on the secret and the submission (hidden behind a secret)."""
+        return test.visibility != "visible" and bool(self._secret)
 
     @property
     def max_score(self) -> float:

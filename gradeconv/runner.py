@@ -32,8 +32,9 @@ UNREPRODUCIBLE = frozenset({outcomes.TIMEOUT, outcomes.CRASHED, outcomes.MEMORY,
 class CaseRunner:
     """Runs cases of one graded file's tests against its session."""
 
-    def __init__(self, session: Session, rubric: Rubric, module: str):
+    def __init__(self, session: Session, rubric: Rubric, module: str, salt: str = ""):
         self.session, self.rubric, self.module = session, rubric, module
+        self.salt = salt  # mixed into hidden tests' values: the graded file's own hash
         self.plan = plan_for(rubric)
         self.gradient_calls = 0
         self.full_calls = 0
@@ -69,7 +70,7 @@ class CaseRunner:
             return None
         try:
             forward = specs.layer_of(test.function).forward.name
-            return reproduce.snippet(specs.function(test.function), self.plan.values(test, failure.case), failure,
+            return reproduce.snippet(specs.function(test.function), self.plan.values(test, failure.case, self.salt), failure,
                                      self.rubric.package, self.module[:-3],
                                      test.checks.reference or DEFAULT_TOLERANCE, test.name,
                                      forward_available=self.load_failure(forward) is None)
@@ -113,7 +114,7 @@ class CaseRunner:
         try:
             # tests students cannot see draw their values with the rubric's secret (if any), so
             # answers recorded for public seeds, even the first, simplest case, are worth nothing
-            values = self.plan.values(test, case)
+            values = self.plan.values(test, case, self.salt)
             self.writable = not test.checks.inputs_unchanged
             function = specs.function(test.function)
             if values.layer.role(function) == "backward":

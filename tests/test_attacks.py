@@ -40,6 +40,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gradeconv.reports import gradescope
 from gradeconv.sandbox import landlock
 from tests.conftest import CORRECT, ROOT, skip_unless_available
 
@@ -1607,10 +1608,11 @@ def test_k_gradescope_results_are_the_graders(mode, ws, marker):
     result = json.loads(written)
     summary = json.dumps(result, indent=1)[:6000]
     assert result["score"] == POINTS[CONV_FWD] + POINTS[CONV_BWD], summary
-    assert result["max_score"] == TOTAL, summary
+    assert result["extra_data"]["max_score"] == TOTAL, summary
+    assert set(result) <= set(gradescope.TOP_LEVEL), summary  # only the keys Gradescope's specification defines
     assert [t["name"] for t in result["tests"]] == list(POINTS), summary
     assert {t["name"] for t in result["tests"] if t["status"] == "passed"} == {CONV_FWD, CONV_BWD}, summary
-    assert result["output"].startswith(f"sandbox: {mode}"), summary
+    assert result["output"].startswith(f"```text\nsandbox: {mode}"), summary  # fenced: shown as text
     assert "LEAK" not in result["output"], summary
     assert "blocked write results.json" in result["output"], summary
     assert "ghost-started" in result["output"] and re.search(r"(to|kill) -1", result["output"]), summary

@@ -162,13 +162,17 @@ def test_gradescope_layout(tmp_path):
     assert run.returncode == 0, run.stderr
     data = json.loads(results.read_text())
     assert isinstance(data["score"], float) and data["score"] == 87
-    assert isinstance(data["execution_time"], float) and isinstance(data["output"], str)
+    assert set(data) == {"score", "output", "output_format", "test_output_format", "test_name_format",
+                         "stdout_visibility", "extra_data", "tests"}  # Gradescope's keys only; ours in extra_data
+    assert data["extra_data"]["max_score"] == 100 and data["extra_data"]["id"] == "submission"
+    assert isinstance(data["output"], str) and data["output"].startswith("```text\n")
     assert len(data["tests"]) == 15
     for test in data["tests"]:
         for field, kind in GRADESCOPE_TEST_FIELDS.items():
             assert isinstance(test[field], kind), (field, test[field])
         assert test["status"] in ("passed", "failed")
         assert test["visibility"] in ("visible", "hidden", "after_due_date", "after_published")
+        assert set(test) <= set(GRADESCOPE_TEST_FIELDS) | {"output_format"} and test["output_format"] == "md"
         assert set(test["extra_data"]) == {"function", "outcome", "counterexample", "diagnosis", "cache", "reproduce",
                                              "difference"}
 

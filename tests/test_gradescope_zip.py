@@ -12,6 +12,7 @@ import zipfile
 
 import pytest
 
+from gradeconv.reports import gradescope, student_view
 from gradeconv import __version__
 from gradeconv.platforms import gradescope_zip
 from tests.conftest import ROOT
@@ -71,7 +72,8 @@ def run_autograder(root):
 def check_results(data):
     """Gradescope's documented fields, each of its type."""
     assert isinstance(data["score"], (int, float)) and not isinstance(data["score"], bool)
-    assert isinstance(data["execution_time"], (int, float)) and data["execution_time"] >= 0
+    assert set(data) <= set(gradescope.TOP_LEVEL)  # only the keys the specification defines
+    assert data["output_format"] == data["test_output_format"] and data["output_format"] in ("md", "text")
     assert isinstance(data["output"], str) and isinstance(data["tests"], list)
     for test in data["tests"]:
         assert set(TEST_FIELDS) <= set(test)
@@ -112,8 +114,8 @@ def test_setup_then_grade_correct_and_buggy(autograder_zip, tmp_path):
     shutil.copy2(SAMPLE / "alice" / "cs231n" / "layers.py", root / "submission" / "cs231n" / "layers.py")
     data, _ = run_autograder(root)
     check_results(data)
-    assert data["score"] == data["max_score"] == 100 and len(data["tests"]) == 15
-    assert data["output"].startswith("sandbox:")
+    assert data["score"] == data["extra_data"]["max_score"] == 100 and len(data["tests"]) == 15
+    assert data["output"].startswith("```text\nsandbox:")
 
     shutil.rmtree(root / "submission")
     shutil.copytree(SAMPLE / "bob_pad0_crop", root / "submission")
@@ -122,7 +124,9 @@ def test_setup_then_grade_correct_and_buggy(autograder_zip, tmp_path):
     assert data["score"] == 90
     hidden = next(t for t in data["tests"] if t["name"] == HIDDEN)
     assert hidden["visibility"] == "hidden" and hidden["status"] == "failed"
-    assert hidden["extra_data"]["reproduce"] is None  # hidden tests keep their inputs
+    # hidden tests keep their inputs, messages and outcome: name, points and pass/fail only
+    assert "reproduce" not in hidden["extra_data"] and "outcome" not in hidden["extra_data"]
+    assert hidden["output"] == "```text\n" + student_view.HIDDEN_NOTE + "\n```"
 
     shutil.rmtree(root / "submission")  # nothing submitted: gradeconv's own failure result
     data, _ = run_autograder(root)

@@ -302,7 +302,7 @@ CHECK
 }
 if ! valid_results; then
     # The inline writer: no Python needed, only the exit status goes into it.
-    printf '{"score": 0.0, "execution_time": 0, "output": "The autograder could not grade this submission (gradeconv exit status %s). Please tell your instructor: the autograder output has the details.", "tests": []}\n' "$status" > "$RESULTS"
+    printf '{"score": 0.0, "output_format": "text", "test_output_format": "text", "output": "The autograder could not grade this submission (gradeconv exit status %s). Please tell your instructor: the autograder output has the details.", "tests": []}\n' "$status" > "$RESULTS"
     echo "run_autograder: gradeconv exited with status $status without a valid results.json; wrote a score of 0" >&2
 fi
 exit 0

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from gradeconv.reports.files import write_atomically
+from gradeconv.reports.student_view import student_view
 
 #: PrairieLearn's limit for results.json is 1 MB; stay under it
 MAX_BYTES = 1_000_000
@@ -30,7 +31,8 @@ def not_gradable(message: str) -> dict:
 
 
 def from_submission(result: dict) -> dict:
-    """PrairieLearn's results for one graded submission (a SubmissionResult's JSON)."""
+    """PrairieLearn's results for one graded submission (a SubmissionResult's JSON), as its student may see it."""
+    result = student_view(result)
     max_score = float(result.get("max_score") or 0.0)
     score = float(result.get("score") or 0.0)
     fraction = min(1.0, max(0.0, score / max_score)) if max_score > 0 else 0.0

@@ -12,6 +12,7 @@ from pathlib import Path
 from gradeconv.results import is_graded
 from gradeconv.reports import names
 from gradeconv.reports.files import write_atomically
+from gradeconv.reports.student_view import student_view
 from gradeconv.reproduce import HEADING
 
 
@@ -56,6 +57,9 @@ def render(submission: dict) -> str:
 
 
 def write_all(folder: Path, submissions: list[dict]) -> None:
-    """One file per submission, named from its id alone (reports/names.py): never another's file."""
+    """One file per submission, named from its id alone (reports/names.py): never another's file.
+
+    A feedback file is the student's view: hidden tests show their name, points and pass/fail only.
+    """
     for submission in submissions:
-        write_atomically(Path(folder) / f"{names.file_stem(submission['id'])}.md", render(submission))
+        write_atomically(Path(folder) / f"{names.file_stem(submission['id'])}.md", render(student_view(submission)))

@@ -372,6 +372,9 @@ def _student_section(submission: dict, anchor: str) -> str:
         parts.append(_failure(test))
     if submission.get("output"):
         parts += ["<h3>Notes and printed output</h3>", f"<pre>{esc(submission['output'])}</pre>"]
+    if submission.get("hidden_output"):
+        parts += ["<h3>What the hidden tests' calls printed (not shown to the student)</h3>",
+                  f"<pre>{esc(submission['hidden_output'])}</pre>"]
     parts.append('<p><a href="#students">back to the students</a></p></section>')
     return "\n".join(parts)
 
