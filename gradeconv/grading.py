@@ -7,6 +7,7 @@ Each graded file gets its own session; gradeconv/runner.py runs the tests in it.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass
@@ -49,14 +50,19 @@ def grade_submission(submission: Submission, rubric: Rubric, sandbox: str | None
     What the machine does wrong never costs the student: a sandbox that fails to start (MachineFailure)
     is retried after a pause, and so is a grade in which a worker died of a SIGKILL gradeconv did not
     send, until two grades agree (the student's code killing itself does so every time) or one has no
-    such death. If the machine keeps failing, the result is *not graded*: no score, and the reasons.
+    such death. If the machine keeps failing, the result is *not graded*: no score, and the reasons;
+    but SIGKILLs in every grading while the kernel's out-of-memory killer killed nothing are the
+    submission's own, and its lowest grade counts.
     """
     started = time.monotonic()
     reasons: list[str] = []
     earlier: SubmissionResult | None = None
+    killed: list[SubmissionResult] = []  # gradings in which a worker died of a SIGKILL gradeconv did not send
+    machine_killed = False  # the kernel's out-of-memory killer ran during one of them (or nobody can tell)
     for attempt in range(MACHINE_ATTEMPTS):
         if attempt:
             time.sleep(BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS)) - 1])
+        before = oom_kills()
         try:
             result = _grade_once(submission, rubric, sandbox, started)
         except MachineFailure as failure:
@@ -64,9 +70,36 @@ def grade_submission(submission: Submission, rubric: Rubric, sandbox: str | None
             continue
         if not result.unexplained_kills or (earlier is not None and result.verdicts == earlier.verdicts):
             return result
+        after = oom_kills()
+        machine_killed = machine_killed or before is None or after is None or after != before
         earlier = result
+        killed.append(result)
         reasons.append("a worker was killed by a SIGKILL that gradeconv did not send")
+    if len(killed) == MACHINE_ATTEMPTS and not machine_killed:
+        # every grading saw a SIGKILL while the kernel killed nothing: the submission's own code sent them
+        # (at random, so no two gradings agree); leaving it not graded would let code that deserves 0 escape
+        # its grade and send staff to regrade it for ever
+        worst = min(killed, key=lambda graded: graded.score or 0.0)
+        return dataclasses.replace(worst, output=(worst.output + "\n" if worst.output else "") + SELF_KILLED_NOTE,
+                                   execution_time=time.monotonic() - started)
     return not_graded(submission, rubric, reasons, started)
+
+
+SELF_KILLED_NOTE = ("a worker of this submission was killed by SIGKILL in every grading while the machine's "
+                    "out-of-memory killer killed nothing: the kills are the submission's own, and its lowest "
+                    "grade counts")
+
+
+def oom_kills() -> int | None:
+    """Processes the kernel's out-of-memory killer has killed since boot, machine-wide (None if unknown)."""
+    try:
+        with open("/proc/vmstat") as handle:
+            for line in handle:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def not_graded(submission: Submission, rubric: Rubric, reasons: list[str], started: float) -> SubmissionResult:

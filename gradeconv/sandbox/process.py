@@ -37,6 +37,8 @@ MARKER_VARIABLE = "GRADECONV_WORKER"
 #: bytes a reply may carry beyond its arrays' data: .npy headers and slack
 REPLY_SLACK_BYTES = 64 << 10
 START_SECONDS = 10.0
+#: how long bwrap may take to reap its jail's first process and exit once that process is killed
+JAIL_EXIT_SECONDS = 1.0
 #: printed bytes a worker keeps per stream: this head and this tail, the rest cut behind a marker
 #: (the worker's CappedLog); 2 x 1900 + marker fits the 2 x 2000 bytes the parent shows in full
 OUTPUT_KEPT_BYTES = 1900
@@ -303,6 +305,15 @@ class WorkerProcess:
         """
         if reason and not self.kill_reason:
             self.kill_reason = reason
+        if self.jail_pid is not None and self.group is not None:
+            # the jail's first process dies first, so that bwrap outside the jail reaps it and exits by itself:
+            # killed together, that process is left to PID 1 as a zombie of the account, and where PID 1 never
+            # reaps (gradeconv as a container's PID 1) 32 of them stop every later bwrap of the account (NPROC)
+            self.group.kill_all()
+            try:
+                self.process.wait(timeout=JAIL_EXIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError, AttributeError):
