@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gradeconv.sandbox.failures import MachineFailure
-from gradeconv.sandbox.reaper import by_uid, signal_as
+from gradeconv.sandbox.reaper import adopt_orphans, by_uid, reap_orphans, signal_as
 from gradeconv.sandbox.staging import STAGE_PREFIX
 from gradeconv.temporary import remove_tree
 
@@ -162,6 +162,7 @@ def _taken_by_system(number: int) -> bool:
 
 def acquire() -> Account:
     """A free account, swept clean, held until release(); NoAccount if none can be had."""
+    adopt_orphans()  # what the account's workers leave behind comes back here to be reaped
     for slot in range(SLOTS):
         number = UID_BASE + slot
         if _taken_by_system(number):
@@ -228,6 +229,7 @@ class Swept:
 def sweep(account: Account) -> Swept:
     """Kill every process of the account; remove what it left in scratch folders and System V IPC."""
     gone = by_uid(account.uid).kill_all()
+    reap_orphans(account.uid)  # their zombies would count against the account's process limit
     removed = True
     for entry in scratch_entries(account.uid) + stale_stages(account.gid):
         removed = remove_entry(entry) and removed

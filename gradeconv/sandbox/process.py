@@ -328,6 +328,8 @@ class WorkerProcess:
     def kill(self) -> bool:
         """Kill every process of the worker and close its pipes (once, from the owning thread)."""
         gone = self.terminate(None)
+        if self.isolation.account is not None:  # what outlived its parent (the jail's first process...);
+            reaper.reap_orphans(self.isolation.account.uid)  # here, in the thread that starts and waits its workers
         if not self._closed:
             self._closed = True
             for fd in (self._request_write, self._reply_read):
