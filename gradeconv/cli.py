@@ -216,6 +216,7 @@ def grade(args: argparse.Namespace) -> int:
     except SandboxUnavailable as error:
         raise UserError(str(error)) from None
     finished = json_report.read_finished(args.json, rubric, warn=_warn) if args.resume else []
+    finished = _same_files(finished, submissions)
     done = {s["id"] for s in finished}
     todo = [s for s in submissions if s.id not in done]
     order = {s.id: i for i, s in enumerate(submissions)}
@@ -258,6 +259,16 @@ def grade(args: argparse.Namespace) -> int:
         _warn(not_graded)  # even with --quiet: the batch is not finished
         return NOT_GRADED
     return 0
+
+
+def _same_files(finished: list[dict], submissions: list[Submission]) -> list[dict]:
+    """The finished rows whose id still names the same file: another file that cleans to the same id is graded."""
+    current = {s.id: os.path.realpath(s.path) for s in submissions}
+    kept = [row for row in finished
+            if row["id"] not in current or os.path.realpath(str(row.get("path", ""))) == current[row["id"]]]
+    if len(kept) < len(finished):
+        _warn(f"resuming: grading {len(finished) - len(kept)} submission(s) whose id now names another file")
+    return kept
 
 
 def _graded(todo: list[Submission], rubric: rubrics.Rubric, args: argparse.Namespace) -> Iterator[dict]:

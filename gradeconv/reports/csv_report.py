@@ -10,13 +10,14 @@ from gradeconv.results import is_graded
 from gradeconv.rubric import Rubric
 
 
-#: a cell starting with one of these is a formula to a spreadsheet (CSV injection)
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: a cell starting with one of these is a formula to a spreadsheet (CSV injection), full-width forms included
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 def cell(text: str) -> str:
-    """Text a spreadsheet shows as text, never runs as a formula."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    """Text a spreadsheet shows as text, never runs as a formula (even after the blanks it may trim)."""
+    risky = text.startswith(FORMULA_STARTS) or text.lstrip(" \t\r\n\u3000").startswith(FORMULA_STARTS)
+    return "'" + text if risky else text
 
 
 def render(rubric: Rubric, submissions: list[dict]) -> str:
