@@ -15,8 +15,12 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uf
 
 
 def cell(text: str) -> str:
-    """Text a spreadsheet shows as text, never runs as a formula (even after the blanks it may trim)."""
+    """Text a spreadsheet shows as text on one line, never runs as a formula (even after the blanks it may trim).
+
+    Line breaks become spaces: a bare carriage return in a cell would start a new row for some readers.
+    """
     risky = text.startswith(FORMULA_STARTS) or text.lstrip(" \t\r\n\u3000").startswith(FORMULA_STARTS)
+    text = text.replace("\r", " ").replace("\n", " ")
     return "'" + text if risky else text
 
 
