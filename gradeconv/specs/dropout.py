@@ -168,6 +168,16 @@ def reproduce_properties(values, role: str) -> list[str]:
         f"np.testing.assert_allclose(out[kept], x[kept] / {p!r}, rtol=1e-06, atol=0)  # kept units are x / p",
         "again, _ = dropout_forward(x, dict(dropout_param))",
         "np.testing.assert_array_equal(again, out)  # the same seed gives the same mask",
+        "other, _ = dropout_forward(x, dict(dropout_param, seed=dropout_param['seed'] + 1))",
+        "try:  # the checks that see through fixed patterns (gradeconv/specs/randomness.py)",
+        "    from gradeconv.specs import randomness",
+        "except ImportError:",
+        "    randomness = None",
+        "if randomness is not None:",
+        f"    for why in (randomness.serial_pattern(kept, {p!r}), randomness.shifted_rows(kept, {p!r}),",
+        f"                randomness.serial_pattern(other != 0, {p!r}), "
+        f"randomness.seed_pattern(kept, other != 0, {p!r})):",
+        "        assert why is None, why",
     ]
 
 
