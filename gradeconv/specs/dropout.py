@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from gradeconv.specs import randomness
 from gradeconv.specs.domains import AwayFromZero
 from gradeconv.specs.model import Array, Function, Layer, Mistake, Option, Param, Properties, Restriction, Var
 from reference import layers
@@ -28,6 +29,8 @@ INVERT = "inverted dropout divides the kept units by p in train mode (out = x * 
 SEED = ("call np.random.seed(dropout_param['seed']) before drawing the mask when the seed is given, so the "
         "same seed gives the same mask")
 TEST_IDENTITY = "in test mode dropout returns x unchanged: no mask and no scaling"
+RANDOM = ("draw the mask from numpy's generator after seeding it: np.random.seed(dropout_param['seed']), then "
+          "mask = (np.random.rand(*x.shape) < p) / p (no pattern, block or shift of your own)")
 
 
 def _failure(outcome, message, hints=()):
@@ -83,6 +86,10 @@ def forward_properties(values, got, call_again):
     if np.array_equal(other.get("out") != 0, out != 0):
         return _failure(outcomes.WRONG_VALUE, "another dropout_param['seed'] gave the same mask: the mask must be "
                                               "drawn at random from the seed", [SEED])
+    why = randomness.seed_pattern(out != 0, other.get("out") != 0, p)
+    if why:
+        return _failure(outcomes.WRONG_VALUE, f"{why} (seeds {int(values.variables['mask_seed'])} and "
+                                              f"{int(values.variables['mask_seed']) + 1})", [RANDOM])
     return None
 
 
@@ -105,11 +112,13 @@ def _train_mask(out: np.ndarray, x: np.ndarray, p: float):
         index = int(np.argmax(np.abs(ratio - 1 / p)))
         return _failure(outcomes.WRONG_VALUE, f"train mode kept units must equal x / p = x * {1 / p:.6g}; one is "
                                               f"x * {ratio[index]:.6g}", hints)
-    return _random_looking(kept)
+    return _random_looking(kept, p)
 
 
-def _random_looking(kept: np.ndarray):
-    """A failure when the kept units follow a pattern no random mask would (a Wald-Wolfowitz runs test)."""
+def _random_looking(kept: np.ndarray, p: float):
+    """A failure when the kept units follow a pattern no random mask would: one mask for every sample,
+    too many or too few runs (a Wald-Wolfowitz test), a period or a correlation between units, or
+    samples whose masks are shifts of one another (gradeconv/specs/randomness.py)."""
     from gradeconv import outcomes
     if kept.ndim == 2 and kept.shape[0] > 1 and np.all(kept == kept[0]):
         return _failure(outcomes.WRONG_VALUE, "every sample got the same mask: draw one with x's full shape",
@@ -125,6 +134,9 @@ def _random_looking(kept: np.ndarray):
         return _failure(outcomes.WRONG_VALUE, f"the kept units follow a pattern ({runs} runs of kept and dropped "
                                               f"units where a random mask gives about {mean:.0f}): the mask must "
                                               "be random", ["draw the mask with np.random.rand(*x.shape) < p"])
+    why = randomness.serial_pattern(kept, p) or randomness.shifted_rows(kept, p)
+    if why:
+        return _failure(outcomes.WRONG_VALUE, why, [RANDOM])
     return None
 
 
@@ -156,6 +168,16 @@ def reproduce_properties(values, role: str) -> list[str]:
         f"np.testing.assert_allclose(out[kept], x[kept] / {p!r}, rtol=1e-06, atol=0)  # kept units are x / p",
         "again, _ = dropout_forward(x, dict(dropout_param))",
         "np.testing.assert_array_equal(again, out)  # the same seed gives the same mask",
+        "other, _ = dropout_forward(x, dict(dropout_param, seed=dropout_param['seed'] + 1))",
+        "try:  # the checks that see through fixed patterns (gradeconv/specs/randomness.py)",
+        "    from gradeconv.specs import randomness",
+        "except ImportError:",
+        "    randomness = None",
+        "if randomness is not None:",
+        f"    for why in (randomness.serial_pattern(kept, {p!r}), randomness.shifted_rows(kept, {p!r}),",
+        f"                randomness.serial_pattern(other != 0, {p!r}), "
+        f"randomness.seed_pattern(kept, other != 0, {p!r})):",
+        "        assert why is None, why",
     ]
 
 
