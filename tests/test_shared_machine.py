@@ -95,12 +95,21 @@ def test_a_dead_graders_leftovers_are_swept_but_a_live_keepers_account_is_left_a
         again = accounts.acquire()
         try:
             assert again.uid == held.uid, accounts.holders(held.uid)
-            assert sleeper.wait(timeout=10) == -9  # killed by the sweep of the account's new holder
+            # killed by the sweep of the account's new holder (which may also have reaped it: it is our child)
+            assert not running(sleeper.pid)
         finally:
             accounts.release(again)
     finally:
         if sleeper.poll() is None:
             sleeper.kill()
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 HOSTILE = textwrap.dedent("""
@@ -132,7 +141,8 @@ def write_rubric(path: Path) -> None:
     keep = {"conv forward: no padding (pad = 0)", "max-pool backward: overlapping windows (stride < pool size)",
             "conv backward db"}
     data["tests"] = [dict(test, examples=min(test["examples"], 6)) for test in data["tests"] if test["name"] in keep]
-    data["limits"] = {"call_seconds": 5, "submission_seconds": 30, "memory_mb": 1024}
+    # generous: on a loaded machine honest calls must not time out (what is tested is who kills whom)
+    data["limits"] = {"call_seconds": 30, "submission_seconds": 120, "memory_mb": 1024}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
@@ -159,7 +169,7 @@ def test_three_batches_on_one_machine_with_hostile_students_grade_every_honest_o
     maximum = sum(test["points"] for test in yaml.safe_load(rubric.read_text())["tests"])
     for folder, process in runs:
         try:
-            _, stderr = process.communicate(timeout=240)
+            _, stderr = process.communicate(timeout=600)
         finally:
             if process.poll() is None:
                 process.kill()
