@@ -80,10 +80,15 @@ def quality(settings: similarity.Settings, verbose: bool) -> None:
         folder = Path(tmp)
         groups = build_quality_class(folder)
         found = find_submissions([folder]).submissions
-        report = similarity.find_copies(found, "layers.py", settings=settings)
+        everything = similarity.Settings(threshold=0.0, common=settings.common,
+                                         min_fingerprints=settings.min_fingerprints)
+        report = similarity.find_copies(found, "layers.py", settings=everything)
     pairs: dict[tuple[str, str], list[similarity.Match]] = defaultdict(list)
     for match in report.matches:
-        pairs[tuple(sorted((match.a, match.b)))].append(match)
+        if match.similarity >= settings.threshold:
+            pairs[tuple(sorted((match.a, match.b)))].append(match)
+    unrelated = [m for m in report.matches if origin(groups, m.a) != origin(groups, m.b)]
+    closest = max(unrelated, key=lambda m: m.similarity, default=None)
     related = [pair for pair in pairs if origin(groups, pair[0]) == origin(groups, pair[1])]
     false = [pair for pair in pairs if pair not in related]
     planted = [(copy, copy[len("copy_"):-len(kind) - 1], kind) for copy in groups if copy.startswith("copy_")
@@ -98,6 +103,13 @@ def quality(settings: similarity.Settings, verbose: bool) -> None:
           + ", ".join(f"{kind} {sum(flags)}/{len(flags)}" for kind, flags in caught_by_kind.items()))
     print(f"precision: {len(related)}/{len(pairs)} flagged pairs are of the same origin "
           f"({len(related) / max(len(pairs), 1):.1%}); {len(false)} pairs of independent solutions flagged")
+    if closest:
+        print(f"highest similarity of independent solutions: {closest.similarity} ({closest.a}, {closest.b}, "
+              f"{closest.function or 'whole file'})")
+    planted_files = [m.similarity for m in report.matches if m.function is None and _planted(m)]
+    planted_functions = [m.similarity for m in report.matches if m.function is not None and _planted(m)]
+    print(f"lowest similarity of a planted copy to its original: whole file {min(planted_files)}, "
+          f"a function {min(planted_functions)}")
     for pair in false if verbose else false[:10]:
         print("  false positive:", pair, [(m.function, m.similarity) for m in pairs[pair]])
     missed = [(copy, kind) for copy, original, kind in planted
@@ -105,6 +117,16 @@ def quality(settings: similarity.Settings, verbose: bool) -> None:
               not in pairs]
     for copy, kind in missed:
         print("  missed:", copy)
+
+
+def _planted(match: similarity.Match) -> bool:
+    """A match of a planted copy with its original."""
+    for copy, other in ((match.a, match.b), (match.b, match.a)):
+        if copy.startswith("copy_"):
+            original = copy[len("copy_"):].rsplit("_", 1)[0]
+            if other == original or (other == similarity.REFERENCE and original.startswith("reference_")):
+                return True
+    return False
 
 
 def speed(size: int, jobs: int, settings: similarity.Settings) -> None:

@@ -155,6 +155,11 @@ def read_class(submissions: list[Submission], module_file: str, jobs: int = 1) -
 def compare(students: list[Side], others: list[Side], settings: Settings = Settings(),
             starter: frozenset[int] = frozenset()) -> Report:
     """Score every pair of students, and every student against every other side (reference, known)."""
+    taken = {side.id for side in students}
+    for side in others:  # a student whose file is named reference.py keeps its id; the bundled one is renamed
+        while side.id in taken:
+            side.id += " (bundled)" if side.kind == "reference" else " (known)"
+        taken.add(side.id)
     sides = [side for side in [*students, *others] if not side.problem]
     is_student = [side.kind == "submission" for side in sides]
     kept = _filtered(sides, is_student, settings, starter)

@@ -283,3 +283,9 @@ def test_the_terminal_table_shows_ids_literally():
     console = similarity_report.Console(record=True, width=200)
     similarity_report.terminal(console, report)
     assert "[bold]x[/bold]" in console.export_text()
+
+
+def test_a_student_named_reference_is_not_confused_with_the_reference():
+    copied = disguise(REFERENCE_LAYERS.read_text(), "rename", seed=1)
+    report = similarity.compare([side("reference", copied)], [similarity.reference_side()])
+    assert pairs(report) == {("reference", "reference (bundled)")}
