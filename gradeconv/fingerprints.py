@@ -18,6 +18,7 @@ The stream is cut into k-grams whose hashes are winnowed (Schleimer, Wilkerson a
 each window of `window` consecutive hashes is kept, so any shared run of at least
 `k + window - 1` tokens leaves a shared fingerprint, at about 2/(window+1) of the k-grams.
 Each fingerprint keeps the source lines its k-gram came from, to show matching regions.
+Student code is only parsed (`ast.parse`), never run.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ from dataclasses import dataclass, field
 K = 10
 WINDOW = 5
 BUILTIN_NAMES = frozenset(dir(builtins))
+#: a longer block keeps its order (finding independent statements takes time quadratic in its length)
+MAX_REORDERED = 200
 #: statements that end a block's flow: nothing moves across them
 BARRIERS = (ast.Return, ast.Break, ast.Continue, ast.Raise)
 
@@ -59,17 +62,19 @@ def module_prints(source: str, k: int = K, window: int = WINDOW) -> dict[str, Fu
     """The fingerprints of every top-level function (and `Class.method`) of a module's source."""
     try:
         tree = ast.parse(source)
+        names = _ModuleNames(tree)
+        lines = source.splitlines()
+        prints: dict[str, FunctionPrint] = {}
+        for name, node in _functions(tree):
+            tokens = function_tokens(node, names)
+            text = "\n".join(lines[node.lineno - 1:node.end_lineno])
+            prints[name] = FunctionPrint(name, node.lineno, text, len(tokens), winnow(tokens, k, window))
+        return prints
     except (SyntaxError, ValueError) as error:
         line = getattr(error, "lineno", None)
         raise Unparsable(f"not valid Python{f' (line {line})' if line else ''}: {getattr(error, 'msg', error)}") from None
-    names = _ModuleNames(tree)
-    lines = source.splitlines()
-    prints: dict[str, FunctionPrint] = {}
-    for name, node in _functions(tree):
-        tokens = function_tokens(node, names)
-        text = "\n".join(lines[node.lineno - 1:node.end_lineno])
-        prints[name] = FunctionPrint(name, node.lineno, text, len(tokens), winnow(tokens, k, window))
-    return prints
+    except (RecursionError, MemoryError):
+        raise Unparsable("nested too deeply to compare") from None
 
 
 def _functions(tree: ast.Module):
@@ -136,6 +141,8 @@ class _Emitter:
             tokens = self.counting_loop(*group) if len(group) == 2 else self.statement(group[0])
             if tokens:
                 items.append((tokens, reads, writes, isinstance(group[0], BARRIERS)))
+        if len(items) > MAX_REORDERED:
+            return [token for item in items for token in item[0]]
         after: list[set[int]] = [set() for _ in items]  # after[j]: the statements j must follow
         for j, (_, reads_j, writes_j, barrier_j) in enumerate(items):
             for i in range(j):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gradeconv import cli, similarity
-from gradeconv.fingerprints import module_prints
+from gradeconv.fingerprints import Unparsable, module_prints
 from gradeconv.reports import html_report, similarity_report
 from tests.conftest import CORRECT, ROOT, VECTORISED
 from tests.disguises import KINDS, disguise
@@ -289,3 +289,14 @@ def test_a_student_named_reference_is_not_confused_with_the_reference():
     copied = disguise(REFERENCE_LAYERS.read_text(), "rename", seed=1)
     report = similarity.compare([side("reference", copied)], [similarity.reference_side()])
     assert pairs(report) == {("reference", "reference (bundled)")}
+
+
+def test_hostile_sources_are_refused_or_fingerprinted_quickly():
+    import time
+    deep = "def f(x):\n    return " + "(" * 5000 + "x" + ")" * 5000 + "\n"
+    with pytest.raises(Unparsable):
+        module_prints(deep)
+    started = time.perf_counter()
+    long_block = "def f(x):\n" + "".join(f"    a{i} = x + {i}\n" for i in range(20000))
+    assert module_prints(long_block)["f"].tokens == 20000 * 6  # in order: not 20,000 squared comparisons
+    assert time.perf_counter() - started < 10
