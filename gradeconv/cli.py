@@ -11,17 +11,17 @@ from typing import Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from gradeconv import __version__, batch, output_paths
+from gradeconv import __version__, batch, output_paths, similarity
 from gradeconv import rubric as rubrics
 from gradeconv.grading import grade_submission, protect_class
 from gradeconv.notebook import submission_problem
 from gradeconv.platforms import canvas, gradescope_zip, prairielearn
-from gradeconv.reports import csv_report, feedback, gradescope, html_report, json_report, terminal
+from gradeconv.reports import csv_report, feedback, gradescope, html_report, json_report, similarity_report, terminal
 from gradeconv.results import is_graded
 from gradeconv.sandbox.session import SandboxUnavailable
 from gradeconv.submissions import Submission, SubmissionError, canvas_user_id, find_submissions
 
-COMMANDS = ("grade", "check", "gradescope", "gradescope-zip", "prairielearn", "rubrics")
+COMMANDS = ("grade", "check", "gradescope", "gradescope-zip", "prairielearn", "rubrics", "similarity")
 USAGE_ERROR = 2
 NOT_GRADED = 3  # some submission was not graded: the machine failed (regrade with --resume)
 
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--canvas-gradebook", type=Path, metavar="EXPORT_CSV",
                        help="Canvas's gradebook export: --canvas-csv is this file with the assignment filled in")
     grade.add_argument("--resume", action="store_true", help="skip submissions already in the --json file")
+    grade.add_argument("--similarity", action="store_true",
+                       help="also compare the submissions for copying (a section of --html; see `similarity`)")
     grade.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
     check = commands.add_parser("check", help="check your own file (students): visible tests only")
@@ -79,6 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     prairie.add_argument("--student", type=Path, default=Path("/grade/student"))
     prairie.add_argument("--results", type=Path, default=Path("/grade/results/results.json"))
     _rubric_option(prairie)
+
+    alike = commands.add_parser("similarity", help="flag copied code: pairs of submissions, the reference, "
+                                                   "known solutions, function by function")
+    alike.add_argument("paths", nargs="+", type=Path, metavar="CLASS", help="a folder of submissions (or several)")
+    alike.add_argument("--known", type=Path, action="append", default=[], metavar="DIR",
+                       help="a folder of known solutions (one per .py file, .zip or subfolder); repeatable")
+    alike.add_argument("--starter", type=Path, action="append", default=[], metavar="FILE",
+                       help="the course's starter file: its code is ignored; repeatable")
+    alike.add_argument("--threshold", type=float, default=similarity.DEFAULT_THRESHOLD, metavar="T",
+                       help=f"flag pairs at or above this similarity, 0 to 1 (default {similarity.DEFAULT_THRESHOLD})")
+    alike.add_argument("--json", type=Path, metavar="FILE", help="write the flagged pairs here as JSON")
+    alike.add_argument("--csv", type=Path, metavar="FILE", help="write the flagged pairs here as CSV")
+    alike.add_argument("--html", type=Path, metavar="FILE", help="write the pairs side by side here (self-contained HTML)")
+    alike.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes (default: cores)")
+    _rubric_option(alike)
 
     listing = commands.add_parser("rubrics", help="list the bundled rubrics, or one rubric's tests and points")
     listing.add_argument("name", nargs="?", metavar="NAME_OR_FILE", help="a bundled rubric's name or a YAML file")
@@ -112,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
     try:
         return {"grade": grade, "check": check, "gradescope": run_gradescope,
-                "rubrics": list_rubrics,
+                "rubrics": list_rubrics, "similarity": run_similarity,
                 "gradescope-zip": build_gradescope_zip, "prairielearn": run_prairielearn}[args.command](args)
     except UserError as error:
         print(f"gradeconv: {error}", file=sys.stderr)
@@ -244,7 +261,10 @@ def grade(args: argparse.Namespace) -> int:
     if args.csv:
         csv_report.write(args.csv, rubric, results)
     if args.html:
-        html_report.write(args.html, rubric, results)
+        extra = similarity_report.html_section(_similarity_of(submissions, rubric, args.jobs)) if args.similarity else ""
+        html_report.write(args.html, rubric, results, extra)
+    elif args.similarity and not args.quiet:
+        similarity_report.terminal(console, _similarity_of(submissions, rubric, args.jobs))
     if args.feedback_dir:
         feedback.write_all(args.feedback_dir, results)
     if args.canvas_csv:
@@ -269,6 +289,50 @@ def _same_files(finished: list[dict], submissions: list[Submission]) -> list[dic
     if len(kept) < len(finished):
         _warn(f"resuming: grading {len(finished) - len(kept)} submission(s) whose id now names another file")
     return kept
+
+
+def _similarity_of(submissions: list[Submission], rubric: rubrics.Rubric, jobs: int,
+                   known: list[Path] = (), starter: list[Path] = (),
+                   threshold: float = similarity.DEFAULT_THRESHOLD) -> similarity.Report:
+    try:
+        return similarity.find_copies(submissions, rubric.module, known, starter,
+                                      similarity.Settings(threshold=threshold), jobs)
+    except similarity.SimilarityError as error:
+        raise UserError(str(error)) from None
+
+
+def run_similarity(args: argparse.Namespace) -> int:
+    if not 0 <= args.threshold <= 1:
+        raise UserError(f"--threshold must be between 0 and 1, not {args.threshold:g}")
+    if args.jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    try:  # a missing --known folder or --starter file is told before any work
+        for folder in args.known:
+            similarity.known_solutions(folder)
+        similarity.starter_prints(args.starter)
+    except similarity.SimilarityError as error:
+        raise UserError(str(error)) from None
+    rubric = load_rubric(args.rubric)
+    found = _class(args.paths, rubric)
+    outputs = {"--json": args.json, "--csv": args.csv, "--html": args.html}
+    try:
+        output_paths.check_distinct(outputs, {s.path: "a submission" for s in found.submissions})
+        for option, path in outputs.items():
+            if path is not None:
+                output_paths.check_file(path, option, f"similarity.{option[2:]}")
+    except output_paths.OutputPathError as error:
+        raise UserError(str(error)) from None
+    for line in _skipped_lines(found):
+        _warn(line)
+    report = _similarity_of(found.submissions, rubric, args.jobs, args.known, args.starter, args.threshold)
+    if args.json:
+        similarity_report.write_json_file(args.json, report)
+    if args.csv:
+        similarity_report.write_csv(args.csv, report)
+    if args.html:
+        similarity_report.write_html(args.html, report)
+    similarity_report.terminal(Console(), report)
+    return 0
 
 
 def _graded(todo: list[Submission], rubric: rubrics.Rubric, args: argparse.Namespace) -> Iterator[dict]:

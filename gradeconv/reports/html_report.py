@@ -76,6 +76,9 @@ pre { background: #f6f6f6; border: 1px solid #ddd; padding: 0.6em; overflow-x: a
 section.student { border-top: 2px solid #888; margin-top: 2em; }
 img { max-width: 100%; height: auto; }
 dt { font-weight: bold; }
+.side-by-side { display: grid; grid-template-columns: 1fr 1fr; gap: 0.5em; }
+.side-by-side pre { margin: 0; font-size: 0.85em; }
+.side-by-side mark { background: #ffe08a; display: inline-block; width: 100%; }
 """
 
 
@@ -84,8 +87,12 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def render(submissions: list[dict], test_names: list[str] | None = None, title: str = "gradeconv class report") -> str:
-    """The whole report as one HTML document. test_names: the rubric's order (default: as found)."""
+def render(submissions: list[dict], test_names: list[str] | None = None, title: str = "gradeconv class report",
+           extra: str = "") -> str:
+    """The whole report as one HTML document. test_names: the rubric's order (default: as found).
+
+    extra: HTML of a further section (already escaped), e.g. the similarity report's.
+    """
     names = list(dict.fromkeys([*(test_names or []),
                                 *(test["name"] for s in submissions for test in s.get("tests", []))]))
     anchors = section_ids([s["id"] for s in submissions])
@@ -97,7 +104,14 @@ def render(submissions: list[dict], test_names: list[str] | None = None, title: 
                  _image(pass_rate_plot(submissions, names), "pass rate per test"),
                  '<h2 id="clusters">Failure clusters</h2>', _clusters(submissions, anchors),
                  '<h2 id="students">Students</h2>', _student_table(submissions, anchors)]
-        body += [_student_section(s, anchors[i]) for i, s in enumerate(submissions)]
+    if extra:
+        body.append(extra)
+    body += [_student_section(s, anchors[i]) for i, s in enumerate(submissions)]
+    return document(title, body)
+
+
+def document(title: str, body: list[str]) -> str:
+    """A self-contained page: inline style, the one sorting script allowed by hash, nothing else."""
     script = SORT_SCRIPT
     policy = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
               f"script-src '{script_hash(script)}'; base-uri 'none'; form-action 'none'")
@@ -109,9 +123,9 @@ def render(submissions: list[dict], test_names: list[str] | None = None, title: 
         *body, f"<script>{script}</script>", "</body>", "</html>", ""])
 
 
-def write(path: Path, rubric: Rubric, submissions: list[dict]) -> None:
+def write(path: Path, rubric: Rubric, submissions: list[dict], extra: str = "") -> None:
     write_atomically(path, render(submissions, [test.name for test in rubric.tests],
-                                  f"gradeconv class report: {rubric.path}"))
+                                  f"gradeconv class report: {rubric.path}", extra))
 
 
 def script_hash(script: str) -> str:
