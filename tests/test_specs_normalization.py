@@ -1,10 +1,12 @@
 """The normalization and dropout specs catch real bugs: each fails exactly its tests, with the right diagnosis.
 
 Every bug is planted in the correct student-style solution and graded with the
-assignment-2 rubric's normalization and dropout tests (the default sandbox). A
-wrong forward also fails the backwards that take its cache: the student's
-backward then gets the reference's cache, whose layout is not theirs, and the
-solution's spatial batchnorm calls its own batchnorm.
+assignment-2 rubric's normalization and dropout tests (the default sandbox). The
+backwards always get the student's own cache (its layout is theirs): a wrong
+forward whose cache is still right costs only the forward's tests, one whose
+cache holds the wrong values also fails the backwards that read them, with a
+note that the forward is wrong on that case. The solution's spatial batchnorm
+calls its own batchnorm.
 """
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -36,6 +38,9 @@ GN_VECTOR = "spatial groupnorm backward: gamma and beta of shape (C,)"
 #: a running-average bug costs only the test that scores the running averages (the others score out)
 RUNNING_TESTS = {BN_RUNNING}
 BN_EVERYTHING_TRAIN = {BN_TRAIN, BN_BACKWARD, BN_ALT, SBN_FORWARD, SBN_BACKWARD}
+BN_FORWARD_TRAIN = {BN_TRAIN, SBN_FORWARD}
+#: the note a backward's failure gets when its own forward is wrong on the failing case
+FORWARD_WRONG = "judged with your forward's cache; your forward is wrong on this case: fix it first"
 GN_ALL = {GN_FORWARD, GN_BACKWARD, GN_VECTOR}
 
 BN_RUNNING_LINES = ("        running_mean = momentum * running_mean + (1 - momentum) * mu\n"
@@ -44,8 +49,14 @@ BN_RUNNING_LINES = ("        running_mean = momentum * running_mean + (1 - momen
 # (bug, [(anchor in the correct solution, replacement)], tests that must fail, words the report must contain)
 BUGS = [
     # --- batchnorm forward ---
+    # the cache holds the unbiased variance: the backwards that read it are wrong too, and say why
     ("bn_unbiased_variance", [("var = np.mean(sq, axis=0)", "var = np.sum(sq, axis=0) / (N - 1)")],
-     BN_EVERYTHING_TRAIN | {BN_RUNNING}, ["ddof=1"]),
+     BN_EVERYTHING_TRAIN | {BN_RUNNING}, ["ddof=1", FORWARD_WRONG]),
+    # out uses the unbiased variance, the cache is right: the backwards (correct) keep their points
+    ("bn_unbiased_variance_forward_only",
+     [("        out = gamma * xhat + beta\n\n        running_mean",
+       "        out = gamma * xmu / np.sqrt(np.var(x, axis=0, ddof=1) + eps) + beta\n\n        running_mean")],
+     BN_FORWARD_TRAIN, ["ddof=1"]),
     ("bn_running_not_updated", [(BN_RUNNING_LINES, "")], RUNNING_TESTS,
      ["the running average was not updated", "bn_param['running_mean']"]),
     ("bn_momentum_swapped", [(BN_RUNNING_LINES, BN_RUNNING_LINES.replace("momentum *", "M *").replace(
@@ -56,7 +67,7 @@ BUGS = [
      BN_EVERYTHING_TRAIN, ["eps inside the square root"]),
     ("bn_without_gamma_beta", [("        out = gamma * xhat + beta\n\n        running_mean",
                                 "        out = xhat\n\n        running_mean")],
-     BN_EVERYTHING_TRAIN, ["exactly gamma and beta are missing"]),
+     BN_FORWARD_TRAIN, ["exactly gamma and beta are missing"]),
     ("bn_test_mode_batch_statistics", [("std = np.sqrt(running_var + eps)\n        xhat = (x - running_mean) / std",
                                         "std = np.sqrt(x.var(axis=0) + eps)\n        xhat = (x - x.mean(axis=0)) / std")],
      {BN_TEST, SBN_FORWARD}, ["not the batch's statistics", "fails only when mode = test"]),
@@ -71,7 +82,7 @@ BUGS = [
     # --- layernorm ---
     ("ln_over_the_batch", [("xT = x.T  # (D, N): normalise every column now", "xT = x"),
                            ("xhat = xhatT.T\n", "xhat = xhatT\n")],
-     {LN_FORWARD, LN_BACKWARD}, ["over axis 1", "(backward got the canonical cache"]),
+     {LN_FORWARD, LN_BACKWARD}, ["over axis 1", FORWARD_WRONG]),
     ("ln_dgamma_per_sample", [("dgamma = np.sum(dout * xhatT.T, axis=0)", "dgamma = np.sum(dout * xhatT.T, axis=1)")],
      {LN_BACKWARD}, ["transpose back before summing"]),
     ("ln_eps_outside_sqrt", [("var = np.mean(xmu ** 2, axis=0)\n    ivar = 1.0 / np.sqrt(var + eps)",
@@ -81,9 +92,10 @@ BUGS = [
      ["fails only when eps != 1e-5", "read eps from ln_param"]),
     # --- dropout ---
     ("dropout_p_drops", [("mask = (np.random.rand(*x.shape) < p) / p", "mask = (np.random.rand(*x.shape) > p) / (1 - p)")],
-     {DROP_FORWARD}, ["probability of keeping a unit", "fails only when mode = train and when p != 0.5"]),
+     {DROP_FORWARD, DROP_BACKWARD}, ["probability of keeping a unit", "fails only when mode = train and when p != 0.5",
+                                     FORWARD_WRONG]),
     ("dropout_not_inverted", [("mask = (np.random.rand(*x.shape) < p) / p", "mask = np.random.rand(*x.shape) < p")],
-     {DROP_FORWARD}, ["(not inverted)", "divides the kept units by p"]),
+     {DROP_FORWARD, DROP_BACKWARD}, ["(not inverted)", "divides the kept units by p", FORWARD_WRONG]),
     ("dropout_unseeded", [('np.random.seed(dropout_param["seed"])', "pass")], {DROP_FORWARD},
      ["not reproducible", "np.random.seed(dropout_param['seed'])"]),
     ("dropout_test_mode_scaled", [("        out = x\n\n    cache = (dropout_param, mask)",

@@ -6,9 +6,9 @@ returns x exactly; train mode keeps a fraction p of the units (the keep
 probability) within a statistical bound, the kept ones equal x / p, and the same
 seed gives the same output. x is drawn away from zero, so a zero output means a
 dropped unit, and large enough (a few hundred units) for the bound to separate p
-from 1 - p. The backward must equal dout times the mask the student's own
-forward applied (out / x); when their forward failed, the reference's backward
-on the reference's cache.
+from 1 - p. The backward gets the student's own cache (its layout is theirs) and
+must return what the course's backward returns for the units their forward kept
+(out != 0): dout / p there and 0 elsewhere in train mode, dout in test mode.
 """
 from __future__ import annotations
 
@@ -141,8 +141,13 @@ def _random_looking(kept: np.ndarray, p: float):
 
 
 def backward_properties(values, own):
-    """dx = dout * (the mask the student's forward applied) = dout * out / x (x is never 0)."""
-    return {"dx": values.upstream["dout"] * own["out"] / values.inputs["x"]}
+    """What the course's backward returns given the units the student's forward kept (out != 0; x is never 0):
+    dout / p on them and 0 elsewhere in train mode, dout in test mode. Which units were kept is the
+    student's own draw; how they were scaled is the forward's job, so a wrong scale is no standard for dx."""
+    dout = values.upstream["dout"]
+    if values.variables["mode"] == "test":
+        return {"dx": dout}
+    return {"dx": dout * (own["out"] != 0) / float(values.variables["p"])}
 
 
 def _mask_without_scaling(values):
@@ -155,7 +160,10 @@ def _mask_without_scaling(values):
 def reproduce_properties(values, role: str) -> list[str]:
     """Lines that check the dropout properties on the reproduced call (out, or dx from the student's out)."""
     if role == "backward":
-        return ["expected_dx = dout * out / x  # dout times the mask your forward applied",
+        if values.variables["mode"] == "test":
+            return ["np.testing.assert_allclose(dx, dout, rtol=1e-06, atol=1e-08)  # test mode: dx = dout"]
+        return [f"expected_dx = dout * (out != 0) / {float(values.variables['p'])!r}  # dout / p where your "
+                "forward kept a unit",
                 "np.testing.assert_allclose(dx, expected_dx, rtol=1e-06, atol=1e-08)"]
     if values.variables["mode"] == "test":
         return ["np.testing.assert_array_equal(out, x)  # test mode returns x unchanged"]

@@ -152,6 +152,11 @@ class Layer:
     hints: Callable | None = None  # hints(failure, case) -> list of hints from the failure's evidence
     properties: Properties | None = None
     module: str = "layers.py"  # the course file that defines it
+    #: the course fixes the forward's cache layout (conv, pool, affine, relu: the starter code says
+    #: what the cache holds), so a backward whose own forward is wrong on a case may be handed the
+    #: reference's cache instead; otherwise the layout is the student's and the backward always
+    #: gets the student's own cache
+    cache_fixed: bool = False
 
     @property
     def functions(self) -> tuple[Function, ...]:

@@ -347,6 +347,7 @@ TEMPORAL_AFFINE = Layer(
     ranges={"n": (1, 3), "t": (1, 3), "d": (1, 3), "m": (1, 3)},
     restrictions=(Restriction("T > 1", replace={"t": (1, 1)}),
                   Restriction("N > 1", replace={"n": (1, 1)})),
+    cache_fixed=True,  # the course provides this layer: cache = (x, w, b, out)
 )
 
 MASKED = "multiply each position's loss and dx by mask[n, t]: masked-out positions contribute nothing"
