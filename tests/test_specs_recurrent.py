@@ -20,6 +20,7 @@ EMBEDDING_BACKWARD = {"word embedding backward", "word embedding backward: repea
 AFFINE_FORWARD, AFFINE_BACKWARD = "temporal affine forward", "temporal affine backward"
 LOSS = "temporal softmax loss (masked) and gradient"
 LARGE_SCORES = "temporal softmax loss: large scores (numeric stability)"
+SPREAD = "temporal softmax loss: rows at very different offsets"
 LSTM_STEP_FORWARD, LSTM_STEP_BACKWARD = "lstm step forward", "lstm step backward"
 LSTM_FORWARD, LSTM_BACKWARD = "lstm forward", "lstm backward"
 
@@ -73,13 +74,15 @@ BUGS = [
     ("dx_ignores_mask", "    dx_flat *= mask_flat[:, None]\n", "", {LOSS},
      ["fails only when some positions are masked out", "dx with the mask ignored"]),
     ("loss_divided_by_mask_count", DIVIDED_BY_N, "y_flat]) / mask_flat.sum()\n    dx_flat = probs.copy()\n"
-     "    dx_flat[np.arange(N * T), y_flat] -= 1\n    dx_flat /= mask_flat.sum()", {LOSS, LARGE_SCORES},
+     "    dx_flat[np.arange(N * T), y_flat] -= 1\n    dx_flat /= mask_flat.sum()", {LOSS, LARGE_SCORES, SPREAD},
      ["divided by the number of unmasked positions"]),
     ("loss_averaged_over_n_times_t", DIVIDED_BY_N, "y_flat]) / (N * T)\n    dx_flat = probs.copy()\n"
-     "    dx_flat[np.arange(N * T), y_flat] -= 1\n    dx_flat /= N * T", {LOSS, LARGE_SCORES},
+     "    dx_flat[np.arange(N * T), y_flat] -= 1\n    dx_flat /= N * T", {LOSS, LARGE_SCORES, SPREAD},
      ["divided by N * T", "fails only when T > 1"]),
     ("loss_without_max_shift", "shifted = x_flat - np.max(x_flat, axis=1, keepdims=True)", "shifted = x_flat",
-     {LARGE_SCORES}, ["subtract each row's max score"]),
+     {LARGE_SCORES, SPREAD}, ["subtract each row's max score"]),
+    ("loss_global_max", "shifted = x_flat - np.max(x_flat, axis=1, keepdims=True)", "shifted = x_flat - np.max(x_flat)",
+     {SPREAD}, ["subtract each row's own max", "fails only when rows sit at very different offsets"]),
     # LSTM, one step
     ("lstm_gates_o_g_swapped", "o = sigmoid(a[:, 2 * H:3 * H])\n    g = np.tanh(a[:, 3 * H:])",
      "o = sigmoid(a[:, 3 * H:])\n    g = np.tanh(a[:, 2 * H:3 * H])", {LSTM_STEP_FORWARD, LSTM_FORWARD},
