@@ -32,6 +32,7 @@ BN_BACKWARD = "batchnorm backward"
 BN_ALT = "batchnorm backward (alternative)"
 LN_FORWARD, LN_BACKWARD = "layernorm forward", "layernorm backward"
 DROP_FORWARD, DROP_BACKWARD = "dropout forward", "dropout backward"
+DROP_ANY_SHAPE = "dropout forward: x of 1, 3 or 4 dimensions"
 SBN_FORWARD, SBN_BACKWARD = "spatial batchnorm forward", "spatial batchnorm backward"
 GN_FORWARD, GN_BACKWARD = "spatial groupnorm forward", "spatial groupnorm backward"
 GN_VECTOR = "spatial groupnorm backward: gamma and beta of shape (C,)"
@@ -92,15 +93,21 @@ BUGS = [
      ["fails only when eps != 1e-5", "read eps from ln_param"]),
     # --- dropout ---
     ("dropout_p_drops", [("mask = (np.random.rand(*x.shape) < p) / p", "mask = (np.random.rand(*x.shape) > p) / (1 - p)")],
-     {DROP_FORWARD, DROP_BACKWARD}, ["probability of keeping a unit", "fails only when mode = train and when p != 0.5",
+     {DROP_FORWARD, DROP_BACKWARD, DROP_ANY_SHAPE}, ["probability of keeping a unit",
+                                                     "fails only when mode = train and when p != 0.5",
                                      FORWARD_WRONG]),
     ("dropout_not_inverted", [("mask = (np.random.rand(*x.shape) < p) / p", "mask = np.random.rand(*x.shape) < p")],
-     {DROP_FORWARD, DROP_BACKWARD}, ["(not inverted)", "divides the kept units by p", FORWARD_WRONG]),
-    ("dropout_unseeded", [('np.random.seed(dropout_param["seed"])', "pass")], {DROP_FORWARD},
+     {DROP_FORWARD, DROP_BACKWARD, DROP_ANY_SHAPE}, ["(not inverted)", "divides the kept units by p",
+                                                     FORWARD_WRONG]),
+    ("dropout_unseeded", [('np.random.seed(dropout_param["seed"])', "pass")], {DROP_FORWARD, DROP_ANY_SHAPE},
      ["not reproducible", "np.random.seed(dropout_param['seed'])"]),
     ("dropout_test_mode_scaled", [("        out = x\n\n    cache = (dropout_param, mask)",
                                    "        out = x * p\n\n    cache = (dropout_param, mask)")],
-     {DROP_FORWARD}, ["in test mode out must equal x", "must not multiply by p", "fails only when mode = test"]),
+     {DROP_FORWARD, DROP_ANY_SHAPE}, ["in test mode out must equal x", "must not multiply by p",
+                                      "fails only when mode = test"]),
+    ("dropout_mask_of_n_by_d", [("mask = (np.random.rand(*x.shape) < p) / p",
+                                 "N, D = x.shape\n        mask = (np.random.rand(N, D) < p) / p")],
+     {DROP_ANY_SHAPE}, ["np.random.rand(*x.shape)", "when x is not 2-D"]),
     ("dropout_backward_unscaled", [("mask = (np.random.rand(*x.shape) < p) / p\n        out = x * mask",
                                     "mask = np.random.rand(*x.shape) < p\n        out = x * mask / p")],
      {DROP_BACKWARD}, ["its 1 / p scaling included"]),
