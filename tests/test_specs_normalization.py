@@ -30,16 +30,19 @@ BN_TEST = "batchnorm forward (test mode: running statistics)"
 BN_RUNNING = "batchnorm running averages: momentum and eps from bn_param"
 BN_BACKWARD = "batchnorm backward"
 BN_ALT = "batchnorm backward (alternative)"
+BN_DEFAULTS = "batchnorm forward: bn_param without eps and momentum (the course's defaults)"
+LN_DEFAULTS = "layernorm forward: ln_param without eps (the course's default)"
 LN_FORWARD, LN_BACKWARD = "layernorm forward", "layernorm backward"
 DROP_FORWARD, DROP_BACKWARD = "dropout forward", "dropout backward"
 DROP_ANY_SHAPE = "dropout forward: x of 1, 3 or 4 dimensions"
 SBN_FORWARD, SBN_BACKWARD = "spatial batchnorm forward", "spatial batchnorm backward"
 GN_FORWARD, GN_BACKWARD = "spatial groupnorm forward", "spatial groupnorm backward"
 GN_VECTOR = "spatial groupnorm backward: gamma and beta of shape (C,)"
-#: a running-average bug costs only the test that scores the running averages (the others score out)
+#: a running-average bug costs the test that scores the running averages (the others score out), and the
+#: one that calls batchnorm without eps and momentum, which scores everything
 RUNNING_TESTS = {BN_RUNNING}
-BN_EVERYTHING_TRAIN = {BN_TRAIN, BN_BACKWARD, BN_ALT, SBN_FORWARD, SBN_BACKWARD}
-BN_FORWARD_TRAIN = {BN_TRAIN, SBN_FORWARD}
+BN_EVERYTHING_TRAIN = {BN_TRAIN, BN_DEFAULTS, BN_BACKWARD, BN_ALT, SBN_FORWARD, SBN_BACKWARD}
+BN_FORWARD_TRAIN = {BN_TRAIN, BN_DEFAULTS, SBN_FORWARD}
 #: the note a backward's failure gets when its own forward is wrong on the failing case
 FORWARD_WRONG = "judged with your forward's cache; your forward is wrong on this case: fix it first"
 GN_ALL = {GN_FORWARD, GN_BACKWARD, GN_VECTOR}
@@ -58,10 +61,11 @@ BUGS = [
      [("        out = gamma * xhat + beta\n\n        running_mean",
        "        out = gamma * xmu / np.sqrt(np.var(x, axis=0, ddof=1) + eps) + beta\n\n        running_mean")],
      BN_FORWARD_TRAIN, ["ddof=1"]),
-    ("bn_running_not_updated", [(BN_RUNNING_LINES, "")], RUNNING_TESTS,
+    ("bn_running_not_updated", [(BN_RUNNING_LINES, "")], RUNNING_TESTS | {BN_DEFAULTS},
      ["the running average was not updated", "bn_param['running_mean']"]),
     ("bn_momentum_swapped", [(BN_RUNNING_LINES, BN_RUNNING_LINES.replace("momentum *", "M *").replace(
-        "(1 - momentum)", "momentum").replace("M *", "(1 - momentum) *"))], RUNNING_TESTS, ["swapped"]),
+        "(1 - momentum)", "momentum").replace("M *", "(1 - momentum) *"))], RUNNING_TESTS | {BN_DEFAULTS},
+     ["swapped"]),
     ("bn_momentum_fixed", [('momentum = bn_param.get("momentum", 0.9)', "momentum = 0.9")], RUNNING_TESTS,
      ["read momentum from bn_param", "fails only when momentum != 0.9"]),
     ("bn_eps_outside_sqrt", [("sqrtvar = np.sqrt(var + eps)", "sqrtvar = np.sqrt(var) + eps")],
@@ -71,7 +75,14 @@ BUGS = [
      BN_FORWARD_TRAIN, ["exactly gamma and beta are missing"]),
     ("bn_test_mode_batch_statistics", [("std = np.sqrt(running_var + eps)\n        xhat = (x - running_mean) / std",
                                         "std = np.sqrt(x.var(axis=0) + eps)\n        xhat = (x - x.mean(axis=0)) / std")],
-     {BN_TEST, SBN_FORWARD}, ["not the batch's statistics", "fails only when mode = test"]),
+     {BN_TEST, BN_DEFAULTS, SBN_FORWARD}, ["not the batch's statistics", "fails only when mode = test"]),
+    # called as the notebook does, bn_param = {'mode': 'train'}: a default of the student's own shows
+    ("bn_default_eps", [('eps = bn_param.get("eps", 1e-5)', 'eps = bn_param.get("eps", 1e-8)')], {BN_DEFAULTS},
+     ["bn_param.get('eps', 1e-5)", "fails only when bn_param leaves out eps and momentum"]),
+    ("bn_eps_required", [('eps = bn_param.get("eps", 1e-5)', 'eps = bn_param["eps"]')], {BN_DEFAULTS},
+     ["KeyError"]),
+    ("bn_default_momentum", [('momentum = bn_param.get("momentum", 0.9)', 'momentum = bn_param.get("momentum", 0.99)')],
+     {BN_DEFAULTS}, ["bn_param.get('momentum', 0.9)"]),
     # --- batchnorm backward ---
     ("bn_dgamma_per_sample", [("dgamma = np.sum(dgammax * xhat, axis=0)", "dgamma = np.sum(dgammax * xhat, axis=1)")],
      {BN_BACKWARD}, ["sum dgamma and dbeta over the batch"]),
@@ -83,14 +94,16 @@ BUGS = [
     # --- layernorm ---
     ("ln_over_the_batch", [("xT = x.T  # (D, N): normalise every column now", "xT = x"),
                            ("xhat = xhatT.T\n", "xhat = xhatT\n")],
-     {LN_FORWARD, LN_BACKWARD}, ["over axis 1", FORWARD_WRONG]),
+     {LN_FORWARD, LN_DEFAULTS, LN_BACKWARD}, ["over axis 1", FORWARD_WRONG]),
     ("ln_dgamma_per_sample", [("dgamma = np.sum(dout * xhatT.T, axis=0)", "dgamma = np.sum(dout * xhatT.T, axis=1)")],
      {LN_BACKWARD}, ["transpose back before summing"]),
     ("ln_eps_outside_sqrt", [("var = np.mean(xmu ** 2, axis=0)\n    ivar = 1.0 / np.sqrt(var + eps)",
                               "var = np.mean(xmu ** 2, axis=0)\n    ivar = 1.0 / (np.sqrt(var) + eps)")],
-     {LN_FORWARD, LN_BACKWARD}, ["eps inside the square root"]),
+     {LN_FORWARD, LN_DEFAULTS, LN_BACKWARD}, ["eps inside the square root"]),
     ("ln_eps_fixed", [('eps = ln_param.get("eps", 1e-5)', "eps = 1e-5")], {LN_FORWARD, LN_BACKWARD},
      ["fails only when eps != 1e-5", "read eps from ln_param"]),
+    ("ln_default_eps", [('eps = ln_param.get("eps", 1e-5)', 'eps = ln_param.get("eps", 1e-8)')], {LN_DEFAULTS},
+     ["ln_param.get('eps', 1e-5)"]),
     # --- dropout ---
     ("dropout_p_drops", [("mask = (np.random.rand(*x.shape) < p) / p", "mask = (np.random.rand(*x.shape) > p) / (1 - p)")],
      {DROP_FORWARD, DROP_BACKWARD, DROP_ANY_SHAPE}, ["probability of keeping a unit",

@@ -46,10 +46,21 @@ class Param:
     name: str
     entries: dict[str, Entry]
     updated: tuple[str, ...] = ()
+    #: entries a caller may leave out, the function then using the course's default (the notebook
+    #: calls batchnorm with bn_param = {'mode': 'train'}); they are left out when the case variable
+    #: `omit` is true, and the layer derives their variables' default values for that case
+    optional: tuple[str, ...] = ()
+    omit: str | None = None
 
     @property
     def arrays(self) -> tuple[Array, ...]:
         return tuple(entry for entry in self.entries.values() if isinstance(entry, Array))
+
+    def given(self, variables: dict) -> dict[str, Entry]:
+        """The entries a case passes: all, or all but the optional ones when its `omit` variable is true."""
+        if self.omit is None or not variables.get(self.omit):
+            return dict(self.entries)
+        return {key: entry for key, entry in self.entries.items() if key not in self.optional}
 
     def entry(self, key: str) -> str:
         return entry_name(self.name, key)
