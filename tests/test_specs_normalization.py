@@ -37,7 +37,6 @@ DROP_FORWARD, DROP_BACKWARD = "dropout forward", "dropout backward"
 DROP_ANY_SHAPE = "dropout forward: x of 1, 3 or 4 dimensions"
 SBN_FORWARD, SBN_BACKWARD = "spatial batchnorm forward", "spatial batchnorm backward"
 GN_FORWARD, GN_BACKWARD = "spatial groupnorm forward", "spatial groupnorm backward"
-GN_VECTOR = "spatial groupnorm backward: gamma and beta of shape (C,)"
 #: a running-average bug costs the test that scores the running averages (the others score out), and the
 #: one that calls batchnorm without eps and momentum, which scores everything
 RUNNING_TESTS = {BN_RUNNING}
@@ -45,7 +44,14 @@ BN_EVERYTHING_TRAIN = {BN_TRAIN, BN_DEFAULTS, BN_BACKWARD, BN_ALT, SBN_FORWARD, 
 BN_FORWARD_TRAIN = {BN_TRAIN, BN_DEFAULTS, SBN_FORWARD}
 #: the note a backward's failure gets when its own forward is wrong on the failing case
 FORWARD_WRONG = "judged with your forward's cache; your forward is wrong on this case: fix it first"
-GN_ALL = {GN_FORWARD, GN_BACKWARD, GN_VECTOR}
+GN_ALL = {GN_FORWARD, GN_BACKWARD}
+
+#: dgamma and dbeta summed with keepdims: (1, C, 1, 1) whatever gamma's shape, as the course's own solutions do
+GN_COURSE_CONVENTION = [
+    ("dbeta = np.sum(dout, axis=(0, 2, 3), keepdims=True).reshape(gamma.shape)",
+     "dbeta = np.sum(dout, axis=(0, 2, 3), keepdims=True)"),
+    ("dgamma = np.sum(dout * x_hat, axis=(0, 2, 3), keepdims=True).reshape(gamma.shape)",
+     "dgamma = np.sum(dout * x_hat, axis=(0, 2, 3), keepdims=True)")]
 
 BN_RUNNING_LINES = ("        running_mean = momentum * running_mean + (1 - momentum) * mu\n"
                     "        running_var = momentum * running_var + (1 - momentum) * var\n")
@@ -145,12 +151,8 @@ BUGS = [
     ("gn_eps_outside_sqrt", [("ivar = 1.0 / np.sqrt(var + eps)\n    x_hat = ((x_group",
                               "ivar = 1.0 / (np.sqrt(var) + eps)\n    x_hat = ((x_group")],
      GN_ALL, ["eps inside the square root"]),
-    ("gn_dgamma_keeps_broadcast_shape", [
-        ("dbeta = np.sum(dout, axis=(0, 2, 3), keepdims=True).reshape(gamma.shape)",
-         "dbeta = np.sum(dout, axis=(0, 2, 3), keepdims=True)"),
-        ("dgamma = np.sum(dout * x_hat, axis=(0, 2, 3), keepdims=True).reshape(gamma.shape)",
-         "dgamma = np.sum(dout * x_hat, axis=(0, 2, 3), keepdims=True)")],
-     {GN_VECTOR}, ["give dgamma and dbeta gamma's own shape"]),
+    # the course's convention: dgamma and dbeta of shape (1, C, 1, 1), however gamma was given
+    ("gn_dgamma_keeps_broadcast_shape", GN_COURSE_CONVENTION, set(), []),
 ]
 
 
@@ -208,3 +210,24 @@ def test_bug_fails_exactly_its_tests(graded, bug, edits, should_fail, words, tmp
     assert all(named for _, named in failed.values())  # every failure names its smallest failing case
     correct = correct_copy(SOLUTION_PATH.parent.parent, tmp_path)
     assert assert_snippets(snippets, folder, correct) == len(should_fail)  # each failure reproduces
+
+
+VECTOR_TEST = {"name": "spatial groupnorm backward: gamma and beta of shape (C,)",
+               "function": "spatial_groupnorm_backward", "points": 2, "examples": 6,
+               "space": {"affine_shape": "vector"}}
+
+
+def test_gamma_of_shape_c_stays_a_rubric_option(tmp_path):
+    """The (C,) convention is not in the bundled rubric, but a rubric may still ask for it."""
+    data = rubrics.load(rubrics.bundled()["assignment2"]).model_dump()
+    assert all(test["space"].get("affine_shape", "broadcast") == "broadcast" for test in data["tests"]
+               if test["function"].startswith("spatial_groupnorm"))
+    data["tests"] = [VECTOR_TEST]
+    rubric = rubrics.Rubric.model_validate(data)
+    for name, source, passes in (("correct", SOLUTION, True), ("keepdims", _source(GN_COURSE_CONVENTION), False)):
+        submission = tmp_path / name / "cs231n"
+        submission.mkdir(parents=True)
+        (submission / "layers.py").write_text(source)
+        test = grade_submission(Submission(name, tmp_path / name), rubric).tests[0]
+        assert test.passed == passes, test.output
+        assert passes or "give dgamma and dbeta gamma's own shape" in test.output
