@@ -135,7 +135,8 @@ class Case:
         if layer.describe is not None:
             return layer.describe.format_map({**self.all_variables, **shapes})
         parts = [f"{array.name} shape {shapes[array.name]}" for array in layer.arrays]
-        parts += [f"{name} {value}" for name, value in self.variables if name in layer.options]
+        variables = self.all_variables  # an option a layer derives (the course's defaults) as used
+        parts += [f"{name} {variables[name]}" for name, _ in self.variables if name in layer.options]
         return ", ".join(parts)
 
     def as_dict(self) -> dict:
@@ -252,7 +253,7 @@ class CaseValues:
     def _param(self, param: Param, wrap) -> dict:
         """A fresh dict every call: functions may update it (batchnorm's running averages)."""
         entries = {}
-        for key, entry in param.entries.items():
+        for key, entry in param.given(self.variables).items():
             if isinstance(entry, Array):
                 array = self.inputs[entry.name].copy()
                 entries[key] = wrap(array) if wrap else array

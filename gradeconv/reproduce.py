@@ -113,7 +113,8 @@ def _inputs(values: CaseValues) -> list[str]:
         if isinstance(argument, Var):
             lines.append(f"{argument.name} = {values.variables[argument.name]!r}")
         elif isinstance(argument, Param):
-            entries = ", ".join(f"{key!r}: {_entry(entry, values)}" for key, entry in argument.entries.items())
+            entries = ", ".join(f"{key!r}: {_entry(entry, values)}"
+                                for key, entry in argument.given(values.variables).items())
             lines.append(f"{argument.name} = {{{entries}}}")
     return lines
 

@@ -2,12 +2,13 @@
 
 For each test: explicit cases first, then the planned cases (gradeconv/plan.py),
 and only after a failure the Hypothesis search that shrinks it. A backward gets
-the student's own cache when their forward was right for the case. Every verdict
+the student's own cache when their forward was right for the case, and always
+where the cache's layout is the student's choice (see _choose_cache). Every verdict
 fails closed: anything that cannot be judged is a failure, never a pass.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,6 +26,8 @@ DIAGNOSIS_EXAMPLES = 8
 MAX_DIFFERENCE = 4096
 DEFAULT_TOLERANCE = ReferenceCheck()
 #: failures a snippet cannot show: the call never returned, or was never made
+#: added to a backward's failure judged with the student's cache from a forward that is wrong on the case
+FORWARD_WRONG = " (judged with your forward's cache; your forward is wrong on this case: fix it first)"
 UNREPRODUCIBLE = frozenset({outcomes.TIMEOUT, outcomes.CRASHED, outcomes.MEMORY, outcomes.NOT_RUN,
                             outcomes.FORBIDDEN})
 
@@ -198,35 +201,54 @@ class CaseRunner:
         return test.outputs or function.outputs
 
     def _backward(self, test: Test, function: Function, values: CaseValues, case: Case) -> CaseResult:
-        layer = values.layer
-        cache, cache_kind, handle, own = self._own_cache(values)
-        values = replace(values, own_outputs=own)
-        if layer.properties is not None and own is not None:
-            expected = layer.properties.backward(values, own)
-        else:
-            expected = values.reference_backward(function)
-        args = [*values.upstream.values(), cache]
-        given = [*values.upstream] + (array_names([cache], values.inputs) if cache_kind == "canonical" else [])
+        """The backward's verdict with the cache chosen for this case (see _choose_cache)."""
+        choice = self._choose_cache(function, values)
+        if isinstance(choice, CaseResult):  # no cache of the student's to call it with
+            return choice
+        values = replace(values, own_outputs=choice.own)
+        expected = self._expected_backward(function, values)
+        args = [*values.upstream.values(), choice.cache]
+        given = [*values.upstream] + (array_names([choice.cache], values.inputs) if choice.kind == "canonical" else [])
         failure, reply, _ = self._call(function.name, args, list(expected.values()), given)
-        self.session.forget(handle)
-        if failure:
-            return replace(failure, cache=cache_kind)
-        return replace(self._judge_backward(test, function, values, case, reply, expected), cache=cache_kind)
+        self.session.forget(choice.handle)
+        result = failure or self._judge_backward(test, function, values, case, reply, expected,
+                                                 choice.forward_wrong)
+        if result.outcome != outcomes.PASSED and choice.forward_wrong:
+            result = replace(result, message=result.message + FORWARD_WRONG)
+        return replace(result, cache=choice.kind)
 
-    def _own_cache(self, values: CaseValues) -> tuple[object, str, Handle | None, dict | None]:
-        """The student's own cache when their forward was right for this case, else the canonical one."""
-        forward = values.layer.forward
-        if self.load_failure(forward.name) is not None or forward.name in self.broken:
-            return values.cache, "canonical", None, None
+    @staticmethod
+    def _expected_backward(function: Function, values: CaseValues) -> dict[str, np.ndarray]:
+        """What the course's backward returns at this case's inputs (a random layer: given the student's draw)."""
+        if values.layer.properties is not None and values.own_outputs is not None:
+            return values.layer.properties.backward(values, values.own_outputs)
+        return values.reference_backward(function)
+
+    def _choose_cache(self, function: Function, values: CaseValues) -> "CacheChoice | CaseResult":
+        """The cache a backward gets on this case.
+
+        The student's own when their forward was right; when it was wrong, the canonical
+        one where the course fixes the layout (Layer.cache_fixed), else still their own
+        (marked forward_wrong). Without any cache of theirs (forward missing or failing)
+        on a layout of their own, the failure that says so: the backward is not called.
+        """
+        layer, forward = values.layer, values.layer.forward
+        canonical = CacheChoice(values.cache, "canonical")
+        missing = self.load_failure(forward.name) or self.broken.get(forward.name)
+        if missing is not None:
+            return canonical if layer.cache_fixed else _no_cache(function, forward, missing)
         failure, got, handle = self._call_forward(values, keep=True)
+        if failure is not None:
+            return canonical if layer.cache_fixed else _no_cache(function, forward, failure)
         # the cache does not depend on the parameter entries stored back (batchnorm's running averages)
-        if failure is None and self._judge_forward(None, values, got, updates=False) is None:
-            return handle.item(len(forward.outputs)), "submission", handle, got
+        right = self._judge_forward(None, values, got, updates=False) is None
+        if right or not layer.cache_fixed:
+            return CacheChoice(handle.item(len(forward.outputs)), "submission", handle, got, forward_wrong=not right)
         self.session.forget(handle)
-        return values.cache, "canonical", None, None
+        return canonical
 
     def _judge_backward(self, test: Test, function: Function, values: CaseValues, case: Case, reply,
-                        expected: dict[str, np.ndarray]) -> CaseResult:
+                        expected: dict[str, np.ndarray], forward_wrong: bool = False) -> CaseResult:
         got = checks.unpack(reply, function)
         if isinstance(got, CaseResult):
             return got
@@ -236,7 +258,9 @@ class CaseRunner:
             return failure
         if test.checks.gradient is not None and values.layer.properties is None:
             upstream = {name: values.upstream[f"d{name}"] for name in values.layer.forward.outputs}
-            own_forward = self._submission_forward(values) if test.checks.gradient.forward == "submission" else None
+            # a wrong forward's slopes are no standard: the backward must match the true gradient then
+            own_forward = (self._submission_forward(values)
+                           if test.checks.gradient.forward == "submission" and not forward_wrong else None)
             failure = self._gradient_check(test, function, values, {name: got[name] for name in scored}, upstream,
                                            case, own_forward)
             if failure:
@@ -283,6 +307,26 @@ class CaseRunner:
 
         found = diagnosis.triggers(passes_within, test.draw_space, test.function) if test.examples else []
         return diagnosis.summarize(failure, test.function, found)
+
+
+@dataclass(frozen=True)
+class CacheChoice:
+    """The cache a backward is called with, and where it came from."""
+
+    cache: object
+    kind: str  # "submission" or "canonical" (the results' extra_data.cache)
+    handle: Handle | None = None  # the worker's copy of the student's cache
+    own: dict | None = None  # the student's forward outputs on this case
+    forward_wrong: bool = False  # the student's own cache, from a forward that is wrong on this case
+
+
+def _no_cache(function: Function, forward: Function, failure: CaseResult) -> CaseResult:
+    """The backward's failure when the student's forward gave no cache on this case (a layout of their own)."""
+    outcome = outcomes.NOT_RUN if failure.stops_search or failure.outcome == outcomes.NOT_IMPLEMENTED \
+        else failure.outcome
+    return CaseResult(outcome, f"{function.name} was not called: it takes the cache your {forward.name} returns, "
+                               f"and {forward.name} failed on this case ({failure.message}): fix it first",
+                      cache="submission", final=failure.stops_search)
 
 
 def _difference(test: Test, failure: CaseResult) -> dict | None:

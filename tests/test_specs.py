@@ -84,10 +84,18 @@ def test_a_loss_returns_its_own_gradient(function, data):
 MISTAKES = [(name, number) for name in FUNCTIONS for number, _ in enumerate(specs.function(name).mistakes)]
 
 
+#: conventions the bundled rubrics leave out (they grade the course's current ones) but a rubric may choose
+OTHER_CONVENTIONS = {"spatial_groupnorm_forward": {"affine_shape": "vector"},
+                     "spatial_groupnorm_backward": {"affine_shape": "vector"}}
+
+
 def spaces_of(function: str) -> list:
-    """The layer's default space and every space a bundled rubric draws this function's cases from,
-    each split into one space per combination of the option values it draws among."""
+    """The layer's default space, every space a bundled rubric draws this function's cases from and
+    the other conventions a rubric may choose, each split into one space per combination of the
+    option values it draws among."""
     found = [space_of(specs.layer_of(function), {})]
+    if function in OTHER_CONVENTIONS:
+        found.append(space_of(specs.layer_of(function), OTHER_CONVENTIONS[function]))
     for path in rubrics.bundled().values():
         found += [test.draw_space for test in rubrics.load(path).tests if test.function == function]
     split = []

@@ -13,6 +13,7 @@ SOLUTION = (ROOT / "tests" / "solutions" / "a2" / "cs231n" / "layers.py").read_t
 FUNCTIONS = {"affine_forward", "affine_backward", "relu_forward", "relu_backward", "svm_loss", "softmax_loss"}
 SOFTMAX = "softmax loss and gradient"
 LARGE = "softmax loss: large scores (numeric stability)"
+SPREAD = "softmax loss: rows at very different offsets"
 
 # (bug, anchor in the correct solution, replacement, tests that must fail, words the report must contain)
 BUGS = [
@@ -31,9 +32,12 @@ BUGS = [
      {"svm loss and gradient"}, "skip the correct class"),
     ("svm_not_averaged", "    loss /= N\n    dx /= N\n", "", {"svm loss and gradient"}, "average the loss"),
     ("softmax_without_max_shift", "shifted_logits = x - np.max(x, axis=1, keepdims=True)", "shifted_logits = x",
-     {LARGE}, "subtract each row's max score"),
+     {LARGE, SPREAD}, "subtract each row's max score"),
+    # the max of all scores: fine while every row sits near it, an infinite loss for rows far below it
+    ("softmax_global_max", "shifted_logits = x - np.max(x, axis=1, keepdims=True)", "shifted_logits = x - np.max(x)",
+     {SPREAD}, "subtract each row's own max"),
     ("softmax_dx_not_averaged", "    dx[np.arange(N), y] -= 1\n    dx /= N\n", "    dx[np.arange(N), y] -= 1\n",
-     {SOFTMAX, LARGE}, "fails only when N > 1"),
+     {SOFTMAX, LARGE, SPREAD}, "fails only when N > 1"),
 ]
 
 

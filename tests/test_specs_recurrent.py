@@ -1,7 +1,9 @@
 """Assignment 3: each real bug in cs231n/rnn_layers.py fails exactly the tests it should, with a diagnosis.
 
 Every bug is planted in the student-style correct solution (anchor text ->
-replacement) and graded with the bundled assignment-3 rubric.
+replacement) and graded with the bundled assignment-3 rubric. The backwards get
+the student's own cache (its layout is theirs): a forward bug whose cache holds
+wrong values fails the backwards that read them too, saying the forward is wrong.
 """
 
 import pytest
@@ -20,11 +22,14 @@ EMBEDDING_BACKWARD = {"word embedding backward", "word embedding backward: repea
 AFFINE_FORWARD, AFFINE_BACKWARD = "temporal affine forward", "temporal affine backward"
 LOSS = "temporal softmax loss (masked) and gradient"
 LARGE_SCORES = "temporal softmax loss: large scores (numeric stability)"
+SPREAD = "temporal softmax loss: rows at very different offsets"
 LSTM_STEP_FORWARD, LSTM_STEP_BACKWARD = "lstm step forward", "lstm step backward"
 LSTM_FORWARD, LSTM_BACKWARD = "lstm forward", "lstm backward"
 
 RNN_LOOP = "rnn_step_backward(dh[:, t, :] + dprev_h, cache[t])"
 LSTM_LOOP = "lstm_step_backward(\n            dh[:, t, :] + dprev_h, dprev_c, cache[t])"
+#: a backward reading wrong values from its own forward's cache fails with this note (the layout is the student's)
+FORWARD_WRONG = "judged with your forward's cache; your forward is wrong on this case: fix it first"
 DIVIDED_BY_N = "y_flat]) / N\n    dx_flat = probs.copy()\n    dx_flat[np.arange(N * T), y_flat] -= 1\n    dx_flat /= N"
 
 # (bug, anchor in the correct solution, replacement, tests that must fail, words the report must contain)
@@ -35,12 +40,14 @@ BUGS = [
     ("rnn_tanh_derivative_missing", "dtanh = dnext_h * (1 - next_h ** 2)", "dtanh = dnext_h",
      {RNN_STEP_BACKWARD, RNN_BACKWARD}, ["multiply dnext_h by the tanh derivative"]),
     ("rnn_step_without_bias", "np.tanh(x.dot(Wx) + prev_h.dot(Wh) + b)", "np.tanh(x.dot(Wx) + prev_h.dot(Wh))",
-     {RNN_STEP_FORWARD, RNN_FORWARD}, ["exactly the bias b is missing"]),
+     {RNN_STEP_FORWARD, RNN_FORWARD, RNN_STEP_BACKWARD, RNN_BACKWARD}, ["exactly the bias b is missing",
+                                                                       FORWARD_WRONG]),
     ("rnn_dWh_from_next_h", "dWh = prev_h.T.dot(dtanh)", "dWh = next_h.T.dot(dtanh)",
      {RNN_STEP_BACKWARD, RNN_BACKWARD}, ["prev_h.T @ da"]),
     # vanilla RNN over time
     ("rnn_forward_always_from_h0", "rnn_step_forward(x[:, t, :], prev_h, Wx, Wh, b)",
-     "rnn_step_forward(x[:, t, :], h0, Wx, Wh, b)", {RNN_FORWARD}, ["fails only when T > 1", "not h0"]),
+     "rnn_step_forward(x[:, t, :], h0, Wx, Wh, b)", {RNN_FORWARD, RNN_BACKWARD},
+     ["fails only when T > 1", "not h0", FORWARD_WRONG]),
     ("rnn_backward_only_local_dh", RNN_LOOP, "rnn_step_backward(dh[:, t, :], cache[t])",
      {RNN_BACKWARD}, ["fails only when T > 1", "not dh[:, t] alone"]),
     ("rnn_backward_only_carried_dh",
@@ -73,19 +80,22 @@ BUGS = [
     ("dx_ignores_mask", "    dx_flat *= mask_flat[:, None]\n", "", {LOSS},
      ["fails only when some positions are masked out", "dx with the mask ignored"]),
     ("loss_divided_by_mask_count", DIVIDED_BY_N, "y_flat]) / mask_flat.sum()\n    dx_flat = probs.copy()\n"
-     "    dx_flat[np.arange(N * T), y_flat] -= 1\n    dx_flat /= mask_flat.sum()", {LOSS, LARGE_SCORES},
+     "    dx_flat[np.arange(N * T), y_flat] -= 1\n    dx_flat /= mask_flat.sum()", {LOSS, LARGE_SCORES, SPREAD},
      ["divided by the number of unmasked positions"]),
     ("loss_averaged_over_n_times_t", DIVIDED_BY_N, "y_flat]) / (N * T)\n    dx_flat = probs.copy()\n"
-     "    dx_flat[np.arange(N * T), y_flat] -= 1\n    dx_flat /= N * T", {LOSS, LARGE_SCORES},
+     "    dx_flat[np.arange(N * T), y_flat] -= 1\n    dx_flat /= N * T", {LOSS, LARGE_SCORES, SPREAD},
      ["divided by N * T", "fails only when T > 1"]),
     ("loss_without_max_shift", "shifted = x_flat - np.max(x_flat, axis=1, keepdims=True)", "shifted = x_flat",
-     {LARGE_SCORES}, ["subtract each row's max score"]),
+     {LARGE_SCORES, SPREAD}, ["subtract each row's max score"]),
+    ("loss_global_max", "shifted = x_flat - np.max(x_flat, axis=1, keepdims=True)", "shifted = x_flat - np.max(x_flat)",
+     {SPREAD}, ["subtract each row's own max", "fails only when rows sit at very different offsets"]),
     # LSTM, one step
     ("lstm_gates_o_g_swapped", "o = sigmoid(a[:, 2 * H:3 * H])\n    g = np.tanh(a[:, 3 * H:])",
-     "o = sigmoid(a[:, 3 * H:])\n    g = np.tanh(a[:, 2 * H:3 * H])", {LSTM_STEP_FORWARD, LSTM_FORWARD},
-     ["the gates are i, f, o, g", "o and g are swapped"]),
+     "o = sigmoid(a[:, 3 * H:])\n    g = np.tanh(a[:, 2 * H:3 * H])",
+     {LSTM_STEP_FORWARD, LSTM_FORWARD, LSTM_STEP_BACKWARD, LSTM_BACKWARD},
+     ["the gates are i, f, o, g", "o and g are swapped", FORWARD_WRONG]),
     ("lstm_next_h_without_tanh", "next_h = o * np.tanh(next_c)", "next_h = o * next_c",
-     {LSTM_STEP_FORWARD, LSTM_FORWARD}, ["the cell state goes through tanh"]),
+     {LSTM_STEP_FORWARD, LSTM_FORWARD, LSTM_BACKWARD}, ["the cell state goes through tanh", FORWARD_WRONG]),
     ("lstm_dprev_c_without_forget_gate", "dprev_c = dc * f", "dprev_c = dc",
      {LSTM_STEP_BACKWARD, LSTM_BACKWARD}, ["the forget-gate factor f is missing"]),
     ("lstm_dc_without_dnext_c", "dc = dnext_c + dnext_h * o * (1 - tanh_c ** 2)",
@@ -96,7 +106,8 @@ BUGS = [
      ["not 1 - next_c**2"]),
     # LSTM over time
     ("lstm_forward_cell_not_carried", "prev_h, prev_c, step_cache = lstm_step_forward(",
-     "prev_h, _, step_cache = lstm_step_forward(", {LSTM_FORWARD}, ["carry the cell state", "fails only when T > 1"]),
+     "prev_h, _, step_cache = lstm_step_forward(", {LSTM_FORWARD, LSTM_BACKWARD},
+     ["carry the cell state", "fails only when T > 1", FORWARD_WRONG]),
     ("lstm_backward_dprev_c_not_carried", LSTM_LOOP,
      "lstm_step_backward(\n            dh[:, t, :] + dprev_h, np.zeros((N, H)), cache[t])", {LSTM_BACKWARD},
      ["pass dprev_c back", "fails only when T > 1"]),

@@ -46,4 +46,5 @@ CONV = Layer(
         Restriction("F > 1", replace={"f": (1, 1)}),
     ),
     hints=windows.shape_hints,
+    cache_fixed=True,  # (x, w, b, conv_param)
 )

@@ -26,21 +26,34 @@ def _scale(value: float | str, variables: dict) -> float:
 
 @dataclass(frozen=True)
 class Normal(Domain):
-    """Standard normal values times scale, plus offset (each a number, or the name of a case variable)."""
+    """Standard normal values times scale, plus offset (each a number, or the name of a case variable).
+
+    With spread, each row (all axes but the last) is moved by its own multiple of spread,
+    0, spread, 2 * spread... in a shuffled order: rows far apart, as scores that only a
+    per-row max shift keeps finite."""
 
     scale: float | str = 1.0
     offset: float | str = 0.0
+    spread: float | str = 0.0
 
     def sample(self, rng, shape, variables):
         values = rng.standard_normal(shape)
         scale, offset = _scale(self.scale, variables), _scale(self.offset, variables)
         values = values if scale == 1.0 else values * scale
-        return values if offset == 0.0 else values + offset
+        values = values if offset == 0.0 else values + offset
+        spread = _scale(self.spread, variables)
+        if spread == 0.0:
+            return values
+        rows = int(np.prod(shape[:-1]))
+        return values + (rng.permutation(rows) * spread).reshape(*shape[:-1], 1)
 
     def source(self, shape, variables):
         scale, offset = _scale(self.scale, variables), _scale(self.offset, variables)
+        spread = _scale(self.spread, variables)
+        rows = int(np.prod(shape[:-1]))
         return (f"rng.standard_normal({shape})" + ("" if scale == 1.0 else f" * {scale!r}")
-                + ("" if offset == 0.0 else f" + {offset!r}"))
+                + ("" if offset == 0.0 else f" + {offset!r}")
+                + ("" if spread == 0.0 else f" + (rng.permutation({rows}) * {spread!r}).reshape({(*shape[:-1], 1)})"))
 
 
 @dataclass(frozen=True)

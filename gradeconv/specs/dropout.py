@@ -6,9 +6,10 @@ returns x exactly; train mode keeps a fraction p of the units (the keep
 probability) within a statistical bound, the kept ones equal x / p, and the same
 seed gives the same output. x is drawn away from zero, so a zero output means a
 dropped unit, and large enough (a few hundred units) for the bound to separate p
-from 1 - p. The backward must equal dout times the mask the student's own
-forward applied (out / x); when their forward failed, the reference's backward
-on the reference's cache.
+from 1 - p; option dims gives x 1 to 4 axes (the starter code: "x: input data, of
+any shape"). The backward gets the student's own cache (its layout is theirs) and
+must return what the course's backward returns for the units their forward kept
+(out != 0): dout / p there and 0 elsewhere in train mode, dout in test mode.
 """
 from __future__ import annotations
 
@@ -31,6 +32,15 @@ SEED = ("call np.random.seed(dropout_param['seed']) before drawing the mask when
 TEST_IDENTITY = "in test mode dropout returns x unchanged: no mask and no scaling"
 RANDOM = ("draw the mask from numpy's generator after seeding it: np.random.seed(dropout_param['seed']), then "
           "mask = (np.random.rand(*x.shape) < p) / p (no pattern, block or shift of your own)")
+
+
+ANY_SHAPE = ("x may have any shape (the starter code says so): draw the mask with np.random.rand(*x.shape), "
+             "not np.random.rand(N, D)")
+
+
+def x_shape(n: int, d: int, dims: int) -> tuple[int, ...]:
+    """x's shape with `dims` axes and about n * d units, the last axis d long (a row of units)."""
+    return {1: (n * d,), 2: (n, d), 3: (n, 2, d), 4: (n, 2, 2, d)}[dims]
 
 
 def _failure(outcome, message, hints=()):
@@ -120,7 +130,7 @@ def _random_looking(kept: np.ndarray, p: float):
     too many or too few runs (a Wald-Wolfowitz test), a period or a correlation between units, or
     samples whose masks are shifts of one another (gradeconv/specs/randomness.py)."""
     from gradeconv import outcomes
-    if kept.ndim == 2 and kept.shape[0] > 1 and np.all(kept == kept[0]):
+    if kept.ndim >= 2 and kept.shape[0] > 1 and np.all(kept == kept[0]):
         return _failure(outcomes.WRONG_VALUE, "every sample got the same mask: draw one with x's full shape",
                         ["draw the mask with x's full shape: np.random.rand(*x.shape) < p"])
     flat = kept.ravel()
@@ -141,8 +151,13 @@ def _random_looking(kept: np.ndarray, p: float):
 
 
 def backward_properties(values, own):
-    """dx = dout * (the mask the student's forward applied) = dout * out / x (x is never 0)."""
-    return {"dx": values.upstream["dout"] * own["out"] / values.inputs["x"]}
+    """What the course's backward returns given the units the student's forward kept (out != 0; x is never 0):
+    dout / p on them and 0 elsewhere in train mode, dout in test mode. Which units were kept is the
+    student's own draw; how they were scaled is the forward's job, so a wrong scale is no standard for dx."""
+    dout = values.upstream["dout"]
+    if values.variables["mode"] == "test":
+        return {"dx": dout}
+    return {"dx": dout * (own["out"] != 0) / float(values.variables["p"])}
 
 
 def _mask_without_scaling(values):
@@ -155,7 +170,10 @@ def _mask_without_scaling(values):
 def reproduce_properties(values, role: str) -> list[str]:
     """Lines that check the dropout properties on the reproduced call (out, or dx from the student's out)."""
     if role == "backward":
-        return ["expected_dx = dout * out / x  # dout times the mask your forward applied",
+        if values.variables["mode"] == "test":
+            return ["np.testing.assert_allclose(dx, dout, rtol=1e-06, atol=1e-08)  # test mode: dx = dout"]
+        return [f"expected_dx = dout * (out != 0) / {float(values.variables['p'])!r}  # dout / p where your "
+                "forward kept a unit",
                 "np.testing.assert_allclose(dx, expected_dx, rtol=1e-06, atol=1e-08)"]
     if values.variables["mode"] == "test":
         return ["np.testing.assert_array_equal(out, x)  # test mode returns x unchanged"]
@@ -187,17 +205,20 @@ DROPOUT = Layer(
     backward=(Function("dropout_backward", ("dx",), layers.dropout_backward, gradients={"dx": "x"}, mistakes=(
         Mistake("dx", "dx = dout * mask with the same mask as the forward, its 1 / p scaling included",
                 _mask_without_scaling),)),),
-    arguments=(Array("x", ("n", "d"), AwayFromZero(0.5, 2.0)),
+    arguments=(Array("x", ("x_shape",), AwayFromZero(0.5, 2.0)),
                Param("dropout_param", {"p": Var("p"), "mode": Var("mode"), "seed": Var("mask_seed")})),
     ranges={"n": (8, 16), "d": (25, 40), "mask_seed": (0, 10_000)},
     minimum={"mask_seed": 0},
-    options={"p": Option((0.3, 0.8, 0.5), between=(0.01, 1.0)), "mode": Option(("train", "test"), ("train", "test"))},
+    options={"p": Option((0.3, 0.8, 0.5), between=(0.01, 1.0)), "mode": Option(("train", "test"), ("train", "test")),
+             "dims": Option(2, (1, 2, 3, 4), flag=True)},
+    derive=lambda v: {"x_shape": x_shape(v["n"], v["d"], v.get("dims", 2))},
     volume=("n", "d"),
     describe="x shape {x}, p {p}, mode {mode}, seed {mask_seed}",
     restrictions=(
         Restriction("mode = train", replace={"mode": "test"}),
         Restriction("mode = test", replace={"mode": "train"}, hint=TEST_IDENTITY, hint_unless="test mode"),
         Restriction("p != 0.5", replace={"p": 0.5}, hint=KEEP, hint_unless="keeping"),
+        Restriction("x is not 2-D", replace={"dims": 2}, hint=ANY_SHAPE),
     ),
     properties=Properties(forward_properties, backward_properties, reproduce_properties),
 )

@@ -2,7 +2,9 @@
 
 Scores may be large: option `offset` moves them all (a softmax without the max
 subtracted overflows there, and the case shows it, while the probabilities stay
-those of moderate scores), option `scale` spreads them.
+those of moderate scores), option `scale` spreads them, option `spread` moves
+each row by its own multiple of it (a softmax that subtracts the max of all
+scores instead of each row's gets an infinite loss there).
 """
 from __future__ import annotations
 
@@ -44,9 +46,12 @@ def _not_averaged(output: str):
 
 
 STABILITY = "subtract each row's max score before np.exp: large scores overflow otherwise"
+ROW_MAX = ("subtract each row's own max (np.max(x, axis=1, keepdims=True)), not the largest score of all: "
+           "rows far below it underflow to a probability of 0")
 AVERAGE = "average the loss (and dx) over the N samples"
-CLASSES = (Array("x", ("n", "c"), Normal("scale", "offset")), Array("y", ("n",), Integers("c")))
-SCALES = {"scale": Option(1.0, between=(1e-3, 1e6)), "offset": Option(0.0, between=(-1e6, 1e6))}
+CLASSES = (Array("x", ("n", "c"), Normal("scale", "offset", "spread")), Array("y", ("n",), Integers("c")))
+SCALES = {"scale": Option(1.0, between=(1e-3, 1e6)), "offset": Option(0.0, between=(-1e6, 1e6)),
+          "spread": Option(0.0, between=(0.0, 1e6), flag=True)}
 
 SVM = Layer(
     name="svm_loss",
@@ -74,7 +79,8 @@ SOFTMAX = Layer(
     ranges={"n": (1, 4), "c": (2, 5)},
     minimum={"c": 2},
     options=SCALES,
-    restrictions=(Restriction("N > 1", replace={"n": (1, 1)}, hint=AVERAGE),),
+    restrictions=(Restriction("N > 1", replace={"n": (1, 1)}, hint=AVERAGE),
+                  Restriction("rows sit at very different offsets", replace={"spread": 0.0}, hint=ROW_MAX)),
 )
 
 LAYERS = (SVM, SOFTMAX)

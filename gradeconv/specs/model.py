@@ -46,10 +46,21 @@ class Param:
     name: str
     entries: dict[str, Entry]
     updated: tuple[str, ...] = ()
+    #: entries a caller may leave out, the function then using the course's default (the notebook
+    #: calls batchnorm with bn_param = {'mode': 'train'}); they are left out when the case variable
+    #: `omit` is true, and the layer derives their variables' default values for that case
+    optional: tuple[str, ...] = ()
+    omit: str | None = None
 
     @property
     def arrays(self) -> tuple[Array, ...]:
         return tuple(entry for entry in self.entries.values() if isinstance(entry, Array))
+
+    def given(self, variables: dict) -> dict[str, Entry]:
+        """The entries a case passes: all, or all but the optional ones when its `omit` variable is true."""
+        if self.omit is None or not variables.get(self.omit):
+            return dict(self.entries)
+        return {key: entry for key, entry in self.entries.items() if key not in self.optional}
 
     def entry(self, key: str) -> str:
         return entry_name(self.name, key)
@@ -152,6 +163,11 @@ class Layer:
     hints: Callable | None = None  # hints(failure, case) -> list of hints from the failure's evidence
     properties: Properties | None = None
     module: str = "layers.py"  # the course file that defines it
+    #: the course fixes the forward's cache layout (conv, pool, affine, relu: the starter code says
+    #: what the cache holds), so a backward whose own forward is wrong on a case may be handed the
+    #: reference's cache instead; otherwise the layout is the student's and the backward always
+    #: gets the student's own cache
+    cache_fixed: bool = False
 
     @property
     def functions(self) -> tuple[Function, ...]:

@@ -4,7 +4,8 @@ Batchnorm's bn_param carries the running averages: the engine reads
 bn_param['running_mean'] and bn_param['running_var'] back after the call and
 compares them with the reference's. Modes, eps and momentum are options drawn
 among a few values, so a value read from a constant instead of the parameter
-dict shows.
+dict shows; option defaults leaves eps and momentum out of the dict, as the
+course's notebook does, so a default of the student's own shows too.
 
 Group norm's gamma and beta have shape (1, C, 1, 1) as in the course, or (C,)
 with the option affine_shape: vector. The channel count is derived (C = G * C/G)
@@ -28,6 +29,17 @@ MODES = Option(("train", "test"), ("train", "test"))
 EPS = Option((1e-5, 1e-3))
 MOMENTUM = Option((0.9, 0.8))
 RUNNING = ("running_mean", "running_var")
+#: the course's defaults (bn_param.get('eps', 1e-5), bn_param.get('momentum', 0.9)), used when a case
+#: leaves the entries out of the parameter dict (option defaults: true)
+COURSE_DEFAULTS = {"eps": 1e-5, "momentum": 0.9}
+DEFAULTS = Option(False, (False, True), flag=True)
+
+
+def _course_defaults(*names: str):
+    """derive: a case that leaves these entries out holds the course's defaults in their variables."""
+    def derive(variables: dict) -> dict:
+        return {name: COURSE_DEFAULTS[name] for name in names} if variables.get("defaults") else {}
+    return derive
 
 
 class NotApplicable(Exception):
@@ -171,6 +183,8 @@ EPS_INSIDE = "add eps inside the square root: np.sqrt(var + eps), not np.sqrt(va
 AFFINE = "scale and shift the normalised values: out = gamma * x_hat + beta"
 EPS_PARAM = "read eps from bn_param: bn_param.get('eps', 1e-5), do not fix it at 1e-5"
 MOMENTUM_PARAM = "read momentum from bn_param: bn_param.get('momentum', 0.9), do not fix it at 0.9"
+DEFAULT_PARAMS = ("without eps or momentum in the parameter dict use the course's defaults: "
+                  "bn_param.get('eps', 1e-5) and bn_param.get('momentum', 0.9)")
 TEST_MODE = "in test mode normalise with bn_param's running_mean and running_var, not the batch's statistics"
 
 
@@ -274,16 +288,18 @@ def _bn_layer(name, forward, backwards, spatial):
                    Param("bn_param", {"mode": Var("mode"), "eps": Var("eps"), "momentum": Var("momentum"),
                                       "running_mean": Array("running_mean", (d,)),
                                       "running_var": Array("running_var", (d,), Uniform(0.5, 2.0))},
-                         updated=RUNNING)),
+                         updated=RUNNING, optional=("eps", "momentum"), omit="defaults")),
         ranges=({"n": (1, 3), "c": (1, 3), "h": (1, 3), "w": (1, 3)} if spatial else {"n": (2, 6), "d": (1, 5)}),
         minimum={} if spatial else {"n": 2},
-        options={"mode": MODES, "eps": EPS, "momentum": MOMENTUM},
+        options={"mode": MODES, "eps": EPS, "momentum": MOMENTUM, "defaults": DEFAULTS},
+        derive=_course_defaults("eps", "momentum"),
         restrictions=(
             Restriction("mode = train", replace={"mode": "test"}),
             Restriction("mode = test", replace={"mode": "train"}),
             # the same words as the mistakes': a hint found both ways is given once
             Restriction("momentum != 0.9", replace={"momentum": 0.9}, hint=MOMENTUM_PARAM),
             Restriction("eps != 1e-5", replace={"eps": 1e-5}, hint=EPS_PARAM),
+            Restriction("bn_param leaves out eps and momentum", replace={"defaults": False}, hint=DEFAULT_PARAMS),
         ),
     )
 
@@ -334,13 +350,16 @@ LAYERNORM = Layer(
         Mistake("dgamma", DGAMMA_XHAT, _summed("dgamma", "x", axis=1)),
     )),),
     arguments=(Array("x", ("n", "d")), Array("gamma", ("d",)), Array("beta", ("d",)),
-               Param("ln_param", {"eps": Var("eps")})),
+               Param("ln_param", {"eps": Var("eps")}, optional=("eps",), omit="defaults")),
     ranges={"n": (1, 4), "d": (2, 6)},
-    options={"eps": EPS},
+    options={"eps": EPS, "defaults": DEFAULTS},
+    derive=_course_defaults("eps"),
     restrictions=(
         Restriction("eps != 1e-5", replace={"eps": 1e-5},
                     hint="read eps from ln_param: ln_param.get('eps', 1e-5)", hint_unless="eps"),
         Restriction("N > 1", replace={"n": (1, 1)}),
+        Restriction("ln_param leaves out eps", replace={"defaults": False},
+                    hint="without eps in ln_param use the course's default: ln_param.get('eps', 1e-5)"),
     ),
 )
 

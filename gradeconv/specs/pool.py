@@ -40,4 +40,5 @@ POOL = Layer(
         Restriction("C > 1", replace={"c": (1, 1)}),
     ),
     hints=windows.shape_hints,
+    cache_fixed=True,  # (x, pool_param)
 )

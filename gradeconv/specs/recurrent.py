@@ -347,11 +347,14 @@ TEMPORAL_AFFINE = Layer(
     ranges={"n": (1, 3), "t": (1, 3), "d": (1, 3), "m": (1, 3)},
     restrictions=(Restriction("T > 1", replace={"t": (1, 1)}),
                   Restriction("N > 1", replace={"n": (1, 1)})),
+    cache_fixed=True,  # the course provides this layer: cache = (x, w, b, out)
 )
 
 MASKED = "multiply each position's loss and dx by mask[n, t]: masked-out positions contribute nothing"
 DIVIDE = "divide the summed loss (and dx) by N, not by the number of unmasked positions or by N * T"
 STABILITY = "subtract each row's max score before np.exp: large scores overflow otherwise"
+ROW_MAX = ("subtract each row's own max (over the last axis, keepdims=True), not the largest score of all: "
+           "rows far below it underflow to a probability of 0")
 
 TEMPORAL_SOFTMAX = Layer(
     name="temporal_softmax_loss",
@@ -371,13 +374,17 @@ TEMPORAL_SOFTMAX = Layer(
                          Mistake("loss", STABILITY, _softmax_output("loss", stable=False)),
                          Mistake("dx", STABILITY, _softmax_output("dx", stable=False)),
                      )),
-    arguments=(Array("x", ("n", "t", "v"), Normal("scale", "offset")), Array("y", ("n", "t"), Integers("v")),
+    arguments=(Array("x", ("n", "t", "v"), Normal("scale", "offset", "spread")),
+               Array("y", ("n", "t"), Integers("v")),
                Array("mask", ("n", "t"), Mask())),
     ranges={"n": (1, 3), "t": (1, 3), "v": (2, 4)},
     minimum={"v": 2},
-    options={"scale": Option(1.0), "offset": Option(0.0), "mask": Option("partial", ("partial", "full"), flag=True)},
+    # spread: each (n, t) row of scores at its own multiple of it (see gradeconv/specs/domains.py Normal)
+    options={"scale": Option(1.0), "offset": Option(0.0), "spread": Option(0.0, between=(0.0, 1e6), flag=True),
+             "mask": Option("partial", ("partial", "full"), flag=True)},
     restrictions=(
         Restriction("some positions are masked out", replace={"mask": "full"}, hint=MASKED),
+        Restriction("rows sit at very different offsets", replace={"spread": 0.0}, hint=ROW_MAX),
         Restriction("N > 1", replace={"n": (1, 1)}),
         Restriction("T > 1", replace={"t": (1, 1)}),
     ),
