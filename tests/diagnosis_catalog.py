@@ -23,10 +23,10 @@ BASES = {
 #: bug class -> phrases, one of which a diagnosis must contain to name it
 CLASSES = {
     "overwrite": ("`+=`", "accumulate"),
-    "pad_width": ("pad width", "each side"),
-    "pad_crop": ("[pad:-pad]", "crop"),
+    "pad_width": ("each side",),
+    "pad_crop": ("[pad:-pad]",),
     "swapped": ("swapped",),
-    "stride": ("stride",),
+    "stride": ("stride is applied",),
 }
 
 #: the vectorised mutants' own col2im: fancy-index `+=` adds each index once, so overlapping windows overwrite
@@ -152,9 +152,7 @@ MUTANTS = [
     ("loops_pool_forward_size_no_stride", "loops",
      [("H_out = 1 + (H - ph) // stride\n    W_out = 1 + (W - pw) // stride\n    out",
        "H_out = 1 + (H - ph)\n    W_out = 1 + (W - pw)\n    out")], "stride"),
-    ("vectorised_conv_forward_no_stride", "vectorised",
-     [("cols = im2col_indices(x, HH, WW, padding=pad, stride=stride)\n    out",
-       "cols = im2col_indices(x, HH, WW, padding=pad, stride=1)[:, :H_out * W_out * N]\n    out")], "stride"),
+    # (the vectorised solution's stride and pad bugs break its reshapes: errors, not wrong values)
 ]
 
 
@@ -172,3 +170,8 @@ def mutant_source(base: str, edits) -> str:
 
 def names_class(diagnosis: str | None, bug_class: str) -> bool:
     return bool(diagnosis) and any(phrase in diagnosis for phrase in CLASSES[bug_class])
+
+
+def other_classes(diagnosis: str | None, bug_class: str) -> list[str]:
+    """The classes a diagnosis names besides the mutant's own: advice that sends the student astray."""
+    return [other for other in CLASSES if other != bug_class and names_class(diagnosis, other)]
