@@ -129,3 +129,15 @@ def test_a_trigger_no_mistake_needs_contradicts_none():
     failure = CaseResult(outcomes.WRONG_VALUE, "dx is wrong", output="dx", hints=(windows.ACCUMULATE,))
     found = diagnosis.Found(["N > 1"])
     assert windows.ACCUMULATE in diagnosis.hints(failure, "conv_backward_naive", found)
+
+
+def test_every_mistake_needs_a_trigger_its_layer_can_find():
+    from gradeconv.specs import LAYERS
+
+    for layer in LAYERS:
+        known = {restriction.trigger for restriction in layer.restrictions}
+        for graded in layer.functions:
+            for mistake in graded.mistakes:
+                assert not mistake.needs or mistake.needs in known, (layer.name, mistake.needs)
+                assert mistake.output in graded.outputs or "[" in mistake.output or mistake.output in (
+                    entry for param in layer.params for entry in param.updated), (graded.name, mistake.output)
