@@ -15,15 +15,25 @@ from gradeconv.results import CaseResult
 from gradeconv.specs import FUNCTIONS
 
 
-def triggers(passes_within: Callable[[Space], bool], space: Space, function: str) -> list[str]:
+class Found(list):
+    """The triggers found (a list of str); `ruled_out` holds those whose restriction was tried and
+    the test still failed within it: what the failure does not need."""
+
+    def __init__(self, found=(), ruled_out=()):
+        super().__init__(found)
+        self.ruled_out = tuple(ruled_out)
+
+
+def triggers(passes_within: Callable[[Space], bool], space: Space, function: str) -> Found:
     """The conditions the failure needs: restrictions under which the test passes."""
     layer = FUNCTIONS[function][0]
-    found = []
+    found, ruled_out = [], []
     for restriction in layer.restrictions:
         narrowed = restricted(space, layer, restriction)
-        if narrowed is not None and passes_within(narrowed):
-            found.append(restriction.trigger)
-    return found
+        if narrowed is None:
+            continue
+        (found if passes_within(narrowed) else ruled_out).append(restriction.trigger)
+    return Found(found, ruled_out)
 
 
 #: (what the error message says, what to write instead): Python 2 leftovers and names numpy 2 removed.
@@ -70,8 +80,33 @@ def hints(failure: CaseResult, function: str, found: list[str]) -> list[str]:
         if restriction.hint_unless and any(restriction.hint_unless in hint for hint in result):
             continue
         result.append(restriction.hint)
-    result += failure.hints
+    result += _mistake_hints(failure, graded, found)
     return result
+
+
+def _mistake_hints(failure: CaseResult, graded, found) -> list[str]:
+    """The hints of the known mistakes the failing case matched, less those the triggers contradict.
+
+    On a tiny smallest case several formulas can agree (a stride ignored and a pad + 1 give the same
+    output); the triggers tell them apart. A mistake that `needs` a trigger is contradicted when the
+    test still fails within that trigger's restriction; any mistake is contradicted by a trigger found
+    that other mistakes need and it does not (a failure that needs stride > 1 is no pad + 1). A hint
+    stays while one mistake giving it is not contradicted."""
+    ruled_out = getattr(found, "ruled_out", ())
+    layer = FUNCTIONS[graded.name][0]
+    needed = {mistake.needs for function in layer.functions for mistake in function.mistakes if mistake.needs}
+    telling = needed.intersection(found)
+
+    def contradicted(mistake) -> bool:
+        return (mistake.needs in ruled_out) or bool(telling - {mistake.needs})
+
+    kept = []
+    for hint in failure.hints:
+        declared = [mistake for mistake in graded.mistakes if mistake.hint == hint and mistake.output == failure.output]
+        if declared and all(contradicted(mistake) for mistake in declared):
+            continue
+        kept.append(hint)
+    return kept
 
 
 def _inputs_of(layer, role: str) -> str:

@@ -12,7 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from gradeconv.reports import html_report
+from rich.console import Console
+
+from gradeconv.reports import html_report, terminal
 from tests.test_cli import SAMPLE, gradeconv
 
 HOSTILE_ID = '<script>document.title="pwned"</script>"\'&x'
@@ -315,3 +317,36 @@ def test_hostile_report_renders_in_chromium_without_running_student_text(hand_ma
     assert_renders(findings, console)
     assert findings["title"] == "gradeconv class report: rubric.yaml"
     assert findings["headings"][0].startswith(HOSTILE_ID)
+
+
+def test_failures_cluster_by_diagnosis_and_the_undiagnosed_by_test_and_outcome_never_by_numbers():
+    """One bug, two students, different numbers in their messages: one cluster each way, in HTML and terminal."""
+    swapped = "fails only when H != W; height and width are swapped somewhere"
+    students = [
+        a_submission(name, [
+            a_test("conv forward: padding", 1, 10, outcome="wrong_value", output=f"out is wrong: largest error {error}"),
+            a_test("conv forward: non-square", 2, 10, outcome=outcome, diagnosis=swapped,
+                   output=f"out has shape (1, 1, {error}, 2)"),
+        ]) for name, error, outcome in (("ann", 0.25, "wrong_shape"), ("ben", 1.5, "wrong_value"))]
+    text = html_report.render(students)
+    table = text.split('<table id="cluster-table">')[1].split("</table>")[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]
+    assert len(rows) == 2 and all(row.startswith('<td class="number">2</td>') for row in rows)
+    assert swapped in html.unescape(rows[0]) and ">ann</a>" in rows[0] and ">ben</a>" in rows[0]
+    assert "no diagnosis" in rows[1] and "conv forward: padding (wrong_value)" in rows[1]
+    assert "largest error" not in table and "0.25" not in table and "1.5" not in table
+    console = Console(record=True, width=300)
+    terminal.class_summary(console, students)
+    common = console.export_text().split("Most common failures")[1]
+    assert swapped in common and "no diagnosis: conv forward: padding (wrong_value)" in common
+    assert "largest error" not in common and len(re.findall(r"│ +2 │", common)) == 2
+
+
+def test_clusters_of_one_diagnosis_name_every_test_that_showed_it():
+    diagnosis = "fails only when windows overlap (stride < kernel size); accumulate every window's contribution"
+    student = a_submission("dee", [
+        a_test("conv backward dx", 1, 10, outcome="wrong_value", diagnosis=diagnosis, output="dx is wrong: 3"),
+        a_test("conv backward dw", 2, 10, outcome="wrong_value", diagnosis=diagnosis, output="dw is wrong: 4")])
+    table = html_report.render([student]).split('<table id="cluster-table">')[1].split("</table>")[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]
+    assert len(rows) == 1 and "conv backward dx" in rows[0] and "conv backward dw" in rows[0]

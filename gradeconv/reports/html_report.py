@@ -26,6 +26,7 @@ import numpy as np
 from gradeconv.results import is_graded
 from gradeconv import __version__
 from gradeconv.reports import names
+from gradeconv.reports.clusters import cluster_key
 from gradeconv.reports.files import write_atomically
 from gradeconv.reproduce import HEADING
 from gradeconv.rubric import Rubric
@@ -289,15 +290,6 @@ def _failures(submission: dict) -> list[dict]:
     return [test for test in submission.get("tests", []) if test["status"] != "passed"]
 
 
-def cluster_key(test: dict) -> tuple[str, bool]:
-    """(text, is a diagnosis): the diagnosis, else the outcome and the message's first line."""
-    extra = _extra(test)
-    if extra.get("diagnosis"):
-        return str(extra["diagnosis"]), True
-    first_line = (str(test.get("output", "")).splitlines() or [""])[0]
-    return f"{extra.get('outcome', 'failed')}: {first_line}"[:200], False
-
-
 def _clusters(submissions: list[dict], anchors: list[str]) -> str:
     """Each diagnosis with the students (and tests) that share it, most students first."""
     students: dict[tuple[str, bool], list[int]] = {}
@@ -316,7 +308,7 @@ def _clusters(submissions: list[dict], anchors: list[str]) -> str:
     for text, diagnosed in order:
         who = students[(text, diagnosed)]
         links = ", ".join(f'<a href="#{anchors[i]}">{esc(submissions[i]["id"])}</a>' for i in who)
-        label = esc(text) if diagnosed else f"<em>no diagnosis</em> ({esc(text)})"
+        label = esc(text) if diagnosed else f"<em>no diagnosis</em>: {esc(text)}"
         rows.append(f'<tr><td class="number">{len(who)}</td><td>{label}</td><td>{links}</td>'
                     f"<td>{_names(tests[(text, diagnosed)])}</td></tr>")
     return ('<table id="cluster-table"><thead><tr><th class="number">students</th><th>diagnosis</th>'

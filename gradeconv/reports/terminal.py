@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from gradeconv.reports.clusters import cluster_key
 from gradeconv.reproduce import HEADING
 from gradeconv.results import is_graded
 
@@ -82,22 +83,16 @@ def class_summary(console: Console, submissions: list[dict]) -> None:
         rates.add_row(plain(name), plain(f"{passed}/{len(submissions)}"))
     console.print(rates)
     diagnoses = Counter()
-    for submission in submissions:
-        seen = {_headline(test) for test in submission["tests"] if test["status"] != "passed"}
-        diagnoses.update(seen)
+    for submission in submissions:  # by diagnosis, else by test and outcome: never by a message's numbers
+        diagnoses.update({cluster_key(test) for test in submission["tests"] if test["status"] != "passed"})
     if diagnoses:
         common = Table(title=plain("Most common failures"))
         common.add_column("students", justify="right")
         common.add_column("failure")
-        for text, count in diagnoses.most_common(8):
-            common.add_row(plain(count), plain(text))
+        ranked = sorted(diagnoses.items(), key=lambda item: (-item[1], not item[0][1], item[0][0]))
+        for (text, diagnosed), count in ranked[:8]:
+            common.add_row(plain(count), plain(text if diagnosed else f"no diagnosis: {text}"))
         console.print(common)
-
-
-def _headline(test: dict) -> str:
-    extra = test.get("extra_data") or {}
-    first_line = (test["output"].splitlines() or [""])[0]
-    return f"{extra.get('outcome')}: {extra.get('diagnosis') or first_line}"[:160]
 
 
 def check_report(console: Console, submission: dict) -> None:

@@ -105,6 +105,10 @@ class Mistake:
     hint: str
     compute: Callable[[Any], np.ndarray]  # compute(values: gradeconv.cases.CaseValues)
     note: str = ""  # appended to the failure message when it matches
+    #: the trigger of a layer restriction this mistake cannot fail without (stride ignored needs
+    #: "stride > 1"): a failing test that still fails within that restriction rules the mistake out,
+    #: which tells apart formulas that agree on a tiny smallest case
+    needs: str = ""
 
 
 @dataclass(frozen=True)
