@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="check your own file (students): visible tests only")
     check.add_argument("path", type=Path, metavar="FILE_OR_DIR")
     _rubric_option(check)
+    check.add_argument("--function", metavar="NAME", help="check only this function's tests, e.g. conv_forward_naive")
+    check.add_argument("--brief", action="store_true", help="one line per failing test")
+    check.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
     scope = commands.add_parser("gradescope", help="grade /autograder/submission into results.json")
     scope.add_argument("--submission", type=Path, default=Path("/autograder/submission"))
@@ -288,21 +292,40 @@ def _warn(line: str) -> None:
 
 
 def check(args: argparse.Namespace) -> int:
-    rubric = load_rubric(args.rubric)
-    visible = tuple(test for test in rubric.tests if test.visibility == "visible")
-    if not visible:
-        raise UserError(f"{rubric.path}: the rubric has no visible tests to check")
-    rubric = rubric.model_copy(update={"tests": visible})
+    full = load_rubric(args.rubric)
+    rubric = _visible_tests(full, args.function)
+    hidden_points = sum(test.points for test in full.tests if test.visibility != "visible")
     problem = submission_problem(args.path, rubric)  # README.md, a notebook...: one line, not 15 failures
     if problem:
         raise UserError(problem)
     name = args.path.resolve().name
     result = grade_submission(Submission(name, args.path), rubric).to_json()
-    console = Console()
-    terminal.check_report(console, result)
+    result["hidden_max_score"] = hidden_points
+    if args.json:
+        print(json.dumps(json_report.document(full, [result]), indent=2))
+    elif result.get("problem") and is_graded(result):  # one problem of the file: said once, on stderr
+        print(f"gradeconv: {args.path}: {result['problem']}", file=sys.stderr)
+    else:
+        terminal.check_report(Console(soft_wrap=True), result, hidden_points, brief=args.brief)
     if not is_graded(result):
         return NOT_GRADED
+    if result.get("problem"):
+        return USAGE_ERROR
     return 0 if all(test["status"] == "passed" for test in result["tests"]) else 1
+
+
+def _visible_tests(rubric: rubrics.Rubric, function: str | None) -> rubrics.Rubric:
+    """The rubric's visible tests (of one function, if given); a UserError when there are none."""
+    visible = tuple(test for test in rubric.tests if test.visibility == "visible")
+    if not visible:
+        raise UserError(f"{rubric.path}: the rubric has no visible tests to check")
+    if function is not None:
+        names = list(dict.fromkeys(test.function for test in visible))
+        visible = tuple(test for test in visible if test.function == function)
+        if not visible:
+            raise UserError(f"--function {function}: no visible test of this rubric grades it; "
+                            f"its functions: {', '.join(names)}")
+    return rubric.model_copy(update={"tests": visible})
 
 
 def list_rubrics(args: argparse.Namespace) -> int:

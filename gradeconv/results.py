@@ -91,6 +91,7 @@ class SubmissionResult:
     machine_failure: str | None = None  # not graded: what the machine did wrong (the student caused nothing)
     hidden_output: str = ""  # what the hidden tests' calls printed: instructors only, never in a student's view
     files_sha256: dict[str, str] = field(default_factory=dict)  # graded file -> its sha256: hidden values' salt
+    problem: str | None = None  # a submission-level problem (syntax error, wrong module...): said once, not per test
 
     @property
     def graded(self) -> bool:
@@ -120,6 +121,7 @@ class SubmissionResult:
             "machine_failure": self.machine_failure,
             "hidden_output": self.hidden_output,
             "files_sha256": self.files_sha256,
+            "problem": self.problem,
             "tests": [test.to_json() for test in self.tests],
         }
 
