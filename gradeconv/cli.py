@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--csv", type=Path, help="write a CSV gradebook here")
     grade.add_argument("--html", type=Path, metavar="FILE",
                        help="write a self-contained HTML class report here")
+    grade.add_argument("--title", metavar="TEXT",
+                       help="the course and assignment, heading the --html report (default: the rubric's title:)")
     grade.add_argument("--feedback-dir", type=Path, help="write one markdown feedback file per student here")
     grade.add_argument("--canvas-csv", type=Path, metavar="FILE",
                        help="write a CSV for Canvas's gradebook import here (needs --assignment)")
@@ -248,7 +250,7 @@ def grade(args: argparse.Namespace) -> int:
     if args.csv:
         csv_report.write(args.csv, rubric, results)
     if args.html:
-        html_report.write(args.html, rubric, results)
+        html_report.write(args.html, rubric, results, args.title)
     if args.feedback_dir:
         feedback.write_all(args.feedback_dir, results)
     if args.canvas_csv:

@@ -152,6 +152,7 @@ class Limits(Strict):
 
 
 class Rubric(Strict):
+    title: str | None = Field(None, max_length=200)  # the course and assignment, e.g. for the HTML report
     module: str = "layers.py"
     package: str = "cs231n"
     helper: Literal["provided", "submission"] = "provided"

@@ -41,6 +41,8 @@ def gradebook(console: Console, submissions: list[dict]) -> None:
                           plain("not graded"), plain(f"the machine failed: {submission.get('machine_failure')}"))
             continue
         failed = [test["name"] for test in submission["tests"] if test["status"] != "passed"]
+        if submission.get("problem"):  # one problem of the file: once, not one failed test per row
+            failed = [str(submission["problem"]).splitlines()[0]]
         table.add_row(plain(submission["id"]), plain("late" if submission["late"] else ""),
                       plain(f"{submission['score']:g}/{submission['max_score']:g}"),
                       plain("\n".join(failed) if failed else "-"))
