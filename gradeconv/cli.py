@@ -20,7 +20,7 @@ from gradeconv.platforms import canvas, gradescope_zip, prairielearn
 from gradeconv.reports import csv_report, feedback, gradescope, html_report, json_report, terminal
 from gradeconv.results import is_graded
 from gradeconv.sandbox.session import SandboxUnavailable
-from gradeconv.submissions import Submission, SubmissionError, canvas_user_id, find_submissions
+from gradeconv.submissions import Submission, SubmissionError, canvas_user_id, find_submissions, parse_name
 
 COMMANDS = ("grade", "check", "gradescope", "gradescope-zip", "prairielearn", "rubrics")
 USAGE_ERROR = 2
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write a CSV for Canvas's gradebook import here (needs --assignment)")
     grade.add_argument("--assignment", metavar="TITLE",
                        help='the Canvas assignment column, e.g. "Conv layers (12345)"')
+    grade.add_argument("--points-possible", type=float, metavar="POINTS",
+                       help="the Canvas assignment's points: scores are scaled to it (default: the export's "
+                            "Points Possible, else the rubric's points)")
     grade.add_argument("--canvas-gradebook", type=Path, metavar="EXPORT_CSV",
                        help="Canvas's gradebook export: --canvas-csv is this file with the assignment filled in")
     grade.add_argument("--resume", action="store_true", help="skip submissions already in the --json file")
@@ -374,8 +377,11 @@ def _canvas_options(args: argparse.Namespace) -> str | None:
     """Check the Canvas options before grading; the gradebook export's text when one is given."""
     if args.canvas_csv and not (args.assignment or "").strip():
         raise UserError('--canvas-csv needs --assignment "TITLE (ASSIGNMENT_ID)", the Canvas column to fill')
-    if (args.assignment or args.canvas_gradebook) and not args.canvas_csv:
-        raise UserError("--assignment and --canvas-gradebook go with --canvas-csv FILE (where to write)")
+    if (args.assignment or args.canvas_gradebook or args.points_possible is not None) and not args.canvas_csv:
+        raise UserError("--assignment, --canvas-gradebook and --points-possible go with --canvas-csv FILE "
+                        "(where to write)")
+    if args.points_possible is not None and not (0 < args.points_possible < float("inf")):
+        raise UserError("--points-possible must be a positive number of points")
     if not args.canvas_gradebook:
         return None
     try:
@@ -388,12 +394,14 @@ def _canvas_options(args: argparse.Namespace) -> str | None:
 
 def _write_canvas(args, rubric, submissions, results, export: str | None) -> None:
     user_ids = {s.id: canvas_user_id(s.path.name) for s in submissions}
-    rows = canvas.grades(results, user_ids)
+    students = {s.id: parse_name(s.path.name)[0] for s in submissions}  # `smith`, not the second file's `smith-2`
+    rows = canvas.grades(results, user_ids, students)
     if export is None:
         report = canvas.Report()
-        text = canvas.render(args.assignment, rubric.max_score, rows, report)
+        text = canvas.render(args.assignment, rubric.max_score, rows, report, args.points_possible)
     else:
-        text, report = canvas.fill(export, args.assignment, rubric.max_score, rows, source=str(args.canvas_gradebook))
+        text, report = canvas.fill(export, args.assignment, rubric.max_score, rows, source=str(args.canvas_gradebook),
+                                   points_possible=args.points_possible)
     canvas.write(args.canvas_csv, text)
     for line in canvas.summary(report):
         _warn(line)

@@ -116,7 +116,7 @@ def render(submissions: list[dict], test_names: list[str] | None = None, title: 
 def write(path: Path, rubric: Rubric, submissions: list[dict], title: str | None = None) -> None:
     """The report of `submissions`, headed by title (else the rubric's title:, else a generic one)."""
     write_atomically(path, render(submissions, [test.name for test in rubric.tests],
-                                  title or rubric.title or "gradeconv class report"))
+                                  title or getattr(rubric, "title", None) or "gradeconv class report"))
 
 
 def script_hash(script: str) -> str:
