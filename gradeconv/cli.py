@@ -299,7 +299,8 @@ def _warn(line: str) -> None:
 def check(args: argparse.Namespace) -> int:
     full = load_rubric(args.rubric)
     rubric = _visible_tests(full, args.function)
-    hidden_points = sum(test.points for test in full.tests if test.visibility != "visible")
+    hidden_points = sum(test.points for test in full.tests if test.visibility != "visible"
+                        and args.function in (None, test.function))
     problem = submission_problem(args.path, rubric)  # README.md, a notebook...: one line, not 15 failures
     if problem:
         raise UserError(problem)

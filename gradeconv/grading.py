@@ -127,7 +127,8 @@ def _grade_once(submission: Submission, rubric: Rubric, sandbox: str | None, sta
     if any(not part.clean for part in graded):  # a process outlived the kill: trust nothing it touched
         message = "gradeconv could not stop every process of this submission; it is not graded"
         return _all_failed(submission, rubric, outcomes.ERROR, message, started)
-    tests = tuple(sorted((test for part in graded for test in part.tests), key=lambda test: test.number))
+    tests = tuple(sorted((dataclasses.replace(test, description=rubric.tests[test.number - 1].described)
+                          for part in graded for test in part.tests), key=lambda test: test.number))
     several = len(graded) > 1
     lines = [f"{part.module}: {line}" if several else line for part in graded for line in part.lines]
     problems = [f"{part.module}: {part.problem}" if several else part.problem for part in graded if part.problem]

@@ -102,12 +102,17 @@ def _top_level_names(body: list[ast.stmt]) -> tuple[set[str], bool]:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
                 names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+            star = star or _dynamic(node)
         elif isinstance(node, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
             for field in ("body", "orelse", "finalbody"):
                 pending.extend(getattr(node, field, []))
             pending.extend(stmt for handler in getattr(node, "handlers", []) for stmt in handler.body)
         else:
-            # globals()[...] = ..., exec(...), setattr(module, ...): a name we cannot see may be bound
-            star = star or any(isinstance(n, ast.Name) and n.id in ("globals", "exec", "setattr", "vars")
-                               for n in ast.walk(node))
+            star = star or _dynamic(node)
     return names, star
+
+
+def _dynamic(node: ast.AST) -> bool:
+    """Whether the statement may bind names we cannot see: globals()[...] = ..., exec(...), setattr(module, ...)."""
+    return any(isinstance(n, ast.Name) and n.id in ("globals", "exec", "setattr", "vars", "__import__")
+               for n in ast.walk(node))

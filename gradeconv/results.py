@@ -47,6 +47,7 @@ class TestResult:
     cache: str | None = None
     reproduce: str | None = None  # Python that shows the failure (visible tests only)
     difference: dict | None = None  # {"output", "shape", "values": |got - expected|} (visible tests only)
+    description: str | None = None  # what the test checks, in words (the rubric's, or made from it)
 
     @property
     def passed(self) -> bool:
@@ -70,6 +71,7 @@ class TestResult:
                 "cache": self.cache,
                 "reproduce": self.reproduce,
                 "difference": self.difference,
+                "description": self.description,
             },
         }
 
