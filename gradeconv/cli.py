@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -19,7 +20,7 @@ from gradeconv.platforms import canvas, gradescope_zip, prairielearn
 from gradeconv.reports import csv_report, feedback, gradescope, html_report, json_report, similarity_report, terminal
 from gradeconv.results import is_graded
 from gradeconv.sandbox.session import SandboxUnavailable
-from gradeconv.submissions import Submission, SubmissionError, canvas_user_id, find_submissions
+from gradeconv.submissions import Submission, SubmissionError, canvas_user_id, find_submissions, parse_name
 
 COMMANDS = ("grade", "check", "gradescope", "gradescope-zip", "prairielearn", "rubrics", "similarity")
 USAGE_ERROR = 2
@@ -49,11 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--csv", type=Path, help="write a CSV gradebook here")
     grade.add_argument("--html", type=Path, metavar="FILE",
                        help="write a self-contained HTML class report here")
+    grade.add_argument("--title", metavar="TEXT",
+                       help="the course and assignment, heading the --html report (default: the rubric's title:)")
     grade.add_argument("--feedback-dir", type=Path, help="write one markdown feedback file per student here")
     grade.add_argument("--canvas-csv", type=Path, metavar="FILE",
                        help="write a CSV for Canvas's gradebook import here (needs --assignment)")
     grade.add_argument("--assignment", metavar="TITLE",
                        help='the Canvas assignment column, e.g. "Conv layers (12345)"')
+    grade.add_argument("--points-possible", type=float, metavar="POINTS",
+                       help="the Canvas assignment's points: scores are scaled to it (default: the export's "
+                            "Points Possible, else the rubric's points)")
     grade.add_argument("--canvas-gradebook", type=Path, metavar="EXPORT_CSV",
                        help="Canvas's gradebook export: --canvas-csv is this file with the assignment filled in")
     grade.add_argument("--resume", action="store_true", help="skip submissions already in the --json file")
@@ -64,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="check your own file (students): visible tests only")
     check.add_argument("path", type=Path, metavar="FILE_OR_DIR")
     _rubric_option(check)
+    check.add_argument("--function", metavar="NAME", help="check only this function's tests, e.g. conv_forward_naive")
+    check.add_argument("--brief", action="store_true", help="one line per failing test")
+    check.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
     scope = commands.add_parser("gradescope", help="grade /autograder/submission into results.json")
     scope.add_argument("--submission", type=Path, default=Path("/autograder/submission"))
@@ -262,7 +271,7 @@ def grade(args: argparse.Namespace) -> int:
         csv_report.write(args.csv, rubric, results)
     if args.html:
         extra = similarity_report.html_section(_similarity_of(submissions, rubric, args.jobs)) if args.similarity else ""
-        html_report.write(args.html, rubric, results, extra)
+        html_report.write(args.html, rubric, results, args.title, extra)
     elif args.similarity and not args.quiet:
         similarity_report.terminal(console, _similarity_of(submissions, rubric, args.jobs))
     if args.feedback_dir:
@@ -352,21 +361,41 @@ def _warn(line: str) -> None:
 
 
 def check(args: argparse.Namespace) -> int:
-    rubric = load_rubric(args.rubric)
-    visible = tuple(test for test in rubric.tests if test.visibility == "visible")
-    if not visible:
-        raise UserError(f"{rubric.path}: the rubric has no visible tests to check")
-    rubric = rubric.model_copy(update={"tests": visible})
+    full = load_rubric(args.rubric)
+    rubric = _visible_tests(full, args.function)
+    hidden_points = sum(test.points for test in full.tests if test.visibility != "visible"
+                        and args.function in (None, test.function))
     problem = submission_problem(args.path, rubric)  # README.md, a notebook...: one line, not 15 failures
     if problem:
         raise UserError(problem)
     name = args.path.resolve().name
     result = grade_submission(Submission(name, args.path), rubric).to_json()
-    console = Console()
-    terminal.check_report(console, result)
+    result["hidden_max_score"] = hidden_points
+    if args.json:
+        print(json.dumps(json_report.document(full, [result]), indent=2))
+    elif result.get("problem") and is_graded(result):  # one problem of the file: said once, on stderr
+        print(f"gradeconv: {args.path}: {result['problem']}", file=sys.stderr)
+    else:
+        terminal.check_report(Console(soft_wrap=True), result, hidden_points, brief=args.brief)
     if not is_graded(result):
         return NOT_GRADED
+    if result.get("problem"):
+        return USAGE_ERROR
     return 0 if all(test["status"] == "passed" for test in result["tests"]) else 1
+
+
+def _visible_tests(rubric: rubrics.Rubric, function: str | None) -> rubrics.Rubric:
+    """The rubric's visible tests (of one function, if given); a UserError when there are none."""
+    visible = tuple(test for test in rubric.tests if test.visibility == "visible")
+    if not visible:
+        raise UserError(f"{rubric.path}: the rubric has no visible tests to check")
+    if function is not None:
+        names = list(dict.fromkeys(test.function for test in visible))
+        visible = tuple(test for test in visible if test.function == function)
+        if not visible:
+            raise UserError(f"--function {function}: no visible test of this rubric grades it; "
+                            f"its functions: {', '.join(names)}")
+    return rubric.model_copy(update={"tests": visible})
 
 
 def list_rubrics(args: argparse.Namespace) -> int:
@@ -413,8 +442,11 @@ def _canvas_options(args: argparse.Namespace) -> str | None:
     """Check the Canvas options before grading; the gradebook export's text when one is given."""
     if args.canvas_csv and not (args.assignment or "").strip():
         raise UserError('--canvas-csv needs --assignment "TITLE (ASSIGNMENT_ID)", the Canvas column to fill')
-    if (args.assignment or args.canvas_gradebook) and not args.canvas_csv:
-        raise UserError("--assignment and --canvas-gradebook go with --canvas-csv FILE (where to write)")
+    if (args.assignment or args.canvas_gradebook or args.points_possible is not None) and not args.canvas_csv:
+        raise UserError("--assignment, --canvas-gradebook and --points-possible go with --canvas-csv FILE "
+                        "(where to write)")
+    if args.points_possible is not None and not (0 < args.points_possible < float("inf")):
+        raise UserError("--points-possible must be a positive number of points")
     if not args.canvas_gradebook:
         return None
     try:
@@ -427,12 +459,14 @@ def _canvas_options(args: argparse.Namespace) -> str | None:
 
 def _write_canvas(args, rubric, submissions, results, export: str | None) -> None:
     user_ids = {s.id: canvas_user_id(s.path.name) for s in submissions}
-    rows = canvas.grades(results, user_ids)
+    students = {s.id: parse_name(s.path.name)[0] for s in submissions}  # `smith`, not the second file's `smith-2`
+    rows = canvas.grades(results, user_ids, students)
     if export is None:
         report = canvas.Report()
-        text = canvas.render(args.assignment, rubric.max_score, rows, report)
+        text = canvas.render(args.assignment, rubric.max_score, rows, report, args.points_possible)
     else:
-        text, report = canvas.fill(export, args.assignment, rubric.max_score, rows, source=str(args.canvas_gradebook))
+        text, report = canvas.fill(export, args.assignment, rubric.max_score, rows, source=str(args.canvas_gradebook),
+                                   points_possible=args.points_possible)
     canvas.write(args.canvas_csv, text)
     for line in canvas.summary(report):
         _warn(line)

@@ -16,6 +16,7 @@ from pathlib import Path
 import gradeconv
 import reference
 from gradeconv import outcomes
+from gradeconv.problems import Problem, module_problem
 from gradeconv.results import SubmissionResult, TestResult
 from gradeconv.rubric import Rubric
 from gradeconv.runner import CaseRunner
@@ -126,9 +127,11 @@ def _grade_once(submission: Submission, rubric: Rubric, sandbox: str | None, sta
     if any(not part.clean for part in graded):  # a process outlived the kill: trust nothing it touched
         message = "gradeconv could not stop every process of this submission; it is not graded"
         return _all_failed(submission, rubric, outcomes.ERROR, message, started)
-    tests = tuple(sorted((test for part in graded for test in part.tests), key=lambda test: test.number))
+    tests = tuple(sorted((dataclasses.replace(test, description=rubric.tests[test.number - 1].described)
+                          for part in graded for test in part.tests), key=lambda test: test.number))
     several = len(graded) > 1
     lines = [f"{part.module}: {line}" if several else line for part in graded for line in part.lines]
+    problems = [f"{part.module}: {part.problem}" if several else part.problem for part in graded if part.problem]
     return SubmissionResult(
         id=submission.id, late=submission.late, path=str(submission.path), tests=tests,
         max_score=rubric.max_score, execution_time=time.monotonic() - started,
@@ -140,6 +143,7 @@ def _grade_once(submission: Submission, rubric: Rubric, sandbox: str | None, sta
         hidden_output="\n".join(f"{part.module}: {line}" if several else line
                                  for part in graded for line in part.hidden_lines),
         files_sha256={part.module: part.files_sha256 for part in graded if part.files_sha256},
+        problem="\n".join(problems) or None,
     )
 
 
@@ -158,6 +162,7 @@ class ModuleGrade:
     unexplained_kills: int = 0
     hidden_lines: tuple[str, ...] = ()  # what the hidden tests' worker printed: for instructors only
     files_sha256: str | None = None  # of the graded file: the salt of hidden tests' values
+    problem: str | None = None  # why none of its tests could run (a syntax error, not this module): said once
 
 
 def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: str | None) -> ModuleGrade:
@@ -177,16 +182,18 @@ def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: 
         student_seconds=sum(part.student_seconds for part in parts),
         gradient_calls=sum(part.gradient_calls for part in parts), full_calls=sum(part.full_calls for part in parts),
         unexplained_kills=sum(part.unexplained_kills for part in parts),
-        hidden_lines=hidden_lines if visible else (), files_sha256=shown.files_sha256)
+        hidden_lines=hidden_lines if visible else (), files_sha256=shown.files_sha256,
+        problem=next((part.problem for part in parts if part.problem), None))
 
 
 def _grade_tests(submission: Submission, rubric: Rubric, module: str, sandbox: str | None,
                  numbered: list) -> ModuleGrade:
     try:
         with Unpacked(submission, module) as module_file:
+            submitted_as = module_file.name
             stage = stage_module(module_file, rubric.package, module[:-3], own_helper=rubric.helper == "submission")
     except SubmissionError as error:
-        return _module_failed(module, numbered, outcomes.ERROR, str(error))
+        return _module_failed(module, numbered, outcomes.ERROR, str(error), problem=True)
     except OSError as error:  # a full disk, a temporary folder gone: nothing the student did
         raise MachineFailure(f"the submission could not be staged ({error})") from None
     # judged on the staged copy, the very bytes the worker will import: a use of a forbidden module
@@ -198,6 +205,11 @@ def _grade_tests(submission: Submission, rubric: Rubric, module: str, sandbox: s
         remove(stage)
         raise
     files_sha256 = hashlib.sha256(graded_file).hexdigest()
+    problem = module_problem(graded_file, module, list(dict.fromkeys(test.function for _, test in numbered)),
+                             original_name(submission, submitted_as, module))
+    if problem is not None:  # said once, not once per test
+        remove(stage)
+        return _module_failed(module, numbered, problem.outcome, problem.message, problem=True)
     if MODULE_LEVEL in uses:
         remove(stage)
         message = f"uses {uses[MODULE_LEVEL]} when imported, which this assignment forbids: use numpy only"
@@ -286,8 +298,20 @@ def _failed_tests(numbered, outcome: str, message: str) -> tuple[TestResult, ...
     )
 
 
-def _module_failed(module: str, numbered, outcome: str, message: str) -> ModuleGrade:
-    return ModuleGrade(module, _failed_tests(numbered, outcome, message), (message,))
+def _module_failed(module: str, numbered, outcome: str, message: str, problem: bool = False) -> ModuleGrade:
+    """Every test failed for one reason; problem: a submission-level one (each test gets its first line)."""
+    if not problem:
+        return ModuleGrade(module, _failed_tests(numbered, outcome, message), (message,))
+    headline = Problem(outcome, message).headline
+    return ModuleGrade(module, _failed_tests(numbered, outcome, headline), (message,), problem=message)
+
+
+def original_name(submission: Submission, staged_name: str, module: str) -> str:
+    """The graded file's name as submitted (a lone .py keeps its own name, a Canvas prefix included)."""
+    path = submission.path
+    if path.suffix == ".py" and not path.is_dir():
+        return path.name
+    return staged_name or module
 
 
 def _all_failed(submission: Submission, rubric: Rubric, outcome: str, message: str,

@@ -18,10 +18,11 @@ from gradeconv.specs.model import Array, Function, Param, Var
 
 #: the line that introduces the snippet in a test's output text
 HEADING = "reproduce it (paste next to your cs231n/ folder or into your notebook):"
-#: inputs up to this many elements in all are written out; larger ones are drawn from the seed
-LITERAL_INPUTS = 200
+#: an input array up to this many values is written out; when any is larger, every array is drawn again
+#: from the case's seed (or the course notebook's linspace) as grading drew it
+LITERAL_INPUTS = 36
 #: an expected output up to this size is written out; a larger one is checked at the failing index
-LITERAL_OUTPUT = 200
+LITERAL_OUTPUT = 36
 
 
 def snippet(function: Function, values: CaseValues, failure: CaseResult, package: str, module: str,
@@ -46,7 +47,7 @@ def snippet(function: Function, values: CaseValues, failure: CaseResult, package
              "except ImportError:  # layers.py itself in this folder",
              f"    from {module} import {', '.join(called)}",
              ""]
-    lines += _inputs(values)
+    lines += _inputs(values, with_upstream=backward)
     if failure.outcome == "mutated_input":
         names = [array.name for array in layer.arrays] + (list(values.upstream) if backward else [])
         lines.append(f"for array in ({', '.join(names)},):")
@@ -94,21 +95,28 @@ def _targets(function: Function) -> str:
     return ", ".join(names)
 
 
-def _inputs(values: CaseValues) -> list[str]:
-    """Assignments of every input, parameter dict and plain value the call needs."""
+def _inputs(values: CaseValues, with_upstream: bool = True) -> list[str]:
+    """Assignments of every input, parameter dict and plain value the call needs (no unused upstream gradient).
+
+    Small arrays are written out; when one is larger than LITERAL_INPUTS, every array is drawn
+    again in the order gradeconv draws them: the value domain's own source, or the notebook's linspace.
+    """
     layer = values.layer
     lines = []
     arrays = layer.arrays
-    elements = sum(values.inputs[array.name].size for array in arrays)
-    drawn = [array.values.source(values.case.shape(array), values.variables) for array in arrays]
-    if values.case.values == "random" and elements > LITERAL_INPUTS and all(drawn):
-        lines.append(f"rng = np.random.default_rng({values.case.seed})  # gradeconv draws the arrays in this order")
+    drawn = [_source(array, values) for array in arrays]
+    large = any(values.inputs[array.name].size > LITERAL_INPUTS for array in arrays)
+    large = large or any(up.size > LITERAL_INPUTS for up in values.upstream.values()) and with_upstream
+    if large and all(drawn):
+        if any("rng" in source for source in drawn) or (with_upstream and values.upstream):
+            lines.append(f"rng = np.random.default_rng({values.case.seed})  # gradeconv draws the arrays in this order")
         lines += [f"{array.name} = {source}" for array, source in zip(arrays, drawn)]
-        if values.upstream:
+        if with_upstream:
             lines += [f"{name} = rng.standard_normal({up.shape})" for name, up in values.upstream.items()]
     else:
         lines += [f"{array.name} = {_array(values.inputs[array.name])}" for array in arrays]
-        lines += [f"{name} = {_array(up)}" for name, up in values.upstream.items()]
+        if with_upstream:
+            lines += [f"{name} = {_array(up)}" for name, up in values.upstream.items()]
     for argument in layer.arguments:
         if isinstance(argument, Var):
             lines.append(f"{argument.name} = {values.variables[argument.name]!r}")
@@ -117,6 +125,17 @@ def _inputs(values: CaseValues) -> list[str]:
                                 for key, entry in argument.given(values.variables).items())
             lines.append(f"{argument.name} = {{{entries}}}")
     return lines
+
+
+def _source(array: Array, values: CaseValues) -> str | None:
+    """Python that draws `array` as gradeconv did (from `rng`), or None if its domain cannot say."""
+    shape = values.case.shape(array)
+    if values.case.values == "notebook" and array.name in values.layer.notebook:
+        low, high = values.layer.notebook[array.name]
+        return f"np.linspace({low!r}, {high!r}, num={int(np.prod(shape))}).reshape({tuple(shape)})"
+    if values.case.values != "random" and values.case.values != "notebook":
+        return None
+    return array.values.source(shape, values.variables)
 
 
 def _entry(entry, values: CaseValues) -> str:

@@ -47,6 +47,7 @@ class TestResult:
     cache: str | None = None
     reproduce: str | None = None  # Python that shows the failure (visible tests only)
     difference: dict | None = None  # {"output", "shape", "values": |got - expected|} (visible tests only)
+    description: str | None = None  # what the test checks, in words (the rubric's, or made from it)
 
     @property
     def passed(self) -> bool:
@@ -70,6 +71,7 @@ class TestResult:
                 "cache": self.cache,
                 "reproduce": self.reproduce,
                 "difference": self.difference,
+                "description": self.description,
             },
         }
 
@@ -91,6 +93,7 @@ class SubmissionResult:
     machine_failure: str | None = None  # not graded: what the machine did wrong (the student caused nothing)
     hidden_output: str = ""  # what the hidden tests' calls printed: instructors only, never in a student's view
     files_sha256: dict[str, str] = field(default_factory=dict)  # graded file -> its sha256: hidden values' salt
+    problem: str | None = None  # a submission-level problem (syntax error, wrong module...): said once, not per test
 
     @property
     def graded(self) -> bool:
@@ -120,6 +123,7 @@ class SubmissionResult:
             "machine_failure": self.machine_failure,
             "hidden_output": self.hidden_output,
             "files_sha256": self.files_sha256,
+            "problem": self.problem,
             "tests": [test.to_json() for test in self.tests],
         }
 

@@ -79,6 +79,7 @@ class Checks(Strict):
 class Test(Strict):
     name: str = Field(min_length=1)
     function: str
+    description: str | None = Field(None, max_length=500)  # what the test checks, in words (default: made up)
     module: str | None = None  # the file that defines the function; default: the rubric's module
     points: float = Field(ge=0)
     visibility: Literal["visible", "hidden", "after_due_date", "after_published"] = "visible"
@@ -138,6 +139,18 @@ class Test(Strict):
         return specs.layer_of(self.function)
 
     @property
+    def described(self) -> str:
+        """What the test checks, in a sentence: the rubric's description, else one made from its fields."""
+        if self.description:
+            return self.description
+        outputs = self.outputs or specs.function(self.function).outputs
+        cases = [f"{len(self.cases)} fixed case{'s' if len(self.cases) != 1 else ''}"] if self.cases else []
+        cases += [f"{self.examples} generated cases"] if self.examples else []
+        space = ", ".join(f"{key} in {value}" for key, value in self.space.items())
+        return (f"{self.function}: {', '.join(outputs)} checked on {' and '.join(cases)}"
+                + (f" ({space})" if space else ""))
+
+    @property
     def draw_space(self) -> Space:
         """Where this test's cases are drawn from: the layer's defaults with the rubric's changes."""
         return space_of(self.layer, self.space)
@@ -152,6 +165,7 @@ class Limits(Strict):
 
 
 class Rubric(Strict):
+    title: str | None = Field(None, max_length=200)  # the course and assignment, e.g. for the HTML report
     module: str = "layers.py"
     package: str = "cs231n"
     helper: Literal["provided", "submission"] = "provided"

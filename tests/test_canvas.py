@@ -88,41 +88,39 @@ def test_new_import_file(canvas_class):
     assert by_id[""][0] == "nameless"
 
 
-def test_gradebook_export_gets_the_column_and_keeps_everything_else(canvas_class):
+def test_gradebook_export_without_the_assignment_is_an_error_listing_its_columns(canvas_class):
     root, folder, rubric = canvas_class
     export = root / "export.csv"
     export.write_bytes(export_text(EXPORT_ROWS).encode("utf-8"))
+    done = gradeconv("grade", folder, "--rubric", rubric, "--quiet", "--canvas-csv", root / "import.csv",
+                     "--assignment", ASSIGNMENT, "--canvas-gradebook", export, cwd=root)
+    assert done.returncode == 2 and not (root / "import.csv").exists()
+    assert f"no column {ASSIGNMENT!r} in the gradebook export; its assignments: 'Homework 1 (111)'" in done.stderr
+
+
+def test_gradebook_export_gets_the_column_filled_and_keeps_everything_else(canvas_class):
+    root, folder, rubric = canvas_class
+    export = root / "export.csv"
     out = root / "import.csv"
-    done = run_grade(root, folder, rubric, "--canvas-csv", out, "--assignment", ASSIGNMENT,
-                     "--canvas-gradebook", export)
+    # The column exists (Canvas exports it once the assignment is made): it is filled in place, found by its
+    # assignment id even when the title was renamed, and scores are scaled to its Points Possible.
+    again = [row[:5] + [cell] + row[5:] for row, cell in
+             zip(EXPORT_ROWS, ["Conv layers, renamed (12345)", "10.00", "1.00", "", "", "", ""])]
+    export.write_bytes(export_text(again).encode("utf-8"))
+    done = run_grade(root, folder, rubric, "--canvas-csv", out, "--assignment", ASSIGNMENT, "--canvas-gradebook", export)
     assert "2 student(s) of the gradebook without a submission" in done.stderr
     assert "not in the gradebook export" in done.stderr and "evil" in done.stderr
     raw = out.read_bytes()
     assert raw.startswith("\ufeff".encode()) and raw.count(b"\r\n") == len(EXPORT_ROWS)
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8")[1:], newline="")))
-    # the new column right after Section, every other cell exactly as exported
-    assert [row[:5] + row[6:] for row in rows] == EXPORT_ROWS
-    assert rows[0][5] == ASSIGNMENT
-    scores = {row[1]: row[5] for row in rows[2:]}
-    max_points = float(rows[1][5])
-    assert float(scores["1001"]) == max_points
-    assert 0 < float(scores["1002"]) < max_points and 0 < float(scores["1003"]) < max_points
-    assert scores["1004"] == "" and scores["1009"] == ""  # no submission: no invented zero
-    assert rows[3][5] != "=1+1" and rows[3][6] == "=1+1"  # Homework 1 untouched
-
-    # Once the column exists (as Canvas exports it after the first import) it is filled in place,
-    # found by its assignment id even when the title was renamed.
-    again = [row[:5] + [cell] + row[5:] for row, cell in
-             zip(EXPORT_ROWS, ["Conv layers, renamed (12345)", "100.00", "1.00", "", "", "", ""])]
-    export.write_bytes(export_text(again, newline="\n", bom=False).encode("utf-8"))
-    run_grade(root, folder, rubric, "--canvas-csv", out, "--assignment", ASSIGNMENT, "--canvas-gradebook", export)
-    text = out.read_text(encoding="utf-8")
-    assert not text.startswith("\ufeff") and "\r\n" not in text
-    rows = list(csv.reader(io.StringIO(text, newline="")))
     assert len(rows[0]) == len(again[0]) and rows[0][5] == "Conv layers, renamed (12345)"
-    assert rows[1][5] == "100.00"  # points possible as Canvas has it
-    assert rows[2][5] == scores["1001"] and rows[3][5] == scores["1002"] and rows[5][5] == ""
-    assert [row[:5] + row[6:] for row in rows] == [row[:5] + row[6:] for row in again]
+    assert rows[1][5] == "10.00"  # points possible as Canvas has it
+    scores = {row[1]: row[5] for row in rows[2:]}
+    assert float(scores["1001"]) == 10  # full marks: the assignment's 10 points, whatever the rubric's
+    assert 0 < float(scores["1002"]) < 10 and 0 < float(scores["1003"]) < 10
+    assert scores["1004"] == "" and scores["1009"] == ""  # no submission: no invented zero
+    assert [row[:5] + row[6:] for row in rows] == [row[:5] + row[6:] for row in again]  # every other cell as exported
+    assert rows[3][6] == "=1+1"  # Homework 1 untouched
 
 
 @pytest.mark.parametrize("args, message", [

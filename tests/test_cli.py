@@ -174,7 +174,7 @@ def test_gradescope_layout(tmp_path):
         assert test["visibility"] in ("visible", "hidden", "after_due_date", "after_published")
         assert set(test) <= set(GRADESCOPE_TEST_FIELDS) | {"output_format"} and test["output_format"] == "md"
         assert set(test["extra_data"]) == {"function", "outcome", "counterexample", "diagnosis", "cache", "reproduce",
-                                             "difference"}
+                                             "difference", "description"}
 
 
 def test_gradescope_still_writes_results_when_the_submission_is_missing(tmp_path):

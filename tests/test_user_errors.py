@@ -159,7 +159,7 @@ def test_outputs_that_can_be_written_pass_and_nothing_is_left_behind(room, capsy
 
 def test_canvas_csv_may_fill_the_gradebook_export_in_place(room, capsys, graded):
     export = room / "export.csv"
-    export.write_text("Student,ID,SIS User ID,SIS Login ID,Section\n    Points Possible,,,,\n")
+    export.write_text(f"Student,ID,SIS User ID,SIS Login ID,Section,{ASSIGNMENT}\n    Points Possible,,,,,\n")
     status = cli.main(["grade", "class", "--rubric", str(RUBRIC), "--quiet", "--canvas-csv", str(export),
                        "--assignment", ASSIGNMENT, "--canvas-gradebook", str(export)])
     assert status == 0, capsys.readouterr()

@@ -61,10 +61,20 @@ def number(value: float | None) -> str:
     return "0" if text in ("", "-0") else text
 
 
-def grades(results: list[dict], user_ids: dict[str, str | None]) -> list[Grade]:
-    """A Grade per graded submission; user_ids maps a submission's id to its Canvas user id."""
-    return [Grade(str(r["id"]), user_ids.get(r["id"]), float(r["score"]) if is_graded(r) else None,
-                  bool(r.get("late"))) for r in results]
+def grades(results: list[dict], user_ids: dict[str, str | None],
+           names: dict[str, str] | None = None) -> list[Grade]:
+    """A Grade per graded submission; user_ids maps a submission's id to its Canvas user id, names to the
+    student's name (the id without the `-2` that tells two files of one name apart)."""
+    names = names or {}
+    return [Grade(str(names.get(r["id"], r["id"])), user_ids.get(r["id"]),
+                  float(r["score"]) if is_graded(r) else None, bool(r.get("late"))) for r in results]
+
+
+def scaled(grade: Grade, max_score: float, points_possible: float | None) -> Grade:
+    """The grade in the assignment's points: score / max_score * points_possible (as it is without those)."""
+    if grade.score is None or not points_possible or max_score <= 0:
+        return grade
+    return Grade(grade.name, grade.user_id, grade.score * points_possible / max_score, grade.late)
 
 
 def best_by_user(rows: list[Grade], report: Report) -> dict[str, Grade]:
@@ -88,9 +98,14 @@ def _rank(grade: Grade) -> float:
     return float("-inf") if grade.score is None else grade.score
 
 
-def render(assignment: str, max_score: float, rows: list[Grade], report: Report | None = None) -> str:
-    """A new import file: the identity columns, the assignment, Points Possible, one row per student."""
+def render(assignment: str, max_score: float, rows: list[Grade], report: Report | None = None,
+           points_possible: float | None = None) -> str:
+    """A new import file: the identity columns, the assignment, Points Possible, one row per student.
+
+    points_possible: the assignment's points in Canvas; scores are scaled to it (default: the rubric's)."""
     report = report if report is not None else Report()
+    rows = [scaled(grade, max_score, points_possible) for grade in rows]
+    max_score = points_possible or max_score
     best = best_by_user(rows, report)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -115,8 +130,11 @@ def read_export(path: Path) -> str:
 
 
 def fill(export: str, assignment: str, max_score: float, rows: list[Grade],
-         source: str = "gradebook export") -> tuple[str, Report]:
-    """Canvas's export with the assignment's column filled in from rows, everything else unchanged."""
+         source: str = "gradebook export", points_possible: float | None = None) -> tuple[str, Report]:
+    """Canvas's export with the assignment's column filled in from rows, everything else unchanged.
+
+    The assignment must be a column of the export (else a CanvasError listing them). Scores are scaled
+    to points_possible, else to the export's Points Possible for the column, else left in rubric points."""
     bom = export.startswith(BOM)
     text = export[1:] if bom else export
     newline = "\r\n" if "\r\n" in text else "\n"
@@ -130,14 +148,14 @@ def fill(export: str, assignment: str, max_score: float, rows: list[Grade],
                           f"first row); export it from Canvas: Grades > Export")
     id_column = names.index("ID")
     column = _assignment_column(names, assignment)
-    if column is None:  # a new column, where Canvas puts assignments: right after the identity columns
-        column = names.index("Section") + 1 if "Section" in names else len(header)
-        for row in table:
-            if len(row) >= column:
-                row.insert(column, "")
-            elif row:
-                row.extend([""] * (column - len(row)) + [""])
-        header[column] = assignment
+    if column is None:
+        listed = assignment_columns(names)
+        raise CanvasError(f"{source}: no column {assignment.strip()!r} in the gradebook export; its assignments: "
+                          f"{', '.join(repr(name) for name in listed) if listed else '(none)'}. Give one of them as "
+                          f"--assignment, or create the assignment in Canvas and export the gradebook again")
+    points_possible = points_possible or _points_possible(table, column)
+    rows = [scaled(grade, max_score, points_possible) for grade in rows]
+    max_score = points_possible or max_score
     report = Report()
     best = best_by_user(rows, report)
     seen = set()
@@ -178,6 +196,24 @@ def _assignment_column(names: list[str], assignment: str) -> int | None:
         for index, name in enumerate(names):
             if _id_suffix(name) == suffix:
                 return index
+    return None
+
+
+def assignment_columns(names: list[str]) -> list[str]:
+    """The export's assignment columns: `<title> (<id>)` headers, else every non-identity column."""
+    others = [name for name in names if name and name not in IDENTITY]
+    return [name for name in others if _id_suffix(name)] or others
+
+
+def _points_possible(table: list[list[str]], column: int) -> float | None:
+    """The export's Points Possible for the column, if it gives a positive number."""
+    for row in table[1:]:
+        if row and row[0].strip() == POINTS_POSSIBLE and column < len(row):
+            try:
+                value = float(row[column].strip())
+            except ValueError:
+                return None
+            return value if value > 0 and value == value and value != float("inf") else None
     return None
 
 

@@ -11,6 +11,7 @@ points and pass/fail only.
 """
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -22,6 +23,9 @@ MAX_BYTES = 1_000_000
 SHORTENED = " Some output was shortened to keep the results under 1 MB."
 HIDDEN_NOTE = "hidden test: its details are not shown"
 MIN_FIELD_CHARS = 200
+IMAGES_LEFT_OUT = " Some pictures were left out to keep the results under 1 MB."
+#: a heat map larger than this (PNG bytes) is left out: results.json must stay under MAX_BYTES
+MAX_IMAGE_BYTES = 150_000
 
 
 def not_gradable(message: str) -> dict:
@@ -57,10 +61,29 @@ def _test(test: dict) -> dict:
         message = f"failed ({extra.get('outcome', 'failed')})" + (f": {first[0]}" if first else "")
         output = str(test.get("output", ""))
     function = extra.get("function")
-    description = (f"{function}" if function else "") + ("" if visible else " (hidden test)")
-    return {"name": str(test.get("name", "")), "description": description.strip(),
-            "points": float(test.get("score", 0.0)), "max_points": float(test.get("max_score", 0.0)),
-            "message": message, "output": output}
+    description = str(extra.get("description") or function or "") if visible else f"{function or ''} (hidden test)"
+    entry = {"name": str(test.get("name", "")), "description": description.strip(),
+             "points": float(test.get("score", 0.0)), "max_points": float(test.get("max_score", 0.0)),
+             "message": message, "output": output}
+    image = heat_map(extra.get("difference")) if visible and not passed else None
+    if image:
+        entry["images"] = [image]
+    return entry
+
+
+def heat_map(difference) -> dict | None:
+    """The failure's |got - expected| heat map as PrairieLearn's image: {label, url} with a PNG data URL."""
+    if not isinstance(difference, dict):
+        return None
+    from gradeconv.reports.html_report import difference_plot
+    try:
+        drawn = difference_plot(difference)
+    except Exception:  # a missing picture is a lesser evil than no results.json
+        return None
+    if not drawn or len(drawn[0]) > MAX_IMAGE_BYTES:
+        return None
+    png, caption = drawn
+    return {"label": caption, "url": "data:image/png;base64," + base64.b64encode(png).decode("ascii")}
 
 
 def encoded(results: dict) -> bytes:
@@ -83,6 +106,9 @@ def fit(results: dict, max_bytes: int = MAX_BYTES) -> dict:
     """
     if len(encoded(results)) < max_bytes:
         return results
+    results = _fewer_images(results, max_bytes)  # the pictures go before the words
+    if len(encoded(results)) < max_bytes:
+        return results
     fields = [len(results.get("output", "")), len(results.get("message", ""))]
     fields += [len(t.get(key, "")) for t in results.get("tests", []) for key in ("output", "message")]
     limit = max(fields + [MIN_FIELD_CHARS])
@@ -100,6 +126,20 @@ def fit(results: dict, max_bytes: int = MAX_BYTES) -> dict:
     shortened["tests"] = [dict(t, output="") for t in shortened["tests"]]
     shortened["output"] = ""
     return shortened
+
+
+def _fewer_images(results: dict, max_bytes: int) -> dict:
+    """results without the heat maps of the last tests, dropped one test at a time until it fits (or none is left)."""
+    tests = [dict(test) for test in results.get("tests", [])]
+    with_images = [index for index, test in enumerate(tests) if test.get("images")]
+    if not with_images:
+        return results
+    trimmed = dict(results, tests=tests, message=str(results.get("message", "")) + IMAGES_LEFT_OUT)
+    for index in reversed(with_images):
+        del tests[index]["images"]
+        if len(encoded(trimmed)) < max_bytes:
+            break
+    return trimmed
 
 
 def write(path: Path, results: dict) -> None:

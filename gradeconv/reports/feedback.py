@@ -39,10 +39,12 @@ def render(submission: dict) -> str:
                           *quoted(submission.get("output", "")), ""])
     lines = [f"# Feedback for {one_line(submission['id'])}", "",
              f"Score: {submission['score']:g} / {submission['max_score']:g}", ""]
+    if submission.get("problem"):  # one problem of the whole file: said once, not under every test
+        lines += ["## Problem with your submission (no test could run)", "", *quoted(submission["problem"]), ""]
     for test in submission["tests"]:
         mark = "PASS" if test["status"] == "passed" else "FAIL"
         lines.append(f"## [{mark}] {one_line(test['name'])} ({test['score']:g}/{test['max_score']:g})")
-        if test["status"] != "passed":
+        if test["status"] != "passed" and not submission.get("problem"):
             reproduction = test.get("extra_data", {}).get("reproduce")
             text = test["output"].split(f"\n{HEADING}\n")[0] if reproduction else test["output"]
             lines += [""] + quoted(text)

@@ -12,6 +12,7 @@ reproductions, what it printed) goes through esc() before it becomes HTML.
 from __future__ import annotations
 
 import base64
+import datetime
 import functools
 import hashlib
 import html
@@ -89,15 +90,15 @@ def esc(value: object) -> str:
 
 
 def render(submissions: list[dict], test_names: list[str] | None = None, title: str = "gradeconv class report",
-           extra: str = "") -> str:
-    """The whole report as one HTML document. test_names: the rubric's order (default: as found).
-
-    extra: HTML of a further section (already escaped), e.g. the similarity report's.
-    """
+           date: str | None = None, extra: str = "") -> str:
+    """The whole report as one HTML document. test_names: the rubric's order (default: as found);
+    title: the course and assignment; date: when graded (default: today); extra: HTML of a further
+    section (already escaped), e.g. the similarity report's."""
     names = list(dict.fromkeys([*(test_names or []),
                                 *(test["name"] for s in submissions for test in s.get("tests", []))]))
     anchors = section_ids([s["id"] for s in submissions])
-    body = [f"<h1>{esc(title)}</h1>",
+    date = date or datetime.date.today().isoformat()
+    body = [f"<h1>{esc(title)}</h1>", f'<p class="date">graded {esc(date)}</p>',
             f"<p>gradeconv {esc(__version__)}. {esc(_summary(submissions))}</p>"]
     if submissions:
         body += ['<h2 id="distribution">Score distribution</h2>', _image(score_plot(submissions), "score distribution"),
@@ -124,9 +125,10 @@ def document(title: str, body: list[str]) -> str:
         *body, f"<script>{script}</script>", "</body>", "</html>", ""])
 
 
-def write(path: Path, rubric: Rubric, submissions: list[dict], extra: str = "") -> None:
+def write(path: Path, rubric: Rubric, submissions: list[dict], title: str | None = None, extra: str = "") -> None:
+    """The report of `submissions`, headed by title (else the rubric's title:, else a generic one)."""
     write_atomically(path, render(submissions, [test.name for test in rubric.tests],
-                                  f"gradeconv class report: {rubric.path}", extra))
+                                  title or getattr(rubric, "title", None) or "gradeconv class report", extra=extra))
 
 
 def script_hash(script: str) -> str:
@@ -199,7 +201,7 @@ def pass_rate_plot(submissions: list[dict], names: list[str]) -> bytes:
     figure = _figure(8, 0.8 + 0.3 * max(len(names), 1))
     axes = figure.add_subplot()
     positions = np.arange(len(names))
-    bars = axes.barh(positions, rates, color=["#17692d" if rate == 100 else "#c0504d" for rate in rates])
+    bars = axes.barh(positions, rates, color=[rate_colour(rate) for rate in rates])
     axes.bar_label(bars, labels=[f"{count}/{len(submissions)}" for count in passed], padding=3, fontsize=8)
     axes.set_yticks(positions, labels=[_label(name) for name in names])
     axes.invert_yaxis()
@@ -207,6 +209,17 @@ def pass_rate_plot(submissions: list[dict], names: list[str]) -> bytes:
     axes.set_xticks(range(0, 101, 20))
     axes.set_xlabel("passed (% of students)")
     return _png(figure)
+
+
+def rate_colour(rate: float) -> str:
+    """A pass rate's bar colour: red below half, amber below 80%, green below all, dark green at 100%."""
+    if rate >= 100:
+        return "#17692d"
+    if rate >= 80:
+        return "#5aa469"
+    if rate >= 50:
+        return "#e0a030"
+    return "#c0504d"
 
 
 def difference_plot(difference: dict) -> tuple[bytes, str] | None:
@@ -326,6 +339,7 @@ def _student_table(submissions: list[dict], anchors: list[str]) -> str:
               '<th><button type="button">late</button></th>'
               '<th class="number" data-type="number"><button type="button">score</button></th>'
               '<th class="number" data-type="number"><button type="button">failed</button></th>'
+              '<th><button type="button">reason</button></th>'
               '<th><button type="button">failed tests</button></th></tr></thead><tbody>')
     rows = []
     for submission, anchor in zip(submissions, anchors):
@@ -337,8 +351,19 @@ def _student_table(submissions: list[dict], anchors: list[str]) -> str:
             f'<td data-sort="{late}">{late}</td>'
             f'<td class="number" data-sort="{score!r}">{esc(_score(submission))}</td>'
             f'<td class="number" data-sort="{len(failed)}">{len(failed)}</td>'
+            f'<td data-sort="{esc(reason(submission))}">{esc(reason(submission)) or "-"}</td>'
             f'<td data-sort="{esc("; ".join(failed))}">{"<br>".join(esc(name) for name in failed) or "-"}</td></tr>')
     return header + "\n" + "\n".join(rows) + "\n</tbody></table>"
+
+
+def reason(submission: dict) -> str:
+    """Why the student lost points, in a line: the submission's problem, else its failures' diagnoses."""
+    if not is_graded(submission):
+        return "not graded: the machine failed"
+    if submission.get("problem"):
+        return str(submission["problem"]).splitlines()[0]
+    reasons = list(dict.fromkeys(cluster_key(test)[0] for test in _failures(submission)))
+    return "; ".join(reasons[:2]) + (f"; and {len(reasons) - 2} more" if len(reasons) > 2 else "")
 
 
 def _score(submission: dict) -> str:
@@ -374,7 +399,10 @@ def _student_section(submission: dict, anchor: str) -> str:
                          f'<td class="number">{float(test["score"]):g}/{float(test["max_score"]):g}</td>'
                          f'<td class="{status}">{esc(outcome)}</td><td>{esc(test.get("visibility", ""))}</td></tr>')
         parts.append("</tbody></table>")
-    for test in _failures(submission):
+    if submission.get("problem"):  # one problem of the file, said once rather than under every test
+        parts += ['<div class="failure"><h3>Problem with the submission (no test could run)</h3>',
+                  f'<pre class="message">{esc(submission["problem"])}</pre></div>']
+    for test in [] if submission.get("problem") else _failures(submission):
         parts.append(_failure(test))
     if submission.get("output"):
         parts += ["<h3>Notes and printed output</h3>", f"<pre>{esc(submission['output'])}</pre>"]

@@ -42,6 +42,8 @@ def gradebook(console: Console, submissions: list[dict]) -> None:
                           plain("not graded"), plain(f"the machine failed: {submission.get('machine_failure')}"))
             continue
         failed = [test["name"] for test in submission["tests"] if test["status"] != "passed"]
+        if submission.get("problem"):  # one problem of the file: once, not one failed test per row
+            failed = [str(submission["problem"]).splitlines()[0]]
         table.add_row(plain(submission["id"]), plain("late" if submission["late"] else ""),
                       plain(f"{submission['score']:g}/{submission['max_score']:g}"),
                       plain("\n".join(failed) if failed else "-"))
@@ -95,30 +97,89 @@ def class_summary(console: Console, submissions: list[dict]) -> None:
         console.print(common)
 
 
-def check_report(console: Console, submission: dict) -> None:
-    """What a student reads after `gradeconv check`."""
+def check_report(console: Console, submission: dict, hidden_points: float = 0.0, brief: bool = False) -> None:
+    """What a student reads after `gradeconv check`: sized for a person, never hard-wrapped.
+
+    A submission-level problem (a syntax error, the wrong file) is said once. Each failing
+    function gets one reproduction, its smallest (the shortest snippet); its other failing
+    tests get their first line. brief: one line per failing test, then the points.
+    """
+    say = _unwrapped(console)
     if not is_graded(submission):
-        console.print(plain(f"{submission['output']}\n(the machine's problem: {submission.get('machine_failure')})"))
+        say(plain(f"{submission['output']}\n(the machine's problem: {submission.get('machine_failure')})"))
         return
+    if submission.get("problem"):
+        say(plain(f"{submission['path']}: {submission['problem']}"))
+        return
+    failing = [test for test in submission["tests"] if test["status"] != "passed"]
+    shown = _smallest_reproductions(failing)
     for test in submission["tests"]:
         if test["status"] == "passed":
-            console.print(Text("PASS ", style="green") + plain(test["name"]))
-        else:
-            outcome = plain(f" ({test['extra_data']['outcome']})")
-            outcome.stylize("dim")
-            console.print(Text("FAIL ", style="red") + plain(test["name"]) + outcome)
-            reproduction = test["extra_data"].get("reproduce")
-            text = test["output"].split(f"\n{HEADING}\n")[0] if reproduction else test["output"]
-            for line in text.splitlines():
-                console.print(plain(f"     {line}"))
-            if reproduction:  # flush left and never wrapped, so it pastes as it is
-                console.print(plain(f"     {HEADING}"), soft_wrap=True)
-                console.print(plain(reproduction.rstrip("\n")), soft_wrap=True)
+            if not brief:
+                say(Text("PASS ", style="green") + plain(test["name"]))
+            continue
+        outcome = plain(f" ({test['extra_data']['outcome']})")
+        outcome.stylize("dim")
+        lines = _failure_lines(test)
+        if brief:
+            say(Text("FAIL ", style="red") + plain(test["name"]) + outcome
+                + plain(f": {lines[0]}" if lines else ""))
+            continue
+        say(Text("FAIL ", style="red") + plain(test["name"]) + outcome)
+        function = test["extra_data"].get("function")
+        if function in shown and shown[function] is not test:
+            for line in lines[:1]:
+                say(plain(f"     {line}"))
+            say(plain(f"     (same function: see the reproduction under {shown[function]['name']!r})"))
+            continue
+        for line in lines:
+            say(plain(f"     {line}"))
+        reproduction = test["extra_data"].get("reproduce")
+        if reproduction:  # flush left, so it pastes as it is
+            say(plain(f"     {HEADING}"))
+            say(plain(reproduction.rstrip("\n")))
+    say(plain(""))
+    say(plain(points_line(submission, hidden_points)))
+    if submission.get("output") and not brief:
+        say(plain(submission["output"]))
+
+
+def _unwrapped(console: Console):
+    """console.print that never hard-wraps a line, whatever the width (a pipe, COLUMNS=40)."""
+    def say(text: Text) -> None:
+        console.print(text, soft_wrap=True)
+    return say
+
+
+def _failure_lines(test: dict) -> list[str]:
+    """A failing test's explanation without its reproduction."""
+    text = str(test.get("output", ""))
+    return text.split(f"\n{HEADING}\n")[0].splitlines()
+
+
+def _smallest_reproductions(failing: list[dict]) -> dict[str, dict]:
+    """{function: its failing test with the shortest reproduction}: the one a student reads in full."""
+    chosen: dict[str, dict] = {}
+    for test in failing:
+        extra = test.get("extra_data") or {}
+        snippet = extra.get("reproduce")
+        function = extra.get("function")
+        if not snippet or not function:
+            continue
+        best = chosen.get(function)
+        if best is None or len(snippet) < len(best["extra_data"]["reproduce"]):
+            chosen[function] = test
+    return chosen
+
+
+def points_line(submission: dict, hidden_points: float = 0.0) -> str:
+    """`visible tests: 80/80 points`, naming the hidden tests' points `check` cannot show."""
     visible = sum(t["max_score"] for t in submission["tests"])
     score = sum(t["score"] for t in submission["tests"])
-    console.print(plain(f"\nvisible tests: {score:g}/{visible:g} points"))
-    if submission.get("output"):
-        console.print(plain(submission["output"]))
+    line = f"visible tests: {score:g}/{visible:g} points"
+    if hidden_points > 0:
+        line += f"; {hidden_points:g} more points in hidden tests are graded by your instructor"
+    return line
 
 
 def rubric_list(console: Console, listed: list) -> None:
