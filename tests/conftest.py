@@ -43,6 +43,14 @@ def small_rubric(default_rubric):
     return rubrics.Rubric.model_validate(data)
 
 
+def checkout_env(base: dict | None = None, **extra: str) -> dict:
+    """An environment in which `python -m gradeconv` (from any folder) runs this checkout's gradeconv, not
+    whichever one is installed (another checkout's editable install, say)."""
+    env = {**(os.environ if base is None else base), **extra}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 def mutate(source: str, old: str, new: str) -> str:
     """The correct solution with one bug planted; fails loudly if the anchor text is gone."""
     assert source.count(old) >= 1, f"anchor not found: {old!r}"

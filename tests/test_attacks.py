@@ -41,7 +41,7 @@ import pytest
 import yaml
 
 from gradeconv.sandbox import landlock
-from tests.conftest import CORRECT, ROOT, skip_unless_available
+from tests.conftest import CORRECT, ROOT, checkout_env, skip_unless_available
 
 SOURCE = CORRECT.read_text()
 REFERENCE_LAYERS = ROOT / "reference" / "layers.py"
@@ -269,7 +269,7 @@ def uptime() -> float:
 
 def run_cli(args: list[str], mode: str, cwd: Path, timeout: float, env: dict | None = None):
     """(returncode, stdout, stderr, elapsed) of `python -m gradeconv ARGS`; fails the test on timeout."""
-    full_env = {**os.environ, "GRADECONV_SANDBOX": mode, **(env or {})}
+    full_env = checkout_env(GRADECONV_SANDBOX=mode, **(env or {}))
     full_env.pop("GRADECONV_NO_BWRAP", None)
     started = time.monotonic()
     process = subprocess.Popen([sys.executable, "-m", "gradeconv", *args], cwd=cwd, env=full_env,
@@ -938,7 +938,8 @@ def test_g_a_huge_reply_is_refused_unread(mode, ws, marker):
     peaks = {}
     for sid in ("honest", "huge"):
         done = subprocess.run([sys.executable, "-c", PEAK_RSS, str(class_dir / sid), str(rubric), mode],
-                              capture_output=True, text=True, timeout=60, cwd=ws / "cwd")
+                              capture_output=True, text=True, timeout=60, cwd=ws / "cwd",
+                              env=checkout_env())
         assert done.returncode == 0, done.stderr[-3000:]
         peaks[sid] = json.loads(done.stdout.splitlines()[-1])
     assert peaks["huge"]["outcomes"][CONV_FWD] != "passed"

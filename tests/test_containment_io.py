@@ -27,7 +27,7 @@ from gradeconv import rubric as rubrics
 from gradeconv.reports import feedback, json_report, terminal
 from gradeconv.sandbox.staging import remove, stage_module
 from gradeconv.submissions import NotRegularFile, Submission, SubmissionError, Unpacked, discover, find_module
-from tests.conftest import CORRECT, ROOT
+from tests.conftest import CORRECT, ROOT, checkout_env
 
 REFERENCE = ROOT / "reference" / "layers.py"
 FUNCTIONS = ("conv_forward_naive", "conv_backward_naive", "max_pool_forward_naive", "max_pool_backward_naive")
@@ -209,7 +209,7 @@ def test_resume_trusts_only_rows_of_the_same_rubric_and_version(earlier, kept, s
     results.write_text(json.dumps(document))
     run = subprocess.run([sys.executable, "-m", "gradeconv", "grade", folder, "--rubric", ROOT / "rubric.yaml",
                           "--json", results, "--resume", "--jobs", "1", "--quiet"],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120, env=checkout_env())
     assert run.returncode == 0, run.stderr
     rows = json.loads(results.read_text())["submissions"]
     assert [r["id"] for r in rows] == ["alice"]
