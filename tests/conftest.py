@@ -34,9 +34,10 @@ SMALL_TESTS = {"max-pool forward: the notebook's example", "max-pool backward: o
 
 @pytest.fixture(scope="session")
 def small_rubric(default_rubric):
-    """The default rubric reduced to a few quick tests under small limits."""
+    """The default rubric reduced to a few quick tests under small limits (call_seconds leaves a busy machine
+    room for every honest call: a test that needs a call to run out of time sets its own)."""
     data = default_rubric.model_dump()
-    data["limits"] = {"call_seconds": 1.0, "submission_seconds": 20.0, "memory_mb": 1024}
+    data["limits"] = {"call_seconds": 5.0, "submission_seconds": 20.0, "memory_mb": 1024}
     data["tests"] = [t for t in data["tests"] if t["name"] in SMALL_TESTS or t["name"].startswith("conv forward: no pad")]
     for test in data["tests"]:
         test["examples"] = min(test["examples"], 5)
