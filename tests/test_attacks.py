@@ -2145,7 +2145,7 @@ def test_memory_held_in_memory_files_counts_against_memory_mb(mode, ws, marker):
     assert batch.outcomes("hog")[CONV_FWD] == "crashed", batch.summary("hog")
     said = batch.rows["hog"]["tests"][0]["output"]
     used = re.search(r"its processes together used (\d+) MB of memory \(the limit is 1024 MB\)", said)
-    assert used and int(used.group(1)) > LIMITS["memory_mb"], batch.summary("hog")
+    assert used and int(used.group(1)) >= LIMITS["memory_mb"], batch.summary("hog")  # past it, in whole MB
 
 
 SOCKET_BUFFERS = '''
