@@ -6,11 +6,17 @@ sample class's correct solution) in one batch through the real CLI, and checks:
 
 1. the attacker gets no undeserved point (each test states exactly what it may pass),
 2. the honest submission gets its full score,
-3. the batch finishes within its time bound,
+3. the batch ends (a generous guard catches a hang) and each limit that stopped the attacker is
+   the one the result names: the tests assert what the watchdog decided and why, never how fast,
+   so a busy machine (a 2-core CI box running other suites) changes no verdict,
 4. the results on disk are the grader's (rows for everyone, values as graded, unchanged
    after a pause in case something detached rewrites them),
 5. nothing the attacker started is still running,
 6. nothing it wrote is left outside its work dir.
+
+An attack that breaks a limit the watchdog polls holds what it took until it is stopped, under a
+call limit far longer than any honest call or the attack's own work needs even on a slow machine:
+the watchdog decides, not a race between its next look and the end of the call.
 
 Attack sources are built from the correct solution plus an attack: the worker patches find
 the worker's objects with gc at import and rewrite its replies, like a student who read
@@ -42,7 +48,7 @@ import yaml
 
 from gradeconv.reports import gradescope
 from gradeconv.sandbox import landlock
-from tests.conftest import CORRECT, ROOT, skip_unless_available
+from tests.conftest import CORRECT, ROOT, checkout_env, skip_unless_available
 
 SOURCE = CORRECT.read_text()
 REFERENCE_LAYERS = ROOT / "reference" / "layers.py"
@@ -60,7 +66,13 @@ CONV_FWD = "conv forward: no padding (pad = 0)"
 CONV_BWD = "conv backward dx: padding, stride > 1, non-square"
 POOL_FWD = "max-pool forward: the notebook's example"
 POOL_BWD = "max-pool backward: overlapping windows (stride < pool size)"
-LIMITS = {"call_seconds": 2, "submission_seconds": 30, "memory_mb": 1024, "processes": 32, "scratch_mb": 32}
+#: call_seconds is long so that, on a busy machine too, only an attack that holds on until it is stopped (or
+#: never answers) meets it; tests of the call limit itself set their own
+LIMITS = {"call_seconds": 10, "submission_seconds": 30, "memory_mb": 1024, "processes": 32, "scratch_mb": 32}
+#: a batch that has not ended after this long hangs (they take seconds; several times that on a loaded machine)
+GUARD_SECONDS = 300
+#: attack code: keep what was taken until the watchdog stops the call (the call limit bounds it otherwise)
+HOLD = "_time.sleep(60)  # hold it until stopped: the watchdog decides, not a race with the call's end"
 
 
 def base_tests(examples: int = 4) -> list[dict]:
@@ -270,7 +282,7 @@ def uptime() -> float:
 
 def run_cli(args: list[str], mode: str, cwd: Path, timeout: float, env: dict | None = None):
     """(returncode, stdout, stderr, elapsed) of `python -m gradeconv ARGS`; fails the test on timeout."""
-    full_env = {**os.environ, "GRADECONV_SANDBOX": mode, **(env or {})}
+    full_env = checkout_env(GRADECONV_SANDBOX=mode, **(env or {}))
     full_env.pop("GRADECONV_NO_BWRAP", None)
     started = time.monotonic()
     process = subprocess.Popen([sys.executable, "-m", "gradeconv", *args], cwd=cwd, env=full_env,
@@ -284,7 +296,7 @@ def run_cli(args: list[str], mode: str, cwd: Path, timeout: float, env: dict | N
     return process.returncode, stdout, stderr, time.monotonic() - started
 
 
-def grade_batch(ws: Path, mode: str, class_dir: Path | list[Path], rubric: Path, timeout: float = 60,
+def grade_batch(ws: Path, mode: str, class_dir: Path | list[Path], rubric: Path, timeout: float = GUARD_SECONDS,
                 env: dict | None = None, extra: list[str] = (), unsandboxed: tuple[str, ...] = ()) -> Batch:
     """Grade the class (or several class folders) with the CLI (--jobs 2); check the results are the grader's."""
     folders = class_dir if isinstance(class_dir, list) else [class_dir]
@@ -482,7 +494,7 @@ def test_a_forged_replies_cost_the_call(mode, ws, marker):
         body = textwrap.indent(forgery, " " * 8)
         attackers[f"forged_{name}"] = SOURCE + "\n" + FORGER.replace("__FORGERY__", body)
     class_dir = make_class(ws, attackers)
-    batch = grade_batch(ws, mode, class_dir, write_rubric(ws / "rubric.yaml"), timeout=90)
+    batch = grade_batch(ws, mode, class_dir, write_rubric(ws / "rubric.yaml"))
     for sid in attackers:
         assert batch.rows[sid]["score"] == 0, batch.summary(sid)
         for test in batch.rows[sid]["tests"]:
@@ -494,7 +506,6 @@ def test_a_forged_replies_cost_the_call(mode, ws, marker):
         # one refused reply per function, then it is not called again: one worker start per function at most
         assert batch.rows[sid]["output"].count("ATTACK-UID=") <= 4, batch.summary(sid)
     assert_honest(batch)
-    assert batch.elapsed < 45, f"took {batch.elapsed:.1f} s"
     assert_nothing_left(marker, batch, mode, [ws])
 
 
@@ -549,12 +560,11 @@ def test_b_odd_replies_of_a_zero_stub_score_nothing(mode, ws, marker):
     for name, expression in ODD_VALUES.items():
         attackers[f"odd_value_{name}"] = ZERO_STUB + ODD.replace("__ARRAY__", "a").replace("__VALUE__", expression)
     class_dir = make_class(ws, attackers)
-    batch = grade_batch(ws, mode, class_dir, write_rubric(ws / "rubric.yaml", tests=base_tests(3)), timeout=120)
+    batch = grade_batch(ws, mode, class_dir, write_rubric(ws / "rubric.yaml", tests=base_tests(3)))
     for sid in attackers:
         assert batch.rows[sid]["score"] == 0, batch.summary(sid)
         assert batch.passed(sid) == set(), batch.summary(sid)
     assert_honest(batch)
-    assert batch.elapsed < 60, f"took {batch.elapsed:.1f} s"
     assert_nothing_left(marker, batch, mode, [ws])
 
 
@@ -621,7 +631,6 @@ def test_c_sibling_symlinks_bring_nothing_in(mode, ws, marker):
     assert batch.rows["zz_control_copies"]["score"] == TOTAL, batch.summary("zz_control_copies")
     assert marker + "-canary" not in batch.out.read_text()
     assert_honest(batch)
-    assert batch.elapsed < 30, f"took {batch.elapsed:.1f} s"
     assert_nothing_left(marker, batch, mode, [ws])
 
 
@@ -641,7 +650,8 @@ _C._read = _never
 
 @pytest.mark.parametrize("mode", ATTACK_MODES)
 def test_d_a_worker_that_stops_reading_costs_only_call_seconds(mode, ws, marker):
-    """The request pipe shrunk to 4 KB, nobody reading it, a 49 KB request: each call ends at its deadline."""
+    """The request pipe shrunk to 4 KB, nobody reading it, a 49 KB request: each call ends at its deadline
+    (call_seconds), not at the submission's budget or the watchdog's margin after it."""
     skip_unless_available(mode)
     tests = base_tests(3)
     tests[0]["cases"] = [{"n": 2, "c": 3, "h": 32, "w": 32, "f": 2, "field_h": 3, "field_w": 3,
@@ -649,12 +659,13 @@ def test_d_a_worker_that_stops_reading_costs_only_call_seconds(mode, ws, marker)
     tests[0]["space"] = {"pad": [0, 1], "stride": [1, 2]}
     tests = [tests[0], tests[2]]  # a large request, then a small one
     class_dir = make_class(ws, {"stalls": SOURCE + PIPE_STALL})
-    batch = grade_batch(ws, mode, class_dir, write_rubric(ws / "rubric.yaml", tests=tests), timeout=60)
+    rubric = write_rubric(ws / "rubric.yaml", tests=tests, limits={"call_seconds": 2})
+    batch = grade_batch(ws, mode, class_dir, rubric)
     assert batch.rows["stalls"]["score"] == 0, batch.summary("stalls")
     assert set(batch.outcomes("stalls").values()) == {"timeout"}, batch.summary("stalls")
+    for test in batch.rows["stalls"]["tests"]:  # each stopped at its own call's deadline
+        assert "(no answer within 2 s)" in test["output"], batch.summary("stalls")
     assert_honest(batch)
-    # two calls of at most call_seconds each, worker starts and the CLI's own start-up
-    assert batch.elapsed < 2 * LIMITS["call_seconds"] + 10, f"took {batch.elapsed:.1f} s"
     assert_nothing_left(marker, batch, mode, [ws])
 
 
@@ -718,7 +729,6 @@ def test_e_writing_into_inputs_is_caught_whatever_the_worker_claims(mode, ws, ma
     for sid in attackers:
         assert batch.rows[sid]["score"] == 0, batch.summary(sid)
     assert_honest(batch)
-    assert batch.elapsed < 30, f"took {batch.elapsed:.1f} s"
     assert_nothing_left(marker, batch, mode, [ws])
 
 
@@ -861,7 +871,6 @@ def test_f_recorded_answers_are_worth_nothing_on_hidden_tests_with_a_secret(mode
         assert batch.passed("replays") == {POOL_FWD}, batch.summary("replays")
         assert not hidden & batch.passed("replays")
         assert_honest(batch)
-        assert batch.elapsed < 30, f"took {batch.elapsed:.1f} s"
         for path in [batch.out, *reports.rglob("*")]:
             if path.is_file():
                 assert secret not in path.read_text(errors="replace"), f"{path} holds the secret"
@@ -918,31 +927,36 @@ import json, resource, sys
 import gradeconv
 result = gradeconv.grade(sys.argv[1], sys.argv[2], sandbox=sys.argv[3])[0]
 print(json.dumps({"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "outcomes": {t.name: t.outcome for t in result.tests}, "score": result.score}))
+                  "outcomes": {t.name: t.outcome for t in result.tests}, "score": result.score,
+                  "said": result.tests[0].output}))
 '''
+#: what a reply announcing more array bytes than its call may return is told (gradeconv/sandbox/wire.py)
+REFUSED_UNREAD = "this call can legitimately return"
 
 
 @pytest.mark.parametrize("mode", ATTACK_MODES)
 def test_g_a_huge_reply_is_refused_unread(mode, ws, marker):
-    """conv_forward_naive returns 300 MB (memory_mb 2048): that test fails, the rest is graded, and the
-    grading process never holds the array (its peak RSS stays far below 300 MB above a normal grading's)."""
+    """conv_forward_naive returns 300 MB (memory_mb 2048): that test fails because the reply announced more
+    than the call may return (refused before its arrays are read), the rest is graded, and the grading
+    process never holds the array (its peak RSS stays far below 300 MB above a normal grading's)."""
     skip_unless_available(mode)
     rubric = write_rubric(ws / "rubric.yaml", tests=base_tests(3), limits={"memory_mb": 2048})
     class_dir = make_class(ws, {"huge": honest_with(HUGE_REPLY, ("conv_forward_naive",))})
     batch = grade_batch(ws, mode, class_dir, rubric)
     assert_earns_exactly(batch, "huge", {CONV_BWD, POOL_FWD, POOL_BWD})
-    assert batch.outcomes("huge")[CONV_FWD] in {"error", "memory", "crashed"}, batch.summary("huge")
+    assert batch.outcomes("huge")[CONV_FWD] == "error", batch.summary("huge")
+    assert REFUSED_UNREAD in batch.rows["huge"]["tests"][0]["output"], batch.summary("huge")
     assert_honest(batch)
-    assert batch.elapsed < 30, f"took {batch.elapsed:.1f} s"
     assert_nothing_left(marker, batch, mode, [ws])
 
     peaks = {}
     for sid in ("honest", "huge"):
         done = subprocess.run([sys.executable, "-c", PEAK_RSS, str(class_dir / sid), str(rubric), mode],
-                              capture_output=True, text=True, timeout=60, cwd=ws / "cwd")
+                              capture_output=True, text=True, timeout=GUARD_SECONDS, cwd=ws / "cwd",
+                              env=checkout_env())
         assert done.returncode == 0, done.stderr[-3000:]
         peaks[sid] = json.loads(done.stdout.splitlines()[-1])
-    assert peaks["huge"]["outcomes"][CONV_FWD] != "passed"
+    assert peaks["huge"]["outcomes"][CONV_FWD] == "error" and REFUSED_UNREAD in peaks["huge"]["said"], peaks
     print(f"[{mode}] peak RSS of the grading process: honest {peaks['honest']['maxrss_kb'] >> 10} MB, "
           f"huge reply {peaks['huge']['maxrss_kb'] >> 10} MB")
     assert peaks["huge"]["maxrss_kb"] < peaks["honest"]["maxrss_kb"] + 100 * 1024, peaks
@@ -955,7 +969,6 @@ import os as _os, sys as _sys, time as _time
 
 def conv_forward_naive(x, w, b, conv_param):
     hog = "b = bytearray(40 << 20)\\nimport time\\ntime.sleep(60)\\n"
-    started = _time.monotonic()
     for _ in range(200):
         try:
             pid = _os.fork()
@@ -968,23 +981,25 @@ def conv_forward_naive(x, w, b, conv_param):
                 _os.execv(_sys.executable, [_sys.executable, "-S", "-c", hog, __MARKER__])
             finally:
                 _os._exit(0)
-    _time.sleep(max(0.0, 1.7 - (_time.monotonic() - started)))  # stay inside call_seconds
+    __HOLD__
     return _honest_conv_forward_naive(x, w, b, conv_param)
-'''
+'''.replace("__HOLD__", HOLD)
 
 
 @pytest.mark.parametrize("mode", ATTACK_MODES)
 def test_h_a_fork_bomb_is_stopped_and_leaves_nothing(mode, ws, marker):
-    """200 detached processes of 40 MB each from conv_forward_naive (processes 32, memory_mb 1024): the call is
-    stopped, nothing it started runs afterwards, the other functions and the honest neighbour are graded."""
+    """200 detached processes of 40 MB each from conv_forward_naive (processes 32, memory_mb 1024): the watchdog
+    stops the call for its processes or their memory, nothing it started runs afterwards, the other functions
+    and the honest neighbour are graded."""
     skip_unless_available(mode)
     bomb = honest_with(fill(FORK_BOMB, MARKER=marker), ("conv_forward_naive",))
     class_dir = make_class(ws, {"bomb": bomb})
     batch = grade_batch(ws, mode, class_dir, write_rubric(ws / "rubric.yaml", tests=base_tests(3)))
     assert_earns_exactly(batch, "bomb", {CONV_BWD, POOL_FWD, POOL_BWD})
-    assert batch.outcomes("bomb")[CONV_FWD] in {"crashed", "memory", "timeout"}, batch.summary("bomb")
+    assert batch.outcomes("bomb")[CONV_FWD] == "crashed", batch.summary("bomb")
+    assert re.search(r"it ran \d+ processes at once|its processes together used \d+ MB of memory",
+                     batch.rows["bomb"]["tests"][0]["output"]), batch.summary("bomb")
     assert_honest(batch)
-    assert batch.elapsed < 30, f"took {batch.elapsed:.1f} s"
     assert_nothing_left(marker, batch, mode, [ws])
 
 
@@ -1091,8 +1106,8 @@ def conv_forward_naive(x, w, b, conv_param):
     if _filled:  # once is enough
         return _honest_conv_forward_naive(x, w, b, conv_param)
     _filled.append(True)
-    started = _time.monotonic()
     chunk = b"x" * (1 << 20)
+    unbounded = False
     for label, folder in (("/tmp", "/tmp"), ("/dev/shm", "/dev/shm"), ("work", ".")):
         written = 0
         for i in range(100):
@@ -1103,9 +1118,11 @@ def conv_forward_naive(x, w, b, conv_param):
             except OSError:
                 break
         print("WROTE %s %d MB" % (label, written), flush=True)
-    _time.sleep(max(0.0, 1.7 - (_time.monotonic() - started)))  # stay inside call_seconds
+        unbounded = unbounded or written == 100
+    if unbounded:  # nothing stopped a write (the uid sandbox's work folder): keep it all until stopped
+        __HOLD__
     return _honest_conv_forward_naive(x, w, b, conv_param)
-'''
+'''.replace("__HOLD__", HOLD)
 
 
 def marked_bytes(marker: str) -> int:
@@ -1128,8 +1145,8 @@ def scratch_watch(marker: str) -> Watch:
 def test_i_scratch_space_is_bounded_and_removed(mode, ws, marker):
     """100 MB each into /tmp, /dev/shm and the work folder in 1 MB files (scratch_mb 32). bubblewrap: the
     writes stop at the private tmpfs's 32 MB and never reach the host, so its values still earn their points;
-    uid: the watchdog kills the call (or, on a slow machine, the call runs out of time first), and with
-    Landlock /tmp and /dev/shm refuse every write. Either way no file is left afterwards."""
+    uid: the watchdog stops the call for its scratch files (which it keeps until then), and with Landlock
+    /tmp and /dev/shm refuse every write. Either way no file is left afterwards."""
     skip_unless_available(mode)
     filler = honest_with(fill(SCRATCH_FILLER, MARKER=marker), ("conv_forward_naive",))
     class_dir = make_class(ws, {"filler": filler})
@@ -1145,13 +1162,13 @@ def test_i_scratch_space_is_bounded_and_removed(mode, ws, marker):
     else:
         assert_earns_exactly(batch, "filler", {CONV_BWD, POOL_FWD, POOL_BWD})
         outcome, said = batch.outcomes("filler")[CONV_FWD], batch.rows["filler"]["tests"][0]["output"]
-        assert outcome == "timeout" or (outcome == "crashed" and "scratch" in said), batch.summary("filler")
+        assert outcome == "crashed" and "MB of files to scratch folders (the limit is 32 MB)" in said, \
+            batch.summary("filler")
         if landlock.abi():
             assert "WROTE /tmp 0 MB" in printed and "WROTE /dev/shm 0 MB" in printed, batch.summary("filler")
             assert watch.peak == 0, f"{watch.peak} bytes reached the host's scratch folders"
     print(f"[{mode}] peak of the attacker's files in the host's /tmp and /dev/shm: {watch.peak >> 20} MB")
     assert_honest(batch)
-    assert batch.elapsed < 30, f"took {batch.elapsed:.1f} s"
     assert_nothing_left(marker, batch, mode, [ws])
 
 
@@ -1310,6 +1327,7 @@ def test_a_worker_is_never_killed_for_files_it_did_not_make(ws, marker):
     for sid, row in batch.rows.items():
         if sid != "honest":
             assert row["score"] == 0 and set(batch.outcomes(sid).values()) == {"crashed"}, batch.summary(sid)
+            assert all("(exited with status 3)" in t["output"] for t in row["tests"]), batch.summary(sid)
 
 
 # --- j. containment without namespaces (and with them) ---------------------------------------------------------------
@@ -1443,11 +1461,19 @@ GHOST_SCRIPT = ('import time\nprint("ghost-started", flush=True)\nfor _ in range
                 '                       ("/dev/shm/{marker}-ghost", "alive")):\n'
                 '        try:\n            with open(path, "w") as handle:\n                handle.write(text)\n'
                 '        except OSError:\n            pass\n')
+#: attack code: wait (at most 8 s, inside the call limit) until the ghost runs, so that on a busy machine too
+#: it has printed "ghost-started" before grading ends and the test sees it was there to be stopped
+GHOST_RUNS = """\
+for _ in range(80):
+    if any(_gos.path.exists(f % __MARKER__) for f in ("/tmp/%s-ghost", "/dev/shm/%s-ghost")):
+        break
+    _gtime.sleep(0.1)
+"""
 #: the interpreter, with no environment but what it needs to start (no marker variable)
 GHOST_EXEC = ('_gos.execve(_gsys.executable, [_gsys.executable, "-I", "-S", "-c", __SCRIPT__, __MARKER__],\n'
               '            {k: v for k, v in _gos.environ.items() if k == "LD_LIBRARY_PATH"})')
 GHOST = '''
-import os as _gos, sys as _gsys
+import os as _gos, sys as _gsys, time as _gtime
 
 def _ghost():
     """A process in a session of its own, reparented, with no marker variable in its environment."""
@@ -1460,6 +1486,7 @@ def _ghost():
         finally:
             _gos._exit(0)
     _gos.waitpid(pid, 0)
+    __RUNS__
 
 _haunted = []
 
@@ -1468,7 +1495,7 @@ def conv_forward_naive(x, w, b, conv_param):
         _haunted.append(True)
         _ghost()
     return _honest_conv_forward_naive(x, w, b, conv_param)
-'''.replace("__EXEC__", GHOST_EXEC)
+'''.replace("__EXEC__", GHOST_EXEC).replace("__RUNS__", textwrap.indent(GHOST_RUNS, "    ").strip())
 
 
 class Listeners:
@@ -1535,7 +1562,6 @@ def test_j_no_way_out_forge_kill_haunt_sabotage_read_or_connect(mode, ws, marker
     assert "sent SIGKILL to" in batch.rows["c_killer"]["output"], batch.summary("c_killer")
     assert "ghost-started" in batch.rows["d_ghost"]["output"], batch.summary("d_ghost")
     assert sorted(p.name for p in results.parent.iterdir()) == ["out.json"]
-    assert batch.elapsed < 30, f"took {batch.elapsed:.1f} s"
     assert_nothing_left(marker, batch, mode, [ws])
 
 
@@ -1565,6 +1591,8 @@ def _attack():
         finally:
             _jos._exit(0)
     _jos.waitpid(pid, 0)
+    _gos, _gtime = _jos, _jtime
+    __RUNS__
 
 def conv_forward_naive(x, w, b, conv_param):
     if not _done:
@@ -1578,7 +1606,7 @@ def max_pool_forward_naive(x, pool_param):  # wrong on purpose: the score must b
 
 def max_pool_backward_naive(dout, cache):
     return _honest_max_pool_backward_naive(dout, cache) * 0.0
-'''.replace("__EXEC__", GHOST_EXEC)
+'''.replace("__EXEC__", GHOST_EXEC).replace("__RUNS__", textwrap.indent(GHOST_RUNS, "    ").strip())
 
 
 @pytest.mark.parametrize("mode", ATTACK_MODES)
@@ -1599,7 +1627,7 @@ def test_k_gradescope_results_are_the_graders(mode, ws, marker):
         honest_with(attack, ("conv_forward_naive", "max_pool_forward_naive", "max_pool_backward_naive")))
     code, stdout, stderr, elapsed = run_cli(
         ["gradescope", "--submission", str(submission), "--results", str(results), "--rubric", str(rubric)],
-        mode, source, timeout=60)
+        mode, source, timeout=GUARD_SECONDS)
     ended, ended_wall = uptime(), time.time()
     assert code == 0, stderr[-3000:]
     written = results.read_bytes()
@@ -1617,7 +1645,6 @@ def test_k_gradescope_results_are_the_graders(mode, ws, marker):
     assert "blocked write results.json" in result["output"], summary
     assert "ghost-started" in result["output"] and re.search(r"(to|kill) -1", result["output"]), summary
     assert sorted(p.name for p in results_dir.iterdir()) == ["results.json"]
-    assert elapsed < 30, f"took {elapsed:.1f} s"
     batch = Batch(result, {"submission": result}, elapsed, stdout, stderr, results, ended, ended_wall)
     assert_nothing_left(marker, batch, mode, [ws])
 
@@ -1843,6 +1870,12 @@ def _build(top):
         folder = inner
     _o.close(_o.open(__MARKER__ + "-built", _o.O_CREAT | _o.O_WRONLY, 0o600))
 
+def _builder(top):
+    try:
+        _build(top)
+    except OSError:  # bubblewrap: the jail's memory file systems are full
+        _o.close(_o.open(__MARKER__ + "-stopped", _o.O_CREAT | _o.O_WRONLY, 0o600))
+
 _started = []
 
 def conv_forward_naive(x, w, b, conv_param):
@@ -1857,15 +1890,18 @@ def conv_forward_naive(x, w, b, conv_param):
                 _renamer(folder, name)
         if _o.fork() == 0:
             try:
-                _build(top)
+                _builder(top)
             finally:
                 _o._exit(0)
     return _honest_conv_forward_naive(x, w, b, conv_param)
 
 def max_pool_backward_naive(dout, cache):
-    for _ in range(12):  # wait up to 1.2 s for the tree to be built (the call limit is 2 s) ...
+    # in the worker that started the builder (the call limit is 10 s): wait up to 5 s for the tree ...
+    for _ in range(50 if _started else 0):
+        if _o.path.exists(__MARKER__ + "-stopped"):
+            break
         if _o.path.exists(__MARKER__ + "-built"):
-            _t.sleep(0.6)  # ... then give the watchdog two looks at it
+            _t.sleep(4)  # ... then give the watchdog (a look every 0.25 s) all the time a busy machine needs
             print("TREE BUILT AND NEVER CAUGHT", flush=True)
             break
         _t.sleep(0.1)
@@ -1895,33 +1931,48 @@ import os as _o, time as _t
 _spun = []
 
 def conv_forward_naive(x, w, b, conv_param):
-    """Four processes that spin (bounded: 6 s), taking the cores classmates graded beside it need."""
+    """Processes that spin (bounded: 20 s) while the worker waits to be stopped."""
     if not _spun:
         _spun.append(True)
-        for _ in range(4):
+        for _ in range(__SPINNERS__):
             if _o.fork() == 0:
-                end = _t.monotonic() + 6
+                end = _t.monotonic() + 20
                 while _t.monotonic() < end:
                     pass
                 _o._exit(0)
-        _t.sleep(5)
+        _t.sleep(60)
     return _honest_conv_forward_naive(x, w, b, conv_param)
 '''
+#: the cores the spinners' submission may keep busy in this test (the product's limit is 1.5: on a 2-core
+#: machine busy with other work no number of spinners gets that much, and the watchdog rightly lets them be)
+SPIN_LIMIT = 0.5
 
 
 @pytest.mark.parametrize("mode", ATTACK_MODES)
-def test_processes_that_keep_several_cores_busy_are_stopped(mode, ws, marker):
+def test_processes_that_keep_several_cores_busy_are_stopped(mode, ws, marker, monkeypatch):
     """Busy processes beside the worker steal the processor from classmates graded at the same time (a
-    call of theirs could run out of time): the watchdog stops a submission keeping more than 1.5 cores
-    busy over a second."""
+    call of theirs could run out of time): the watchdog stops a submission whose processes together keep
+    more than its limit of cores busy over a second, and says so. Which verdict a machine reaches must not
+    hang on how busy it is: the limit is lowered to SPIN_LIMIT, which 8 spinners pass even when other runs
+    take most of two cores, and the worker itself, asleep, is far below it."""
     skip_unless_available(mode)
-    rubric = write_rubric(ws / "rubric.yaml", tests=base_tests(3), limits={"call_seconds": 8})
-    attack = honest_with(fill(SPINNERS), ("conv_forward_naive",))
-    batch = grade_batch(ws, mode, make_class(ws, {"spinner": attack}), rubric)
-    assert_honest(batch)
+    from gradeconv import grade
+    from gradeconv.sandbox import session
+
+    monkeypatch.setattr(session, "MAX_BUSY_CORES", SPIN_LIMIT)
+    tests = [dict(base_tests()[0], examples=0, cases=[{"n": 1, "c": 1, "h": 3, "w": 3, "f": 1, "field_h": 2,
+                                                      "field_w": 2, "stride": 1, "pad": 0, "seed": 1}])]
+    rubric = write_rubric(ws / "rubric.yaml", tests=tests, limits={"call_seconds": 30, "submission_seconds": 60})
+    folder = make_class(ws, {"spinner": honest_with(fill(SPINNERS, SPINNERS=8), ("conv_forward_naive",))})
+    result = grade(folder / "spinner", rubric, sandbox=mode)[0]
+    [test] = result.tests
+    said = f"{test.outcome}: {test.output}\n{result.output}"
+    assert result.sandbox == mode and test.outcome == "crashed", said
+    busy = re.search(r"its processes kept ([0-9.]+) processor cores busy \(the limit is ([0-9.]+)\)", test.output)
+    assert busy and float(busy.group(2)) == SPIN_LIMIT and float(busy.group(1)) > SPIN_LIMIT, said
+    row = {"output": result.output, "tests": []}
+    batch = Batch({}, {"spinner": row}, 0.0, "", "", ws / "none", uptime(), time.time())
     assert_nothing_left(marker, batch, mode, [ws])
-    assert batch.outcomes("spinner")[CONV_FWD] == "crashed", batch.summary("spinner")
-    assert "processor cores busy" in batch.rows["spinner"]["tests"][0]["output"], batch.summary("spinner")
 
 SYSV_IPC = TRY + '''
 import ctypes as _ctypes
@@ -2046,7 +2097,7 @@ def test_the_graders_hypothesis_folder_cannot_be_planted(mode, ws, marker):
         SOURCE + fill(HYPOTHESIS_HOME, TMP=str(tmp), TARGET=str(results_dir)))
     code, stdout, stderr, elapsed = run_cli(
         ["gradescope", "--submission", str(submission), "--results", str(results), "--rubric", str(rubric)],
-        mode, ws, timeout=60, env={"TMPDIR": str(tmp), "GRADECONV_UID_BASE": "62000"})
+        mode, ws, timeout=GUARD_SECONDS, env={"TMPDIR": str(tmp), "GRADECONV_UID_BASE": "62000"})
     ended, ended_wall = uptime(), time.time()
     assert code == 0, stderr[-3000:]
     result = json.loads(results.read_text())
@@ -2064,7 +2115,6 @@ _held = []
 
 def conv_forward_naive(x, w, b, conv_param):
     if not _held:
-        started = _time.monotonic()
         for i in range(40):  # 40 x 60 MB of memory files: in no process's address space or resident set
             fd = _os.memfd_create("hold%d" % i)
             try:
@@ -2074,9 +2124,9 @@ def conv_forward_naive(x, w, b, conv_param):
                 _os.write(fd, _chunk)
             _held.append(fd)
         print("HELD %d MB" % (len(_held) * 60), flush=True)
-        _time.sleep(max(0.0, 1.7 - (_time.monotonic() - started)))
+        __HOLD__
     return _honest_conv_forward_naive(x, w, b, conv_param)
-'''
+'''.replace("__HOLD__", HOLD)
 
 
 @pytest.mark.parametrize("mode", ATTACK_MODES)
@@ -2091,11 +2141,13 @@ def test_memory_held_in_memory_files_counts_against_memory_mb(mode, ws, marker):
     assert_honest(batch)
     assert_nothing_left(marker, batch, mode, [ws])
     held = (memory.peak - memory.base) >> 20
+    # how far past the limit it got depends on how soon the watchdog looked (a busy machine delays it); what
+    # it decided does not: stopped, for memory, counting the memory files no process's size shows
     print(f"[{mode}] shared memory rose by {held} MB during the batch")
-    # on a loaded machine the 2 s call limit can strike before the watchdog's next look: a timeout is a
-    # failure all the same, and the peak below shows the memory stayed bounded either way
-    assert batch.outcomes("hog")[CONV_FWD] in {"crashed", "memory", "timeout"}, batch.summary("hog")
-    assert held < LIMITS["memory_mb"] + 256
+    assert batch.outcomes("hog")[CONV_FWD] == "crashed", batch.summary("hog")
+    said = batch.rows["hog"]["tests"][0]["output"]
+    used = re.search(r"its processes together used (\d+) MB of memory \(the limit is 1024 MB\)", said)
+    assert used and int(used.group(1)) >= LIMITS["memory_mb"], batch.summary("hog")  # past it, in whole MB
 
 
 SOCKET_BUFFERS = '''

@@ -38,9 +38,10 @@ REAL_YAML_USE = "    assert yaml.safe_load('[1, 2]') == [1, 2] and hasattr(yaml,
 
 @pytest.fixture(scope="module")
 def rubric(default_rubric):
-    """Two quick max-pool tests, yaml forbidden beside torch, small limits."""
+    """Two quick max-pool tests, yaml forbidden beside torch, small limits (no call here is meant to run out
+    of time: call_seconds leaves a busy machine room for the attacks' own writes and children)."""
     data = default_rubric.model_dump()
-    data["limits"] = {"call_seconds": 2.0, "submission_seconds": 20.0, "memory_mb": 1024}
+    data["limits"] = {"call_seconds": 10.0, "submission_seconds": 60.0, "memory_mb": 1024}
     data["tests"] = [t for t in data["tests"] if t["name"] in (FORWARD, BACKWARD)]
     for test in data["tests"]:
         test["examples"] = min(test["examples"], 3)
@@ -49,10 +50,7 @@ def rubric(default_rubric):
 
 
 def grade(submission, rubric, mode):
-    started = time.monotonic()
-    result = grade_submission(submission, rubric, sandbox=mode)
-    assert time.monotonic() - started < 30
-    return result
+    return grade_submission(submission, rubric, sandbox=mode)
 
 
 def assert_full_marks(result):
@@ -339,11 +337,16 @@ def test_writes_past_the_cap_stay_bounded_and_quoted(rubric, tmp_path, mode, mon
 
 
 LEAKER = """\
-    import os, subprocess, sys
+    import os, subprocess, sys, time
     if not os.path.exists('started'):
         open('started', 'w').close()
-        loop = 'import time\\ntime.sleep(0.3)\\nwhile True:\\n    print("LEAKED-INTO-NEXT", flush=True)\\n    time.sleep(0.05)'
+        loop = ('import time\\ntime.sleep(0.3)\\nwhile True:\\n    print("LEAKED-INTO-NEXT", flush=True)\\n'
+                '    open("printing", "w").close()\\n    time.sleep(0.05)')
         subprocess.Popen([sys.executable, '-I', '-S', '-c', loop], start_new_session=True, stdin=subprocess.DEVNULL)
+        for _ in range(50):  # until the child prints, however slowly a busy machine starts it
+            if os.path.exists('printing'):
+                break
+            time.sleep(0.1)
 """
 
 
@@ -352,6 +355,7 @@ def test_output_of_a_detached_child_never_reaches_the_next_submission(rubric, tm
     skip_unless_available(mode)
     attacker = grade(make_submission(tmp_path, "leaker", "", LEAKER), rubric, mode)
     assert_full_marks(attacker)  # graded cleanly: its child was killed
+    assert "LEAKED-INTO-NEXT" in attacker.output  # it was printing while its own submission was graded
     time.sleep(0.5)
     honest = assert_honest_classmate(tmp_path, rubric, mode)
     assert "LEAKED-INTO-NEXT" not in honest.output

@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +26,6 @@ from tests.test_attacks import FIND_WORKER
 ROOT = Path(__file__).resolve().parent.parent
 A2 = (ROOT / "tests" / "solutions" / "a2" / "cs231n" / "layers.py").read_text()
 A3 = (ROOT / "tests" / "solutions" / "a3" / "cs231n" / "rnn_layers.py").read_text()
-#: every grading here must finish well within this (the limits below: 2 s per call, 20 s per submission)
-BOUND_SECONDS = 45.0
-
 DROPOUT = ("dropout forward", "dropout backward")
 RUNNING = "batchnorm running averages: momentum and eps from bn_param"
 BN_TRAIN = "batchnorm forward (train mode)"
@@ -64,11 +60,7 @@ def grade(request):
         package.mkdir(parents=True)
         for name, source in files.items():
             (package / name).write_text(source)
-        started = time.monotonic()
-        result = grade_submission(Submission(sid, root / sid), rubric, sandbox=request.param)
-        elapsed = time.monotonic() - started
-        assert elapsed < BOUND_SECONDS, f"grading took {elapsed:.1f} s"
-        return result
+        return grade_submission(Submission(sid, root / sid), rubric, sandbox=request.param)
 
     yield run
     for root in roots:
@@ -468,12 +460,20 @@ def test_e_dropout_backward_attacks_score_nothing(grade, name):
     assert result.score == 0, summary(result)
 
 
-@pytest.mark.parametrize("repeat", ["while True:\n                    pass",
-                                    "return _np.zeros((1 << 24,)), cache",
-                                    "import os; os._exit(3)"], ids=["hangs", "floods", "exits"])
-def test_e_dropout_repeat_call_that_hangs_floods_or_dies_costs_only_its_time(grade, repeat):
+#: each repeat-call attack, and the outcome and reason its call ends with
+REPEATS = {
+    "hangs": ("while True:\n                    pass", "timeout", "(no answer within 2 s)"),  # call_seconds
+    "floods": ("return _np.zeros((1 << 24,)), cache", "error", "this call can legitimately return"),
+    "exits": ("import os; os._exit(3)", "crashed", "(exited with status 3)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REPEATS))
+def test_e_dropout_repeat_call_that_hangs_floods_or_dies_costs_only_its_time(grade, name):
     """The property check's second call never returns, returns 128 MB or kills its worker: the parent stops
-    there, in time, and the forward scores nothing (its first reply was right)."""
+    that call (at its own deadline, refusing the reply unread, seeing the worker exit), the forward scores
+    nothing (its first reply was right) and the backward is still graded."""
+    repeat, outcome, reason = REPEATS[name]
     attack = f'''
         _honest_dropout = dropout_forward
         _calls = [0]
@@ -484,10 +484,10 @@ def test_e_dropout_repeat_call_that_hangs_floods_or_dies_costs_only_its_time(gra
                 {repeat}
             return out, cache
     '''
-    started = time.monotonic()
     result = grade({"layers.py": forged(attack)}, small(DROPOUT))
-    assert time.monotonic() - started < 15, summary(result)
-    assert scores(result)["dropout forward"] == 0, summary(result)
+    forward, backward = (next(t for t in result.tests if t.name == wanted) for wanted in DROPOUT)
+    assert forward.score == 0 and forward.outcome == outcome and reason in forward.output, summary(result)
+    assert backward.passed, summary(result)
 
 
 # --- 4. the case plan: shared by every submission of a grading process ---------------------------------------------------

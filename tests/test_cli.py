@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import CORRECT, ROOT
+from tests.conftest import CORRECT, ROOT, checkout_env
 
 SAMPLE = ROOT / "submissions"
 GRADESCOPE_TEST_FIELDS = {"name": str, "number": str, "score": float, "max_score": float, "status": str,
@@ -20,7 +20,7 @@ GRADESCOPE_TEST_FIELDS = {"name": str, "number": str, "score": float, "max_score
 
 def gradeconv(*args, cwd=None, timeout=120):
     return subprocess.run([sys.executable, "-m", "gradeconv", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout)
+                          text=True, cwd=cwd, env=checkout_env(), timeout=timeout)
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_interrupted_batch_keeps_finished_grades_and_resumes(tmp_path):
     shutil.copytree(SAMPLE / "heidi_infinite_loop", folder / "z_slow")
     results = tmp_path / "r.json"
     process = subprocess.Popen([sys.executable, "-m", "gradeconv", folder, "--jobs", "1", "--json", results,
-                                "--quiet"], start_new_session=True)
+                                "--quiet"], start_new_session=True, env=checkout_env())
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if results.exists() and len(json.loads(results.read_text())["submissions"]) >= 3:
@@ -195,7 +195,7 @@ def test_terminal_gets_a_progress_bar_then_the_tables(tmp_path):
     import pty
 
     controller, terminal = pty.openpty()
-    env = dict(os.environ, COLUMNS="120", TERM="xterm")
+    env = checkout_env(COLUMNS="120", TERM="xterm")
     process = subprocess.Popen([sys.executable, "-m", "gradeconv", str(SAMPLE / "alice"), "--jobs", "1"],
                                stdin=terminal, stdout=terminal, stderr=terminal, env=env, cwd=tmp_path)
     os.close(terminal)

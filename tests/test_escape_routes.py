@@ -113,7 +113,7 @@ def _hog():
         for _ in range(60):
             os.write(fd, b"x" * (1 << 20))
         _held.append(fd)
-    time.sleep(2)
+    time.sleep(60)  # held until the watchdog stops it (the call limit bounds it otherwise)
 """
 
 
@@ -127,14 +127,14 @@ def test_memory_held_in_a_memfd_counts_against_the_limit(mode, tight_rubric, tmp
     folder = tmp_path / "student"
     folder.mkdir()
     (folder / "layers.py").write_text(code + source)
-    started = time.monotonic()
-    result = gradeconv.grade(folder / "layers.py", tight_rubric, sandbox=mode)[0]
+    # a call limit a busy machine cannot reach while writing the memory: the watchdog decides, not a race
+    rubric = tight_rubric.model_copy(update={"limits": tight_rubric.limits.model_copy(update={"call_seconds": 20.0})})
+    result = gradeconv.grade(folder / "layers.py", rubric, sandbox=mode)[0]
     forward = next(t for t in result.tests if t.name == FORWARD)
-    assert forward.outcome == outcomes.CRASHED
+    assert forward.outcome == outcomes.CRASHED, forward.output
     assert "MB of memory (the limit is 256 MB)" in forward.output
     others = [t for t in result.tests if t.name != FORWARD]
     assert all(t.passed for t in others)
-    assert time.monotonic() - started < 15
 
 
 def test_hypothesis_home_is_private_and_a_planted_one_is_not_used(tmp_path, monkeypatch):
@@ -334,8 +334,10 @@ def _counts_while_renaming(uid: int, tmp_path: Path) -> list[int]:
     renamer = subprocess.Popen(["/usr/bin/python3", "-c", RENAMER, str(root / "m")], user=uid, group=uid,
                                extra_groups=[], cwd="/")
     try:
-        time.sleep(0.2)
-        assert renamer.poll() is None, "the renamer did not start"
+        deadline = time.monotonic() + 60  # a busy machine starts it slowly: count once it is renaming
+        while (root / "m" / "a").exists() and renamer.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert renamer.poll() is None and not (root / "m" / "a").exists(), "the renamer did not start"
         return [accounts.scratch_use(uid, [root]).files for _ in range(5)]
     finally:
         renamer.kill()

@@ -5,10 +5,12 @@ Specifications" (field names and types)."""
 import json
 import os
 import shutil
+import site
 import stat
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -43,7 +45,7 @@ def autograder_zip(tmp_path_factory):
     return out
 
 
-def install(autograder_zip, root):
+def install(autograder_zip, root, python=sys.executable):
     """What Gradescope does with the zip, offline: unpack into source/, copy run_autograder, run setup.sh."""
     (root / "source").mkdir(parents=True)
     with zipfile.ZipFile(autograder_zip) as bundle:
@@ -52,7 +54,7 @@ def install(autograder_zip, root):
             os.chmod(root / "source" / info.filename, (info.external_attr >> 16) & 0o777)
     shutil.copy2(root / "source" / "run_autograder", root / "run_autograder")
     (root / "submission").mkdir()
-    env = dict(os.environ, AUTOGRADER_ROOT=str(root), GRADECONV_OFFLINE="1", GRADECONV_PYTHON=sys.executable)
+    env = dict(os.environ, AUTOGRADER_ROOT=str(root), GRADECONV_OFFLINE="1", GRADECONV_PYTHON=str(python))
     env.pop("PYTHONPATH", None)
     done = subprocess.run(["bash", str(root / "source" / "setup.sh")], capture_output=True, text=True, env=env,
                           cwd=root / "source", timeout=300)
@@ -136,6 +138,33 @@ def test_setup_then_grade_correct_and_buggy(autograder_zip, tmp_path):
 
 def gradeconv_zip_venv():
     return gradescope_zip.VENV_NAME
+
+
+PROBE = "gradeconv_outer_venv_probe"
+
+
+def test_offline_setup_run_by_a_virtual_environments_python_sees_its_packages(autograder_zip, tmp_path):
+    """GRADECONV_PYTHON a venv's Python (as when the tests run in one): the autograder's venv, made from
+    it, sees that venv's packages (here a probe module; in a venv test run, gradeconv's dependencies)."""
+    outer = tmp_path / "outer"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(outer)],
+                   check=True, timeout=120)
+    python = outer / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    # the outer venv sees what this interpreter sees, like one made from inside a venv by setup.sh
+    (Path(purelib) / "parent.pth").write_text(
+        "import site; " + "; ".join(f"site.addsitedir({folder!r})" for folder in site.getsitepackages()) + "\n")
+    (Path(purelib) / f"{PROBE}.py").write_text("WHERE = 'outer'\n")
+    root = tmp_path / "autograder"
+    install(autograder_zip, root, python)
+    venv = root / gradeconv_zip_venv()
+    seen = subprocess.run([str(venv / "bin" / "python"), "-c",
+                           f"import gradeconv, {PROBE}; print(gradeconv.__file__); print({PROBE}.__file__)"],
+                          capture_output=True, text=True, cwd=root, env={"PATH": os.environ["PATH"]})
+    assert seen.returncode == 0, seen.stderr
+    where, probe = seen.stdout.splitlines()
+    assert where.startswith(str(venv)) and probe.startswith(purelib), seen.stdout
 
 
 def test_run_autograder_without_gradeconv_still_writes_results(autograder_zip, tmp_path):

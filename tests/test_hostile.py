@@ -87,11 +87,19 @@ def leftover_processes() -> list[str]:
     return found
 
 
+#: the call limit of the cases that must run out of time (the others get small_rubric's, long enough for a busy machine)
+TIMEOUT_SECONDS = 1.0
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_hostile_submission(name, mode, small_rubric, tmp_path, monkeypatch):
     skip_unless_available(mode)
     source, expected = CASES[name]
+    rubric = small_rubric
+    if expected == "timeout":
+        rubric = small_rubric.model_copy(update={"limits": small_rubric.limits.model_copy(
+            update={"call_seconds": TIMEOUT_SECONDS})})
     folder = tmp_path / "student" / "cs231n"
     folder.mkdir(parents=True)
     module = folder / "layers.py"
@@ -103,12 +111,12 @@ def test_hostile_submission(name, mode, small_rubric, tmp_path, monkeypatch):
     here = tmp_path / "cwd"
     here.mkdir()
     monkeypatch.chdir(here)
-    started = time.monotonic()
-    result = gradeconv.grade(tmp_path / "student", small_rubric, sandbox=mode)[0]
-    elapsed = time.monotonic() - started
+    result = gradeconv.grade(tmp_path / "student", rubric, sandbox=mode)[0]
     by_name = {t.name: t for t in result.tests}
     forward = by_name["conv forward: no padding (pad = 0)"]
     assert forward.outcome == expected, forward.output
+    if expected == "timeout":  # stopped at the call's own deadline
+        assert f"(no answer within {TIMEOUT_SECONDS:g} s)" in forward.output, forward.output
     if name not in FAILS_AT_IMPORT:
         for other in OTHER_TESTS:
             assert by_name[other].passed, f"{other}: {by_name[other].output}"
@@ -116,7 +124,6 @@ def test_hostile_submission(name, mode, small_rubric, tmp_path, monkeypatch):
     assert leftover_processes() == []
     assert sorted(p.name for p in folder.iterdir()) == before
     assert list(here.iterdir()) == []
-    assert elapsed < 20
 
 
 def test_large_output_is_truncated_in_the_report(small_rubric, tmp_path):
@@ -163,9 +170,7 @@ def test_submission_time_budget_stops_grading_that_submission(small_rubric, tmp_
     (tmp_path / "layers.py").write_text(source)
     rubric = small_rubric.model_copy(update={"limits": small_rubric.limits.model_copy(
         update={"call_seconds": 1.0, "submission_seconds": 1.0})})
-    started = time.monotonic()
     result = gradeconv.grade(tmp_path / "layers.py", rubric)[0]
-    assert time.monotonic() - started < 10
     outcomes = {t.outcome for t in result.tests}
     assert "not_run" in outcomes
     assert any("time budget of 1 s is used up" in t.output for t in result.tests)

@@ -252,7 +252,7 @@ def open_in_chromium(report, tmp_path):
     result = subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
          f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-         "--dump-dom", copy.as_uri()], capture_output=True, text=True, timeout=30)
+         "--dump-dom", copy.as_uri()], capture_output=True, text=True, timeout=180)
     found = re.search(r'<pre id="gradeconv-check">(.*?)</pre>', result.stdout, re.S)
     assert found, f"no findings in the dumped DOM\nstdout: {result.stdout[-2000:]}\nstderr: {result.stderr[-2000:]}"
     console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]

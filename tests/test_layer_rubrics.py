@@ -7,14 +7,14 @@ import pytest
 from gradeconv import rubric as rubrics
 from gradeconv.grading import grade_submission
 from gradeconv.submissions import Submission
-from tests.conftest import ROOT
+from tests.conftest import ROOT, checkout_env
 
 SOLUTION = (ROOT / "tests" / "solutions" / "a2" / "cs231n" / "layers.py").read_text()
 
 
 def gradeconv(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "gradeconv", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+                          cwd=cwd, env=checkout_env(), timeout=120)
 
 
 def test_every_bundled_rubric_loads_and_names_its_functions():

@@ -2,7 +2,6 @@
 import json
 import os
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -157,10 +156,9 @@ def test_real_notebook_shows_the_html_table(tmp_path, monkeypatch):
         cell("bad.assert_passed()", metadata={"tags": ["raises-exception"]}),
     ])
     (tmp_path / "work").mkdir()
-    started = time.monotonic()
-    nbclient.NotebookClient(notebook, kernel_name=kernel, timeout=100, startup_timeout=60,
+    # timeouts only catch a hang: a busy machine takes several times the usual few seconds
+    nbclient.NotebookClient(notebook, kernel_name=kernel, timeout=300, startup_timeout=180,
                             resources={"metadata": {"path": str(tmp_path / "work")}}).execute()
-    assert time.monotonic() - started < 120
     setup, good, good_assert, bad, bad_assert = (c["outputs"] for c in notebook.cells)
     assert setup == [] and good_assert == []
     for outputs in (good, good_assert):

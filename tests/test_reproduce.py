@@ -6,7 +6,7 @@ from gradeconv.grading import grade_submission
 from gradeconv.reports import feedback
 from gradeconv.reproduce import HEADING
 from gradeconv.submissions import Submission
-from tests.conftest import ROOT, mutate
+from tests.conftest import ROOT, checkout_env, mutate
 from tests.reproductions import assert_reproductions, correct_copy
 
 A2 = ROOT / "tests" / "solutions" / "a2"
@@ -60,11 +60,10 @@ def test_large_inputs_are_drawn_again_from_the_seed(tmp_path):
 
 
 def test_gradeconv_check_prints_the_snippet_flush_left_and_unwrapped(tmp_path):
-    import os
     import subprocess
     import sys
     result = subprocess.run([sys.executable, "-m", "gradeconv", "check", ROOT / "submissions" / "bob_pad0_crop"],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=120, env={**os.environ, "COLUMNS": "50"})
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120, env=checkout_env(COLUMNS="50"))
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip() == HEADING) + 1

@@ -1,6 +1,5 @@
 """What a new user meets at once: a path that is not a submission, and square brackets on the terminal."""
 import io
-import os
 import shutil
 import subprocess
 import sys
@@ -10,14 +9,14 @@ from rich.console import Console
 
 from gradeconv import rubric as rubrics
 from gradeconv.reports import terminal
-from tests.conftest import ROOT
+from tests.conftest import ROOT, checkout_env
 
 SAMPLE = ROOT / "submissions"
 DIAGNOSIS = "slicing `[pad:-pad]` gives an empty array when pad = 0: crop with `[pad:pad + H]` instead"
 
 
 def gradeconv(*args, cwd=None):
-    env = dict(os.environ, COLUMNS="250")  # wide: a diagnosis stays on one line
+    env = checkout_env(COLUMNS="250")  # wide: a diagnosis stays on one line
     return subprocess.run([sys.executable, "-m", "gradeconv", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=120)
 

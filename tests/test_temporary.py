@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gradeconv import temporary
+from tests.conftest import checkout_env
 
 MAKE_AND_DIE = """
 import os, signal, sys
@@ -24,7 +25,8 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 def killed_graders_folder(kind: str) -> Path:
     """A folder made by a grader process that was then killed (so it could not remove it)."""
-    done = subprocess.run([sys.executable, "-c", MAKE_AND_DIE, kind], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", MAKE_AND_DIE, kind], capture_output=True, text=True, timeout=60,
+                          env=checkout_env())
     assert done.returncode == -signal.SIGKILL, done.stderr
     folder = Path(done.stdout.strip())
     assert folder.is_dir()

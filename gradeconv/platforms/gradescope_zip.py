@@ -212,8 +212,8 @@ SETUP_SH = r"""#!/usr/bin/env bash
 # It installs gradeconv and its dependencies into a virtual environment of its own
 # ($AUTOGRADER_ROOT/@VENV@, mode 0700): the image's python3 and its packages stay as
 # they are. Environment: AUTOGRADER_ROOT (default /autograder), GRADECONV_PYTHON
-# (default python3), GRADECONV_OFFLINE=1 (no network: the venv sees the system's
-# packages and only the bundled wheel is installed, without dependencies).
+# (default python3), GRADECONV_OFFLINE=1 (no network: the venv sees the packages
+# GRADECONV_PYTHON sees and only the bundled wheel is installed, without dependencies).
 set -euo pipefail
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
 SOURCE="$ROOT/source"
@@ -243,6 +243,14 @@ rm -rf "$VENV"
 WHEEL=$(ls "$SOURCE"/gradeconv-*.whl | head -n 1)
 if [ "${GRADECONV_OFFLINE:-0}" = 1 ]; then
     "$PYTHON" -m venv --system-site-packages "$VENV"
+    # A venv made by a venv's Python sees the base interpreter's packages, not that venv's:
+    # add that venv's site folders (with their .pth files) to ours.
+    "$PYTHON" - "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" <<'SITE'
+import site, sys
+if sys.prefix != sys.base_prefix:
+    with open(sys.argv[1] + "/gradeconv-offline-site.pth", "w", encoding="utf-8") as pth:
+        pth.write("import site; " + "; ".join(f"site.addsitedir({folder!r})" for folder in site.getsitepackages()) + "\n")
+SITE
     "$VENV/bin/python" -m pip install --quiet --no-index --no-deps "$WHEEL"
 else
     "$PYTHON" -m venv "$VENV"
