@@ -112,6 +112,41 @@ def running(pid: int) -> bool:
         return False
 
 
+SQUATTER = textwrap.dedent("""
+    import socket, sys, time
+    held = []
+    for uid in range(int(sys.argv[1]), int(sys.argv[2])):
+        name = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            name.bind("\\0gradeconv-worker-account-%d" % uid)
+        except OSError:  # held by a grader already
+            continue
+        held.append(name)
+    print("squatting", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_a_worker_squatting_every_accounts_lock_name_keeps_no_grader_out():
+    """Where no seccomp filter stops a uid-mode worker from binding abstract sockets, it can take every lock
+    name; names held only by processes that are not root are not graders' claims, and the keepers decide."""
+    squatter_uid = accounts.UID_BASE + accounts.SLOTS - 1
+    squatter = subprocess.Popen(["/usr/bin/python3", "-c", SQUATTER, str(accounts.UID_BASE),
+                                 str(accounts.UID_BASE + accounts.SLOTS)], user=squatter_uid, group=squatter_uid,
+                                extra_groups=[], cwd="/", stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout.readline().strip() == "squatting"
+        taken = accounts.acquire()
+        try:
+            assert taken.uid != squatter_uid and taken.lock is None and taken.keeper.acting
+            assert accounts.holders(taken.uid).keepers == (taken.keeper.tid,)
+        finally:
+            accounts.release(taken)
+    finally:
+        squatter.kill()
+        squatter.wait()
+
+
 HOSTILE = textwrap.dedent("""
     import os, signal, time
     # kill every process this account may signal, for a while: with a shared uid, classmates would die

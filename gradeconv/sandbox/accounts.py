@@ -176,14 +176,16 @@ def acquire() -> Account:
 
 def _claim(uid: int) -> Account | None:
     """The account of uid if no other grader holds it and it can be swept clean, else None."""
-    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # not inherited by workers (PEP 446)
+    lock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # not inherited (PEP 446)
     try:
         lock.bind(LOCK_NAME.format(uid=uid))
     except OSError as error:
         lock.close()
         if error.errno != errno.EADDRINUSE:
             raise NoAccount(f"cannot lock worker account {uid}: {error}") from None
-        return None
+        if not _squatted(uid):
+            return None
+        lock = None  # a worker took the name to keep graders out: the keepers alone decide
     keeper = Keeper(uid)
     account = Account(uid=uid, gid=uid, lock=lock, keeper=keeper)
     if not keeper.acting or holders(uid, keeper.tid).keepers:  # another grader holds it or is taking it
@@ -198,6 +200,48 @@ def _claim(uid: int) -> Account | None:
         return account
     abandon(account)  # a previous holder's leftovers could not be removed: leave this account alone
     return None
+
+
+def _squatted(uid: int) -> bool:
+    """The account's lock name is bound, but only by processes that are not graders (not root): a worker
+    where no seccomp filter stops it from binding abstract sockets, squatting other accounts' names.
+
+    Looked into only when no keeper of the account is seen, so the usual case stays a bind and a scan.
+    """
+    if holders(uid).keepers:
+        return False
+    inodes = _socket_inodes("@" + LOCK_NAME.format(uid=uid)[1:])
+    owners = [_status(f"/proc/{pid}/status") for pid in _owners(inodes)] if inodes else []
+    return bool(owners) and all(owner is not None and 0 not in owner[0][:3] for owner in owners)
+
+
+def _socket_inodes(path: str) -> set[str]:
+    """The inodes of the Unix sockets bound to path (abstract names start with @), from /proc/net/unix."""
+    try:
+        with open("/proc/net/unix") as handle:
+            rows = [line.split() for line in handle.readlines()[1:]]
+    except OSError:
+        return set()
+    return {row[6] for row in rows if len(row) >= 8 and row[7] == path}
+
+
+def _owners(inodes: set[str]) -> list[str]:
+    """The processes (seen from here) holding one of these sockets open."""
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    found = []
+    for pid in _numeric("/proc"):
+        try:
+            descriptors = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in descriptors:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                    found.append(pid)
+                    break
+            except OSError:
+                continue
+    return found
 
 
 def release(account: Account) -> bool:
