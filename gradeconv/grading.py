@@ -209,7 +209,7 @@ def _grade_tests(submission: Submission, rubric: Rubric, module: str, sandbox: s
                              original_name(submission, submitted_as, module))
     if problem is not None:  # said once, not once per test
         remove(stage)
-        return _module_failed(module, numbered, problem.outcome, problem.message, problem=True)
+        return _module_failed(module, numbered, problem.outcome, problem.message, problem=True, hint=problem.hint)
     if MODULE_LEVEL in uses:
         remove(stage)
         message = f"uses {uses[MODULE_LEVEL]} when imported, which this assignment forbids: use numpy only"
@@ -298,12 +298,16 @@ def _failed_tests(numbered, outcome: str, message: str) -> tuple[TestResult, ...
     )
 
 
-def _module_failed(module: str, numbered, outcome: str, message: str, problem: bool = False) -> ModuleGrade:
+def _module_failed(module: str, numbered, outcome: str, message: str, problem: bool = False,
+                   hint: str | None = None) -> ModuleGrade:
     """Every test failed for one reason; problem: a submission-level one (each test gets its first line)."""
     if not problem:
         return ModuleGrade(module, _failed_tests(numbered, outcome, message), (message,))
-    headline = Problem(outcome, message).headline
-    return ModuleGrade(module, _failed_tests(numbered, outcome, headline), (message,), problem=message)
+    said = Problem(outcome, message).headline + (f"\ndiagnosis: {hint}" if hint else "")
+    if hint:
+        message += f"\ndiagnosis: {hint}"
+    tests = tuple(dataclasses.replace(test, diagnosis=hint) for test in _failed_tests(numbered, outcome, said))
+    return ModuleGrade(module, tests, (message,), problem=message)
 
 
 def original_name(submission: Submission, staged_name: str, module: str) -> str:

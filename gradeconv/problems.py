@@ -11,6 +11,7 @@ import ast
 from dataclasses import dataclass
 
 from gradeconv import outcomes
+from gradeconv.diagnosis import VERSION_HINTS
 
 #: functions named in a wrong-module message before "..."
 NAMED = 3
@@ -26,6 +27,12 @@ class Problem:
     @property
     def headline(self) -> str:
         return self.message.splitlines()[0] if self.message else ""
+
+    @property
+    def hint(self) -> str | None:
+        """What to write instead, for a Python 2 leftover or a name numpy removed (diagnosis.VERSION_HINTS)."""
+        return next((hint for needles, hint in VERSION_HINTS if all(needle in self.message for needle in needles)),
+                    None)
 
 
 def module_problem(source: bytes, module: str, functions: list[str], filename: str | None = None) -> Problem | None:

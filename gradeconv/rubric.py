@@ -165,7 +165,6 @@ class Limits(Strict):
 
 
 class Rubric(Strict):
-    title: str | None = Field(None, max_length=200)  # the course and assignment, e.g. for the HTML report
     module: str = "layers.py"
     package: str = "cs231n"
     helper: Literal["provided", "submission"] = "provided"
@@ -175,6 +174,7 @@ class Rubric(Strict):
     secret_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     secret_file: str | None = None
     tests: tuple[Test, ...] = Field(min_length=1)
+    title: str | None = Field(None, max_length=200)  # the course and assignment, e.g. for the HTML report
     _path: str = PrivateAttr("")  # set by load(), never by the file
     _sha256: str = PrivateAttr("")
     _secret: str = PrivateAttr("")  # read by load() from secret_file or secret_env, never stored
