@@ -201,7 +201,7 @@ def test_resume_trusts_only_rows_of_the_same_rubric_and_version(earlier, kept, s
     folder = tmp_path / "class"
     shutil.copytree(ROOT / "submissions" / "alice", folder / "alice")
     rubric = rubrics.load(ROOT / "rubric.yaml")
-    row = fake_row(37.0)
+    row = dict(fake_row(37.0), path=str(folder / "alice"))  # the same file: --resume keeps only its own rows
     row.update({key: value for key, value in earlier.items() if key in row})
     document = json_report.document(rubric, [row])
     document.update({key: value for key, value in earlier.items() if key in document})
