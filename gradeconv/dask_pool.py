@@ -67,6 +67,9 @@ WORKER_WAIT_SECONDS = 120
 #: with two workers on two cores)
 LOCAL_CONFIG = {"distributed.scheduler.allowed-failures": batch.ATTEMPTS - 1,
                 "distributed.worker.profile.enabled": False}
+#: the local scheduler's HTTP server (health checks; no dashboard) on a free port of the loopback: on its
+#: default, 8787, a second local cluster of the machine (another grader, a notebook) made Dask warn on stderr
+LOCAL_SCHEDULER = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
 LINK_TARGET = "gradeconv: link not copied"  # what a sent link points to on the worker: nothing
 
 
@@ -396,7 +399,8 @@ def connect(address: str) -> Iterator:
             raise DaskUnavailable("--dask local:N needs N >= 1 worker processes")
         with dask.config.set(LOCAL_CONFIG):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=None, memory_limit=0, silence_logs=logging.ERROR)
+                                   dashboard_address=None, scheduler_kwargs=LOCAL_SCHEDULER, memory_limit=0,
+                                   silence_logs=logging.ERROR)
         try:
             with Client(cluster) as client:
                 yield client

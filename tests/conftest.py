@@ -44,6 +44,14 @@ def small_rubric(default_rubric):
     return rubrics.Rubric.model_validate(data)
 
 
+@pytest.fixture
+def private_accounts(monkeypatch):
+    """Worker accounts from a uid range of this test process alone (its pid's): another grader or test run on the
+    machine cannot take an account the test gives up and expects to get back."""
+    from gradeconv.sandbox import accounts
+    monkeypatch.setattr(accounts, "UID_BASE", 1_000_000 + os.getpid() * accounts.SLOTS)
+
+
 def checkout_env(base: dict | None = None, **extra: str) -> dict:
     """An environment in which `python -m gradeconv` (from any folder) runs this checkout's gradeconv, not
     whichever one is installed (another checkout's editable install, say)."""

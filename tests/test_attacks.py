@@ -1944,8 +1944,10 @@ def conv_forward_naive(x, w, b, conv_param):
     return _honest_conv_forward_naive(x, w, b, conv_param)
 '''
 #: the cores the spinners' submission may keep busy in this test (the product's limit is 1.5: on a 2-core
-#: machine busy with other work no number of spinners gets that much, and the watchdog rightly lets them be)
-SPIN_LIMIT = 0.5
+#: machine busy with other work no number of spinners gets that much, and the watchdog rightly lets them be;
+#: with two other test runs beside them, 8 spinners were measured to get 0.6 cores)
+SPIN_LIMIT = 0.25
+SPINNER_COUNT = 16
 
 
 @pytest.mark.parametrize("mode", ATTACK_MODES)
@@ -1953,7 +1955,7 @@ def test_processes_that_keep_several_cores_busy_are_stopped(mode, ws, marker, mo
     """Busy processes beside the worker steal the processor from classmates graded at the same time (a
     call of theirs could run out of time): the watchdog stops a submission whose processes together keep
     more than its limit of cores busy over a second, and says so. Which verdict a machine reaches must not
-    hang on how busy it is: the limit is lowered to SPIN_LIMIT, which 8 spinners pass even when other runs
+    hang on how busy it is: the limit is lowered to SPIN_LIMIT, which 16 spinners pass even when other runs
     take most of two cores, and the worker itself, asleep, is far below it."""
     skip_unless_available(mode)
     from gradeconv import grade
@@ -1963,13 +1965,14 @@ def test_processes_that_keep_several_cores_busy_are_stopped(mode, ws, marker, mo
     tests = [dict(base_tests()[0], examples=0, cases=[{"n": 1, "c": 1, "h": 3, "w": 3, "f": 1, "field_h": 2,
                                                       "field_w": 2, "stride": 1, "pad": 0, "seed": 1}])]
     rubric = write_rubric(ws / "rubric.yaml", tests=tests, limits={"call_seconds": 30, "submission_seconds": 60})
-    folder = make_class(ws, {"spinner": honest_with(fill(SPINNERS, SPINNERS=8), ("conv_forward_naive",))})
+    folder = make_class(ws, {"spinner": honest_with(fill(SPINNERS, SPINNERS=SPINNER_COUNT), ("conv_forward_naive",))})
     result = grade(folder / "spinner", rubric, sandbox=mode)[0]
     [test] = result.tests
     said = f"{test.outcome}: {test.output}\n{result.output}"
     assert result.sandbox == mode and test.outcome == "crashed", said
     busy = re.search(r"its processes kept ([0-9.]+) processor cores busy \(the limit is ([0-9.]+)\)", test.output)
-    assert busy and float(busy.group(2)) == SPIN_LIMIT and float(busy.group(1)) > SPIN_LIMIT, said
+    # (cores are given to one decimal: just past the limit may read as the limit itself)
+    assert busy and float(busy.group(2)) == SPIN_LIMIT and float(busy.group(1)) >= SPIN_LIMIT - 0.05, said
     row = {"output": result.output, "tests": []}
     batch = Batch({}, {"spinner": row}, 0.0, "", "", ws / "none", uptime(), time.time())
     assert_nothing_left(marker, batch, mode, [ws])

@@ -4,6 +4,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -46,7 +47,8 @@ def cluster():
     import dask
     with dask.config.set(dask_pool.LOCAL_CONFIG):
         local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                         dashboard_address=None, memory_limit=0, silence_logs=logging.ERROR)
+                                         dashboard_address=None, scheduler_kwargs=dask_pool.LOCAL_SCHEDULER,
+                                         memory_limit=0, silence_logs=logging.ERROR)
     client = distributed.Client(local)
     yield local, client
     client.close()
@@ -79,8 +81,14 @@ def test_a_local_cluster_grades_exactly_as_local_grading(small_class, tmp_path):
     graded = gradeconv(small_class, "--rubric", RUBRIC, "--jobs", 1, "--json", local / "r.json",
                        "--csv", local / "g.csv", "--feedback-dir", local / "fb", "--quiet")
     assert graded.returncode == 0, graded.stderr
-    on_dask = gradeconv(small_class, "--rubric", RUBRIC, "--dask", "local:2", "--json", dask / "r.json",
-                        "--csv", dask / "g.csv", "--feedback-dir", dask / "fb", "--quiet")
+    with socket.socket() as taken:  # Dask's default HTTP port busy, as with a second cluster on the machine
+        try:
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen(1)
+        except OSError:
+            pass  # busy already
+        on_dask = gradeconv(small_class, "--rubric", RUBRIC, "--dask", "local:2", "--json", dask / "r.json",
+                            "--csv", dask / "g.csv", "--feedback-dir", dask / "fb", "--quiet")
     assert on_dask.returncode == 0, on_dask.stderr
     assert on_dask.stderr == ""  # --quiet: no Dask chatter either
     expected = without_timings(json.loads((local / "r.json").read_text()))

@@ -194,7 +194,7 @@ def test_sweep_removes_every_ipc_object_of_the_account(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="stages are group-owned by a worker account only as root")
-def test_a_stage_left_by_a_killed_grader_is_removed_before_its_group_is_used_again(tmp_path):
+def test_a_stage_left_by_a_killed_grader_is_removed_before_its_group_is_used_again(tmp_path, private_accounts):
     """A killed grader leaves its stage readable by the account's group: the next holder must not find it."""
     account = accounts.acquire()
     try:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -18,7 +19,8 @@ from tests.conftest import CORRECT, MODES, SMALL_TESTS, VECTORISED, VECTORISED_I
 
 SOURCE = CORRECT.read_text()
 ANCHOR = '    stride, pad = conv_param["stride"], conv_param["pad"]\n    N, C, H, W = x.shape\n    F, _, HH, WW = w.shape\n    H_out'
-MARKER = "gradeconv-hostile-marker"
+#: in the command line of what the cases start: this run's own, so another test run beside it is not counted
+MARKER = f"gradeconv-hostile-marker-{uuid.uuid4().hex[:12]}"
 FAILS_AT_IMPORT = {"infinite_loop_at_import", "syntax_error", "non_utf8_source", "import_error_used_at_import"}
 OTHER_TESTS = SMALL_TESTS  # graded beside the planted misbehaviour, which must not touch them
 

@@ -10,7 +10,7 @@ import pytest
 import gradeconv
 from gradeconv import rubric as rubrics
 from gradeconv.notebook import CheckResult, NotASubmission, CheckedTest, resolve_rubric
-from tests.conftest import CORRECT, ROOT
+from tests.conftest import CORRECT, ROOT, checkout_env
 
 BUGGY = ROOT / "submissions" / "bob_pad0_crop" / "cs231n" / "layers.py"
 FAILING = "conv backward dx: no padding (pad = 0)"
@@ -132,11 +132,12 @@ def test_rubric_by_name_path_or_object(tmp_path, monkeypatch):
 # --- a real notebook in a real Jupyter kernel --------------------------------------------------
 
 def _kernelspec(folder):
-    """A kernel running this very interpreter, findable through JUPYTER_PATH."""
+    """A kernel running this very interpreter and this checkout's gradeconv, findable through JUPYTER_PATH."""
     spec = folder / "kernels" / "gradeconv-test"
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "env": {"PYTHONPATH": checkout_env()["PYTHONPATH"]},
         "display_name": "gradeconv test", "language": "python"}))
     return "gradeconv-test"
 
@@ -150,7 +151,8 @@ def test_real_notebook_shows_the_html_table(tmp_path, monkeypatch):
     cell = nbformat.v4.new_code_cell
     notebook = nbformat.v4.new_notebook(cells=[
         cell(f"import os, sys\nassert os.path.realpath(sys.executable) == {os.path.realpath(sys.executable)!r}"),
-        cell(f"import gradeconv\ngood = gradeconv.check({str(CORRECT)!r})\ngood"),
+        cell(f"import gradeconv\nassert gradeconv.__file__.startswith({str(ROOT)!r}), gradeconv.__file__\n"
+             f"good = gradeconv.check({str(CORRECT)!r})\ngood"),
         cell("good.assert_passed()"),
         cell(f"bad = gradeconv.check({str(BUGGY)!r})\nbad"),
         cell("bad.assert_passed()", metadata={"tags": ["raises-exception"]}),

@@ -85,7 +85,7 @@ def test_graders_racing_from_separate_network_namespaces_never_share_an_account(
                 finish(process)
 
 
-def test_a_dead_graders_leftovers_are_swept_but_a_live_keepers_account_is_left_alone():
+def test_a_dead_graders_leftovers_are_swept_but_a_live_keepers_account_is_left_alone(private_accounts):
     """Processes of an account without a keeper belong to a grader that died: they go, and the account is used."""
     held = accounts.acquire()
     try:
