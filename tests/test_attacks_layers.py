@@ -471,8 +471,10 @@ REPEATS = {
 @pytest.mark.parametrize("name", sorted(REPEATS))
 def test_e_dropout_repeat_call_that_hangs_floods_or_dies_costs_only_its_time(grade, name):
     """The property check's second call never returns, returns 128 MB or kills its worker: the parent stops
-    that call (at its own deadline, refusing the reply unread, seeing the worker exit), the forward scores
-    nothing (its first reply was right) and the backward is still graded."""
+    that call (at its own deadline, refusing the reply unread, seeing the worker exit) and the forward scores
+    nothing (its first reply was right). Dropout's cache is the student's own layout, so its backward is
+    judged only with the cache its own forward returns, and that forward fails on every later call: the
+    backward is not called, and says why (never handed gradeconv's cache instead)."""
     repeat, outcome, reason = REPEATS[name]
     attack = f'''
         _honest_dropout = dropout_forward
@@ -487,7 +489,8 @@ def test_e_dropout_repeat_call_that_hangs_floods_or_dies_costs_only_its_time(gra
     result = grade({"layers.py": forged(attack)}, small(DROPOUT))
     forward, backward = (next(t for t in result.tests if t.name == wanted) for wanted in DROPOUT)
     assert forward.score == 0 and forward.outcome == outcome and reason in forward.output, summary(result)
-    assert backward.passed, summary(result)
+    assert backward.outcome == "not_run" and "fix it first" in backward.output, summary(result)
+    assert reason in backward.output and backward.cache == "submission", summary(result)
 
 
 # --- 4. the case plan: shared by every submission of a grading process ---------------------------------------------------
