@@ -273,3 +273,48 @@ def test_a_machine_failure_is_raised_through_the_session_not_swallowed_as_a_test
     result = grading.grade_submission(correct, small_rubric, "none")
     assert not result.graded and "injected" in result.machine_failure
     assert len(calls) == grading.MACHINE_ATTEMPTS
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_watchdog_that_fails_stops_the_worker_and_the_grade_is_taken_again(mode, monkeypatch, correct,
+                                                                              small_rubric):
+    """An unwatched worker is never graded: the attempt is the machine's failure, and the next one counts."""
+    skip_unless_available(mode)
+    from gradeconv.sandbox.session import Session
+
+    failures = []
+    over_budget = Session._over_budget
+
+    def fails_once(self):
+        if not failures:
+            failures.append(1)
+            raise ChildProcessError(10, "No child processes")
+        return over_budget(self)
+
+    monkeypatch.setattr(Session, "_over_budget", fails_once)
+    sessions = []
+    init = Session.__init__
+
+    def counted(self, *args, **kwargs):
+        sessions.append(1)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "__init__", counted)
+    result = grading.grade_submission(correct, small_rubric, mode)
+    assert failures and result.graded and result.score == small_rubric.max_score, result.output
+    assert len(sessions) == 2  # the unwatched attempt was thrown away, whatever it scored
+
+
+def test_signalling_an_account_survives_its_helper_being_reaped_by_another_thread(monkeypatch):
+    """The watchdog's SIGSTOP helper may be reaped by reap_orphans in the grading thread before it waits."""
+    skip_unless_available("uid")
+    from gradeconv.sandbox import reaper
+
+    real_waitpid = os.waitpid
+
+    def reaped_elsewhere(pid, options):
+        real_waitpid(pid, options)
+        raise ChildProcessError(10, "No child processes")
+
+    monkeypatch.setattr(reaper.os, "waitpid", reaped_elsewhere)
+    reaper.signal_as(accounts.UID_BASE + accounts.SLOTS - 2, signal.SIGCONT)  # no exception escapes

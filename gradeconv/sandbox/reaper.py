@@ -205,7 +205,10 @@ def signal_as(uid: int, number: int, rounds: int = 3) -> None:
             pass
         finally:
             os._exit(0)
-    os.waitpid(child, 0)
+    try:
+        os.waitpid(child, 0)
+    except ChildProcessError:  # reap_orphans() in the grading thread took it: it had exited, its work done
+        pass
 
 
 def by_namespace(inode: int, init_pid: int) -> Group:

@@ -259,14 +259,18 @@ class Session:
         while not self._closing.wait(WATCH_SECONDS):
             with self._lock:
                 worker = self.worker
-            reason = self._over_budget()
-            if reason is None and worker is not None:
-                reason = self._over_limits(worker)
-                if reason is None and self.mode == "bubblewrap":
-                    reason = self._over_jail_files(worker)
-                if reason is None and self.mode == "uid" and time.monotonic() >= next_scratch:
-                    next_scratch = time.monotonic() + SCRATCH_WATCH_SECONDS
-                    reason = self._over_scratch()
+            try:
+                reason = self._over_budget()
+                if reason is None and worker is not None:
+                    reason = self._over_limits(worker)
+                    if reason is None and self.mode == "bubblewrap":
+                        reason = self._over_jail_files(worker)
+                    if reason is None and self.mode == "uid" and time.monotonic() >= next_scratch:
+                        next_scratch = time.monotonic() + SCRATCH_WATCH_SECONDS
+                        reason = self._over_scratch()
+            except Exception as error:  # fail closed: an unwatched worker is never graded; the machine's fault
+                self.machine_failure = self.machine_failure or f"gradeconv's watchdog failed ({error!r})"
+                reason = self.machine_failure
             if reason is not None and worker is not None:
                 worker.terminate(reason)
 
