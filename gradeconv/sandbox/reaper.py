@@ -264,15 +264,28 @@ def adopt_orphans() -> None:
         pass
 
 
+def _children() -> list[str]:
+    """This process's children (orphans it adopted included), from each of its threads' list; every
+    process of the machine where the kernel keeps no such list."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+        found = []
+        for task in tasks:
+            with open(f"/proc/self/task/{task}/children") as handle:
+                found += handle.read().split()
+        return found
+    except OSError:
+        try:
+            return [entry for entry in os.listdir("/proc") if entry.isdigit()]
+        except OSError:
+            return []
+
+
 def reap_orphans(uid: int) -> int:
     """Reap the zombies of uid that are this process's children (never one it started and still waits for:
     call once those are waited for); how many were reaped."""
     own, reaped = os.getpid(), 0
-    try:
-        entries = [entry for entry in os.listdir("/proc") if entry.isdigit()]
-    except OSError:
-        return 0
-    for entry in entries:
+    for entry in _children():
         try:
             with open(f"/proc/{entry}/stat", "rb") as handle:
                 fields = handle.read().rpartition(b")")[2].split()
