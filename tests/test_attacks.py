@@ -989,16 +989,18 @@ def conv_forward_naive(x, w, b, conv_param):
 @pytest.mark.parametrize("mode", ATTACK_MODES)
 def test_h_a_fork_bomb_is_stopped_and_leaves_nothing(mode, ws, marker):
     """200 detached processes of 40 MB each from conv_forward_naive (processes 32, memory_mb 1024): the watchdog
-    stops the call for its processes or their memory, nothing it started runs afterwards, the other functions
-    and the honest neighbour are graded."""
+    stops the call for a limit of all its processes together (their number, their memory or, while 200
+    interpreters start, the cores they keep busy: whichever it sees broken first), nothing it started runs
+    afterwards, the other functions and the honest neighbour are graded."""
     skip_unless_available(mode)
     bomb = honest_with(fill(FORK_BOMB, MARKER=marker), ("conv_forward_naive",))
     class_dir = make_class(ws, {"bomb": bomb})
     batch = grade_batch(ws, mode, class_dir, write_rubric(ws / "rubric.yaml", tests=base_tests(3)))
     assert_earns_exactly(batch, "bomb", {CONV_BWD, POOL_FWD, POOL_BWD})
     assert batch.outcomes("bomb")[CONV_FWD] == "crashed", batch.summary("bomb")
-    assert re.search(r"it ran \d+ processes at once|its processes together used \d+ MB of memory",
-                     batch.rows["bomb"]["tests"][0]["output"]), batch.summary("bomb")
+    limits = (r"it ran \d+ processes at once", r"its processes together used \d+ MB of memory",
+              r"its processes kept [0-9.]+ processor cores busy")
+    assert re.search("|".join(limits), batch.rows["bomb"]["tests"][0]["output"]), batch.summary("bomb")
     assert_honest(batch)
     assert_nothing_left(marker, batch, mode, [ws])
 
