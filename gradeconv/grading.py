@@ -160,6 +160,7 @@ class ModuleGrade:
     gradient_calls: int = 0
     full_calls: int = 0
     unexplained_kills: int = 0
+    printed: tuple[str, ...] = ()  # what its worker printed, quoted: the student's to see for visible tests only
     hidden_lines: tuple[str, ...] = ()  # what the hidden tests' worker printed: for instructors only
     files_sha256: str | None = None  # of the graded file: the salt of hidden tests' values
     problem: str | None = None  # why none of its tests could run (a syntax error, not this module): said once
@@ -171,18 +172,19 @@ def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: 
     numbered = [(number, test) for number, test in enumerate(rubric.tests, 1) if rubric.module_of(test) == module]
     visible = [(number, test) for number, test in numbered if test.visibility == "visible"]
     hidden = [(number, test) for number, test in numbered if test.visibility != "visible"]
-    parts = [_grade_tests(submission, rubric, module, sandbox, group) for group in (visible, hidden) if group]
+    shown = _grade_tests(submission, rubric, module, sandbox, visible) if visible else None
+    kept = _grade_tests(submission, rubric, module, sandbox, hidden) if hidden else None
+    parts = [part for part in (shown, kept) if part is not None]
     if not parts:
         return ModuleGrade(module, (), ())
-    shown = parts[0]
-    hidden_lines = tuple(line for part in parts[1:] for line in part.lines if line not in shown.lines)
+    notes = parts[0]  # the sandbox, the helper, skipped files: the same for both workers
     return ModuleGrade(
         module, tuple(sorted((test for part in parts for test in part.tests), key=lambda test: test.number)),
-        shown.lines, clean=all(part.clean for part in parts), sandbox=shown.sandbox,
-        student_seconds=sum(part.student_seconds for part in parts),
+        notes.lines + (shown.printed if shown else ()), clean=all(part.clean for part in parts),
+        sandbox=notes.sandbox, student_seconds=sum(part.student_seconds for part in parts),
         gradient_calls=sum(part.gradient_calls for part in parts), full_calls=sum(part.full_calls for part in parts),
         unexplained_kills=sum(part.unexplained_kills for part in parts),
-        hidden_lines=hidden_lines if visible else (), files_sha256=shown.files_sha256,
+        hidden_lines=kept.printed if kept else (), files_sha256=notes.files_sha256,
         problem=next((part.problem for part in parts if part.problem), None))
 
 
@@ -241,11 +243,13 @@ def _grade_tests(submission: Submission, rubric: Rubric, module: str, sandbox: s
         lines.append(f"im2col helper: {report.helper_note}")
     for skipped in stage.skipped:
         lines.append(f"not copied from your submission: {skipped}")
+    printed = []
     if report.stdout.strip():
-        lines.append("your code printed (quoted):\n" + quoted(report.stdout))
+        printed.append("your code printed (quoted):\n" + quoted(report.stdout))
     if report.stderr.strip():
-        lines.append("your code wrote to stderr (quoted):\n" + quoted(report.stderr))
-    return ModuleGrade(module, tests, tuple(lines), sandbox=report.sandbox, student_seconds=session.spent,
+        printed.append("your code wrote to stderr (quoted):\n" + quoted(report.stderr))
+    return ModuleGrade(module, tests, tuple(lines), printed=tuple(printed), sandbox=report.sandbox,
+                       student_seconds=session.spent,
                        gradient_calls=runner.gradient_calls, full_calls=runner.full_calls,
                        unexplained_kills=report.unexplained_kills, files_sha256=files_sha256)
 

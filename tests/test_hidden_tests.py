@@ -176,3 +176,21 @@ def test_visible_tests_values_do_not_depend_on_the_submission(tmp_path, secret_r
     assert not secret_rubric.salted(test) and secret_rubric.salted(hidden)
     assert secret_rubric.value_seed(test, 3, "a") == secret_rubric.value_seed(test, 3, "b") == 3
     assert secret_rubric.value_seed(hidden, 3, "a") != secret_rubric.value_seed(hidden, 3, "b")
+
+
+@pytest.mark.parametrize("mode", ["bubblewrap", "uid"])
+def test_a_file_graded_only_by_hidden_tests_shows_nothing_it_printed(mode, tmp_path, secret_rubric):
+    """With no visible test there is no visible worker: what the hidden one printed stays with instructors."""
+    skip_unless_available(mode)
+    all_hidden = secret_rubric.model_copy(update={"tests": tuple(
+        test.model_copy(update={"visibility": "hidden"}) for test in secret_rubric.tests)})
+    all_hidden._secret = secret_rubric._secret
+    folder = tmp_path / "eve" / "cs231n"
+    folder.mkdir(parents=True)
+    (folder / "layers.py").write_text(telltale_source())
+    row = grading.grade_submission(Submission("eve", tmp_path / "eve"), all_hidden, mode).to_json()
+    assert "POOL-INPUT" in row["hidden_output"] and "CONV-INPUT" in row["hidden_output"]
+    assert row["output"].startswith(f"sandbox: {mode}")
+    for text in (json.dumps(gradescope.results_json(row)), json.dumps(prairielearn.from_submission(row)),
+                 feedback.render(student_view(row))):
+        assert "INPUT" not in text and "WORKER-" not in text and "LEAK" not in text
