@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gradeconv.sandbox.failures import MachineFailure
-from gradeconv.sandbox.reaper import adopt_orphans, by_uid, reap_orphans, signal_as
+from gradeconv.sandbox.reaper import adopt_orphans, by_uid, numbered, reap_orphans, signal_as
 from gradeconv.sandbox.staging import STAGE_PREFIX
 from gradeconv.temporary import remove_tree
 
@@ -111,7 +111,7 @@ class Holders:
 def holders(uid: int, own_keeper: int = 0) -> Holders:
     """Every task of the machine (as far as this PID namespace sees) that runs as or claims uid."""
     keepers, processes = set(), set()
-    for pid in _numeric("/proc"):
+    for pid in numbered("/proc"):
         status = _status(f"/proc/{pid}/status")
         if status is None:
             continue
@@ -119,18 +119,11 @@ def holders(uid: int, own_keeper: int = 0) -> Holders:
         if uid in ids[:3]:
             processes.add(int(pid))
         if threads > 1:  # a keeper is never a process's first thread
-            for tid in _numeric(f"/proc/{pid}/task"):
+            for tid in numbered(f"/proc/{pid}/task"):
                 task = _status(f"/proc/{pid}/task/{tid}/status") if tid != pid else None
                 if task is not None and task[0][3] == uid and uid not in task[0][:3] and int(tid) != own_keeper:
                     keepers.add(int(tid))
     return Holders(tuple(sorted(keepers)), tuple(sorted(processes)))
-
-
-def _numeric(folder: str) -> list[str]:
-    try:
-        return [entry for entry in os.listdir(folder) if entry.isdigit()]
-    except OSError:
-        return []
 
 
 def _status(path: str) -> tuple[tuple[int, ...], int] | None:
@@ -229,7 +222,7 @@ def _owners(inodes: set[str]) -> list[str]:
     """The processes (seen from here) holding one of these sockets open."""
     wanted = {f"socket:[{inode}]" for inode in inodes}
     found = []
-    for pid in _numeric("/proc"):
+    for pid in numbered("/proc"):
         try:
             descriptors = os.listdir(f"/proc/{pid}/fd")
         except OSError:

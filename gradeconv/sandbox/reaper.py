@@ -275,10 +275,15 @@ def _children() -> list[str]:
                 found += handle.read().split()
         return found
     except OSError:
-        try:
-            return [entry for entry in os.listdir("/proc") if entry.isdigit()]
-        except OSError:
-            return []
+        return numbered("/proc")
+
+
+def numbered(folder: str) -> list[str]:
+    """The entries of a /proc folder that are numbers (processes, threads); none if it cannot be read."""
+    try:
+        return [entry for entry in os.listdir(folder) if entry.isdigit()]
+    except OSError:
+        return []
 
 
 def reap_orphans(uid: int) -> int:

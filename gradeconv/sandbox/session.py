@@ -154,10 +154,9 @@ class Session:
 
     def _start(self) -> Reply:
         """A fresh worker with the student's module imported; the reply to that import."""
-        if self.expired:
-            return Reply("not_run", message=self.expired)
-        if self.machine_failure:
-            return Reply("not_run", message=self.machine_failure)
+        stopped = self._stopped()
+        if stopped is not None:
+            return stopped
         if self.generation:
             self._clear_leftovers()
         try:
@@ -205,11 +204,15 @@ class Session:
         reply = self._request(header, arrays, reply_budget(expected_bytes))
         return reply, (handle if reply.status == "ok" else None)
 
+    def _stopped(self) -> Reply | None:
+        """The reply to every request once the watchdog ended the submission or the machine failed it."""
+        reason = self.expired or self.machine_failure
+        return Reply("not_run", message=reason) if reason else None
+
     def _request(self, header: dict, arrays: list[np.ndarray], max_reply_bytes: int) -> Reply:
-        if self.expired:
-            return Reply("not_run", message=self.expired)
-        if self.machine_failure:
-            return Reply("not_run", message=self.machine_failure)
+        stopped = self._stopped()
+        if stopped is not None:
+            return stopped
         if self.remaining <= 0:
             return Reply("not_run", message=f"the submission's time budget of "
                                             f"{self.limits.submission_seconds:g} s is used up")
