@@ -1,0 +1,1 @@
+"""The course helper modules handed to students besides im2col.py (layer_utils, fast_layers, solver): staged into a submission's package when a rubric asks for them. They run inside the student's worker, on the student's own layers."""
