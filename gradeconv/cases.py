@@ -306,7 +306,11 @@ def build(case: Case) -> CaseValues:
             inputs[array.name] = np.linspace(low, high, num=int(np.prod(shape))).reshape(shape)
         else:
             inputs[array.name] = array.values.sample(rng, shape, variables)
+    if layer.network is not None:  # the parameters the model is graded with
+        inputs.update(layer.network.draw_parameters(variables, rng))
     values = CaseValues(case, inputs, variables)
+    if layer.steps is not None or layer.network is not None:  # their answers take several calls: worked
+        return _frozen(values)  # out by gradeconv/stateful.py and gradeconv/networks.py when first needed
     arguments = values.arguments()
     returned = layer.forward.reference(*arguments)
     values.reference_outputs = outputs_of(layer.forward, returned)
@@ -317,7 +321,12 @@ def build(case: Case) -> CaseValues:
     if layer.backward:
         values.upstream = {f"d{name}": rng.standard_normal(output.shape)
                            for name, output in values.reference_outputs.items()}
+    return _frozen(values)
+
+
+def _frozen(values: CaseValues) -> CaseValues:
+    """The values, their arrays made read-only: they are shared by every submission of a batch (gradeconv/plan.py)."""
     for array in (*values.inputs.values(), *values.reference_outputs.values(), *values.upstream.values(),
                   *values.reference_updates.values()):
-        array.setflags(write=False)  # shared by every submission of a batch (gradeconv/plan.py)
+        array.setflags(write=False)
     return values

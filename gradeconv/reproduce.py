@@ -35,6 +35,10 @@ def snippet(function: Function, values: CaseValues, failure: CaseResult, package
     is missing does the snippet hand the backward the reference's cache itself.
     """
     layer = values.layer
+    if layer.steps is not None:
+        return _steps_snippet(function, values, failure, package, module, tolerance, test_name)
+    if layer.network is not None:
+        return None  # a model's parameters are too many to write out: the failure text says what differs
     backward = layer.role(function) == "backward"
     own_forward = backward and (failure.cache != "canonical" or forward_available)
     called = [layer.forward.name, function.name] if own_forward else [function.name]
@@ -67,6 +71,55 @@ def snippet(function: Function, values: CaseValues, failure: CaseResult, package
     lines.append(f"{_targets(function)} = {function.name}({', '.join([*values.upstream, 'cache'])})")
     role = "backward" if failure.cache != "canonical" else "reference"
     return _finish(lines, _checks(layer, role, failure, function, values, tolerance))
+
+
+def _steps_snippet(function: Function, values: CaseValues, failure: CaseResult, package: str, module: str,
+                   tolerance: ReferenceCheck, test_name: str) -> str:
+    """An update rule's failing case: its steps, carrying the config, each checked against the reference's."""
+    from gradeconv.stateful import reference_trajectories  # the trajectory the rule is judged against
+
+    layer, steps = values.layer, values.layer.steps
+    expected = reference_trajectories(layer, values)[0]
+    first = layer.forward.outputs[0]
+    lines = [f"# gradeconv: test {test_name!r} fails on its smallest case:",
+             f"#   {values.case.describe()}",
+             f"# Run this next to your {package}/ folder, or paste it into your notebook.",
+             "import numpy as np",
+             "try:",
+             f"    from {package}.{module} import {function.name}",
+             "except ImportError:  # the file itself in this folder",
+             f"    from {module} import {function.name}",
+             ""]
+    for array in layer.arrays:
+        if array.name in steps.varying:
+            items = ", ".join(_array(item) for item in values.inputs[array.name])
+            lines.append(f"{array.name}s = [{items}]  # one per step")
+        else:
+            lines.append(f"{array.name} = {_array(values.inputs[array.name])}")
+    param = next(argument for argument in layer.arguments if argument.name == steps.carried)
+    entries = ", ".join(f"{key!r}: {_entry(entry, values)}" for key, entry in param.given(values.variables).items())
+    lines.append(f"{param.name} = {{{entries}}}")
+    lines.append(f"expected = [  # after each step: {first} and the state kept in {param.name}")
+    for step in expected:
+        lines.append("    {" + ", ".join(f"{_key(name)!r}: {_array(value) if value.ndim else repr(float(value))}"
+                                         for name, value in step.items()) + "},")
+    lines.append("]")
+    varying = ", ".join(f"{name}s[step]" if name in steps.varying else name
+                        for name in (argument.name for argument in layer.arguments))
+    lines += [f"for step in range({len(expected)}):",
+              f"    {first}, {param.name} = {function.name}({varying})",
+              f"    for name, value in expected[step].items():",
+              f"        got = {first} if name == {first!r} else {param.name}.get(name)",
+              "        assert got is not None, f'after step {step + 1} the config has no {name!r}'",
+              f"        np.testing.assert_allclose(got, value, rtol={tolerance.rtol!r}, atol={tolerance.atol!r}, "
+              "err_msg=f'{name} at step {step + 1}')",
+              f"    {steps.replaces} = {first}"]
+    return _finish(lines, [])
+
+
+def _key(name: str) -> str:
+    """config['m'] -> m; next_w stays."""
+    return name.split("[", 1)[1][1:-2] if "[" in name else name
 
 
 def _finish(lines: list[str], checks: list[str]) -> str:

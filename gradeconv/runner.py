@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gradeconv import checks, diagnosis, gradients, outcomes, reproduce, specs
+from gradeconv import checks, diagnosis, gradients, networks, outcomes, reproduce, specs, stateful
 from gradeconv.cases import Case, CaseValues, Space, from_explicit
 from gradeconv.plan import plan_for
 from gradeconv.results import CaseResult, TestResult
@@ -120,7 +120,13 @@ class CaseRunner:
             values = self.plan.values(test, case, self.salt)
             self.writable = not test.checks.inputs_unchanged
             function = specs.function(test.function)
-            if values.layer.role(function) == "backward":
+            tolerance = test.checks.reference or DEFAULT_TOLERANCE
+            if values.layer.steps is not None:
+                result = stateful.judge(self._call, function, values, tolerance)
+            elif values.layer.network is not None:
+                result = networks.judge(self.session, self._call, function, values, tolerance,
+                                        self._scored(test, function))
+            elif values.layer.role(function) == "backward":
                 result = self._backward(test, function, values, case)
             else:
                 result = self._forward(test, function, values, case)
@@ -131,10 +137,11 @@ class CaseRunner:
         return replace(result, case=case)
 
     def _call(self, function: str, args: list, expected: list[np.ndarray], given: list[str],
-              keep: bool = False, report: list = ()) -> tuple:
-        """(failure or None, reply, handle) of one call; `given` names the arrays in args, in order."""
+              keep: bool = False, report: list = (), **how) -> tuple:
+        """(failure or None, reply, handle) of one call; `given` names the arrays in args, in order;
+        `how` is passed on to Session.call (kwargs, a model as target)."""
         reply, handle = self.session.call(function, args, keep=keep, writable=self.writable, report=report,
-                                          expected_bytes=sum(array.nbytes for array in expected))
+                                          expected_bytes=sum(array.nbytes for array in expected), **how)
         if reply.status == "ok":
             return None, reply, handle
         failure = checks.mutated(reply, given) or CaseResult(

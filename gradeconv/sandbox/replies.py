@@ -47,12 +47,18 @@ Entries = Annotated[dict[Annotated[str, Field(pattern=IDENTIFIER)], Union[Item, 
                     Field(max_length=MAX_ITEMS)]
 
 
+class MappingValue(_Strict):
+    """A dict the function returned (a model's grads, an update rule's config): names to plain items."""
+
+    mapping: Annotated[dict[Annotated[str, Field(pattern=IDENTIFIER)], Item], Field(max_length=MAX_ITEMS)]
+
+
 class SequenceValue(_Strict):
     sequence: Literal["tuple", "list"]
-    items: Annotated[list[Item], Field(max_length=MAX_ITEMS)]
+    items: Annotated[list[Union[NoneValue, ArrayValue, OtherValue, MappingValue]], Field(max_length=MAX_ITEMS)]
 
 
-Value = Union[NoneValue, ArrayValue, OtherValue, SequenceValue]
+Value = Union[NoneValue, ArrayValue, OtherValue, MappingValue, SequenceValue]
 Blobs = Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(max_length=MAX_ITEMS)]
 Indices = Annotated[list[Annotated[StrictInt, Field(ge=0, lt=MAX_ITEMS)]], Field(max_length=MAX_ITEMS)]
 
@@ -82,7 +88,7 @@ class OutOfMemory(_Strict):
 
 class Loaded(_Strict):
     status: Literal["ok"]
-    functions: Annotated[dict[Annotated[str, Field(pattern=IDENTIFIER)],
+    functions: Annotated[dict[Annotated[str, Field(pattern=DOTTED)],
                               Literal["ok", "missing", "not callable"]], Field(max_length=MAX_ITEMS)]
     blobs: Blobs
 
@@ -112,6 +118,7 @@ SCHEMAS = {
     "start": {"ready": Ready},
     "load": {"ok": Loaded, **_FAILED},
     "call": {"ok": Returned, **_FAILED},
+    "set": {"ok": Done, **_FAILED},
     "drop": {"ok": Done, "protocol": Refused},
 }
 
@@ -141,5 +148,7 @@ def _array_indices(value) -> list[int]:
         return [value.array]
     if isinstance(value, SequenceValue):
         return [index for item in value.items for index in _array_indices(item)]
+    if isinstance(value, MappingValue):
+        return [index for item in value.mapping.values() for index in _array_indices(item)]
     return []
 

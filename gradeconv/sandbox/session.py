@@ -179,12 +179,15 @@ class Session:
             accounts.remove_entry(entry)
 
     def call(self, function: str, args: list, keep: bool = False, expected_bytes: int = 0,
-             writable: bool = False, report: list[tuple[int, list[str]]] = ()) -> tuple[Reply, Handle | None]:
-        """Call `function(*args)` in the worker; with keep, its return value stays there as a Handle.
+             writable: bool = False, report: list[tuple[int, list[str]]] = (), kwargs: dict | None = None,
+             target: Handle | None = None, get: bool = False) -> tuple[Reply, Handle | None]:
+        """Call `function(*args, **kwargs)` in the worker; with keep, its return value stays there as a Handle.
 
         expected_bytes is the size of the correct answer's arrays; a reply far larger is refused
         unread. Inputs reach the student read-only unless writable (or wrapped in Writable).
         report names (argument index, keys) of dict arguments whose entries the reply carries back.
+        With target, `function` is a method of that stored value (a model's loss); with get, the
+        attribute itself is returned, not called (a model's params).
         """
         if self.load().status != "ok":
             return self.load_reply, None
@@ -195,14 +198,27 @@ class Session:
         arrays: list[np.ndarray] = []
         try:
             specs = [self._encode(arg, arrays) for arg in args]
+            keywords = {key: self._encode(value, arrays) for key, value in (kwargs or {}).items()}
+            owner = self._encode(target, arrays)["handle"] if target is not None else None
         except LookupError as error:
             return Reply("protocol", message=str(error)), None
         handle = Handle(next(self.keys), self.generation) if keep else None
-        header = {"op": "call", "function": function, "args": specs,
-                  "store": handle.key if handle else None, "writable": writable,
+        header = {"op": "call", "function": function, "args": specs, "kwargs": keywords, "target": owner,
+                  "get": get, "store": handle.key if handle else None, "writable": writable,
                   "report": [[index, list(keys)] for index, keys in report]}
         reply = self._request(header, arrays, reply_budget(expected_bytes))
         return reply, (handle if reply.status == "ok" else None)
+
+    def set_items(self, target: Handle, attribute: str, items: dict, expected_bytes: int = 0) -> Reply:
+        """`getattr(value, attribute)[key] = item` in the worker for each item, on a stored value:
+        the parameters a model is graded with (each array its own writable copy)."""
+        if self.worker is None or target.generation != self.generation:
+            return Reply("protocol", message="the model was lost when the worker was restarted")
+        arrays: list[np.ndarray] = []
+        specs = {key: self._encode(Writable(value) if isinstance(value, np.ndarray) else value, arrays)
+                 for key, value in items.items()}
+        return self._request({"op": "set", "target": target.key, "attribute": attribute, "items": specs}, arrays,
+                             reply_budget(expected_bytes))
 
     def _stopped(self) -> Reply | None:
         """The reply to every request once the watchdog ended the submission or the machine failed it."""
@@ -249,6 +265,8 @@ class Session:
             return {"dict": {key: self._encode(item, arrays) for key, item in value.items()}}
         if isinstance(value, np.generic):
             return {"json": value.item()}
+        if value is np.float64 or value is np.float32:  # a dtype argument: the worker's own numpy type
+            return {"numpy": value.__name__}
         return {"json": value}
 
     def forget(self, *handles: Handle) -> None:

@@ -338,6 +338,8 @@ class Worker:
             elif op == "call":
                 reply, out_arrays = self.call(header, arrays)
                 self.reply(reply, out_arrays)
+            elif op == "set":
+                self.reply(self.set_items(header, arrays))
             elif op == "drop":
                 for handle in header.get("handles", []):
                     self.stored.pop(handle, None)
@@ -363,7 +365,9 @@ class Worker:
             return self.describe_error(error)
         functions = {}
         for name in self.config["functions"]:
-            value = getattr(self.module, name, None)
+            value = self.module
+            for part in name.split("."):  # a model's method: FullyConnectedNet.loss
+                value = getattr(value, part, None) if value is not None else None
             functions[name] = "missing" if value is None else ("ok" if callable(value) else "not callable")
         return {"status": "ok", "functions": functions}
 
@@ -373,11 +377,14 @@ class Worker:
             arrays = [a.copy() for a in arrays]
         try:
             args = [self.build(spec, arrays) for spec in header["args"]]
-            function = getattr(self.module, header["function"])
+            kwargs = {key: self.build(spec, arrays) for key, spec in (header.get("kwargs") or {}).items()}
+            owner = self.module if header.get("target") is None else self.stored[header["target"]]
+            name = header["function"]
         except Exception as error:
             return {"status": "protocol", "message": f"cannot build the call: {error!r}"[:2000]}, []
-        try:
-            value = function(*args)
+        try:  # a method or attribute of a stored value (a model) is the student's code: it may raise
+            function = getattr(owner, name)
+            value = function if header.get("get") else function(*args, **kwargs)
         except BaseException as error:
             reply = self.describe_error(error)
             if reply["status"] == "raised" and "read-only" in reply["message"]:
@@ -390,6 +397,22 @@ class Worker:
         if header.get("report"):  # the parameter entries the function must update, as they are now
             reply["arguments"] = [self.entries(args[index], keys, out_arrays) for index, keys in header["report"]]
         return reply, out_arrays
+
+    def set_items(self, header, arrays):
+        """container[key] = value for each item, the container being an attribute of a stored value
+        (a model's params): how the parent sets the parameters a model is graded with."""
+        try:
+            items = {key: self.build(spec, arrays) for key, spec in header["items"].items()}
+            owner = self.stored[header["target"]]
+        except Exception as error:
+            return {"status": "protocol", "message": f"cannot build the request: {error!r}"[:2000]}
+        try:
+            container = getattr(owner, header["attribute"])
+            for key, value in items.items():
+                container[key] = value
+        except BaseException as error:
+            return self.describe_error(error)
+        return {"status": "ok"}
 
     def entries(self, argument, keys, out_arrays):
         found = {}
@@ -423,6 +446,10 @@ class Worker:
             return [self.build(item, arrays) for item in spec["list"]]
         if "dict" in spec:
             return {key: self.build(item, arrays) for key, item in spec["dict"].items()}
+        if "numpy" in spec:  # a dtype argument (dtype=np.float64): a plain numeric type of numpy's
+            if spec["numpy"] not in ("float64", "float32"):
+                raise ValueError(f"unknown numpy type {spec['numpy']!r}")
+            return getattr(self.np, spec["numpy"])
         if "handle" in spec:
             value = self.stored[spec["handle"]]
             return value[spec["index"]] if spec.get("index") is not None else value
@@ -442,6 +469,10 @@ class Worker:
         if type(value) in (tuple, list) and depth == 0:
             return {"sequence": type(value).__name__,
                     "items": [self.describe(item, out_arrays, depth + 1) for item in value]}
+        if type(value) is dict and depth <= 1:  # a model's grads, an update rule's config
+            if len(value) > 64 or not all(type(key) is str and self.identifier.match(key) for key in value):
+                return {"other": f"dict with {len(value)} keys, not all of them names"}
+            return {"mapping": {key: self.describe(item, out_arrays, depth=2) for key, item in value.items()}}
         kind = type(value)
         return {"other": f"{kind.__module__}.{kind.__qualname__}"[:300]}
 

@@ -144,6 +144,59 @@ class Properties:
 
 
 @dataclass(frozen=True)
+class Steps:
+    """A stateful function called step after step, as the course's Solver calls an update rule.
+
+    `next_w, config = rule(w, dw, config)`: the first output replaces the argument `replaces` at
+    the next step, the returned dict is given back as the argument `carried`, and each array of
+    `varying` is declared with a leading axis of `count` steps, one slice per step. Every step's
+    outputs and the carried entries the rule keeps (`Param.updated`) are compared with the
+    reference's on the same steps.
+    """
+
+    count: str  # the case variable giving the number of steps
+    replaces: str  # the array argument the first output replaces at the next step (w)
+    carried: str  # the dict argument returned and given back (config)
+    varying: tuple[str, ...]  # arrays drawn once per step (dw)
+    #: defaults of left-out entries the course has also used: the rule may follow any of them ({"t": 1})
+    conventions: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a model's method, on arrays of the case: outputs named in order (a dict output is
+    compared entry by entry)."""
+
+    method: str
+    arguments: tuple[str, ...]  # array names of the case
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Network:
+    """A model class, graded with parameters the grader sets (so initialisation decides nothing else).
+
+    The class is constructed with `constructor(variables) -> (args, kwargs)`; `parameters(variables)`
+    gives the {name: shape} it must create. Its graded function (a Function of the layer) is one of
+    `phases`: calls made in order on one constructed model, its parameters set first unless the
+    phase is `initial`, when the parameters it created are checked instead (`initial_check`).
+    """
+
+    cls: str  # the class name in the graded module
+    reference: Callable  # the reference class, constructed the same way
+    constructor: Callable[[dict], tuple[list, dict]]
+    parameters: Callable[[dict], dict[str, tuple[int, ...]]]
+    #: draw_parameters(variables, rng) -> {name: array}: the float64 values the grader sets
+    draw_parameters: Callable[[dict, np.random.Generator], dict[str, np.ndarray]]
+    phases: dict[str, tuple[Call, ...]]  # Function name -> the calls it makes
+    initial: str = ""  # the Function name of the initialisation check, if any
+    #: initial_check(variables, params) -> why the created parameters are wrong, or None
+    initial_check: Callable | None = None
+    uses: tuple[str, ...] = ()  # the layer functions the model is built from (a failure of theirs is named)
+    attribute: str = "params"  # the dict attribute holding the parameters
+
+
+@dataclass(frozen=True)
 class Layer:
     """A layer family: one forward, the backwards that take its cache, and its case space."""
 
@@ -172,10 +225,13 @@ class Layer:
     #: reference's cache instead; otherwise the layout is the student's and the backward always
     #: gets the student's own cache
     cache_fixed: bool = False
+    steps: Steps | None = None  # an update rule: the forward is called step after step
+    network: Network | None = None  # a model: the functions are its phases (see Network)
+    related: tuple[Function, ...] = ()  # further functions graded on the same cases (a model's other phases)
 
     @property
     def functions(self) -> tuple[Function, ...]:
-        return (self.forward, *self.backward)
+        return (self.forward, *self.backward, *self.related)
 
     @property
     def arrays(self) -> tuple[Array, ...]:
