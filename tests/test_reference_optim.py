@@ -264,3 +264,33 @@ def test_inputs_are_left_unchanged_and_results_are_new_float64_arrays(rule):
         if key != "t":
             assert returned[key].dtype == np.float64 and returned[key].shape == w.shape, key
     assert not np.array_equal(next_w, w)
+
+
+# --- the student-style solution (tests/solutions/a2/cs231n/optim.py) against the reference ------
+
+
+@pytest.fixture(scope="module")
+def solution_optim():
+    from tests import a2_solution
+
+    with a2_solution.imported("cs231n.optim") as (module,):
+        yield module
+
+
+@pytest.mark.parametrize("rule", list(STARTS), ids=lambda rule: rule.__name__)
+@pytest.mark.parametrize("start", ["fresh", "given state"])
+def test_solution_rules_match_the_reference(solution_optim, rule, start):
+    """Several carried steps. The course's own sgd updates w in place (its docstring allows it),
+    so each rule gets its own copy of w."""
+    student_rule = getattr(solution_optim, rule.__name__)
+    w, grads = trajectory((3, 4), 9)
+    ours = STARTS[rule](w.shape) if start == "given state" else {}
+    theirs = {key: value.copy() if isinstance(value, np.ndarray) else value for key, value in ours.items()}
+    w_ours, w_theirs = w.copy(), w.copy()
+    for dw in grads:
+        w_ours, ours = rule(w_ours, dw, ours)
+        w_theirs, theirs = student_rule(w_theirs.copy(), dw.copy(), theirs)
+        np.testing.assert_allclose(w_theirs, w_ours, rtol=1e-12, atol=1e-15)
+        assert set(theirs) == set(ours)
+        for key, value in ours.items():
+            np.testing.assert_allclose(theirs[key], value, rtol=1e-12, atol=1e-15, err_msg=key)
