@@ -193,7 +193,8 @@ def _grade_tests(submission: Submission, rubric: Rubric, module: str, sandbox: s
     try:
         with Unpacked(submission, module) as module_file:
             submitted_as = module_file.name
-            stage = stage_module(module_file, rubric.package, module[:-3], own_helper=rubric.helper == "submission")
+            stage = stage_module(module_file, rubric.package, module, own_helper=rubric.helper == "submission",
+                                 provided=rubric.provided)
     except SubmissionError as error:
         return _module_failed(module, numbered, outcomes.ERROR, str(error), problem=True)
     except OSError as error:  # a full disk, a temporary folder gone: nothing the student did

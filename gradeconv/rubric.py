@@ -27,9 +27,20 @@ FUNCTIONS = tuple(specs.FUNCTIONS)
 
 
 def _python_file(value: str) -> str:
-    if not value.endswith(".py") or "/" in value:
-        raise ValueError("module must be a file name ending in .py, like layers.py")
+    """A graded file inside the package: layers.py, or a path such as classifiers/fc_net.py."""
+    parts = value.split("/")
+    if not value.endswith(".py") or not all(part.isidentifier() for part in [*parts[:-1], parts[-1][:-3]]):
+        raise ValueError("module must be a .py file inside the package, like layers.py or classifiers/fc_net.py")
     return value
+
+
+def dotted(module: str) -> str:
+    """classifiers/fc_net.py -> classifiers.fc_net: how the package imports it."""
+    return module[:-3].replace("/", ".")
+
+
+#: the course helpers a rubric can provide besides im2col.py (reference/provided/)
+PROVIDED = ("fast_layers.py", "layer_utils.py", "solver.py")
 
 
 def bundled() -> dict[str, Path]:
@@ -175,6 +186,9 @@ class Rubric(Strict):
     secret_file: str | None = None
     tests: tuple[Test, ...] = Field(min_length=1)
     title: str | None = Field(None, max_length=200)  # the course and assignment, e.g. for the HTML report
+    #: course helpers staged into the package (fast_layers.py always replaces the student's copy, whose
+    #: compiled part cannot run; layer_utils.py and solver.py only where the submission has none)
+    provided: tuple[Literal[PROVIDED], ...] = ()
     _path: str = PrivateAttr("")  # set by load(), never by the file
     _sha256: str = PrivateAttr("")
     _secret: str = PrivateAttr("")  # read by load() from secret_file or secret_env, never stored

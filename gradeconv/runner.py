@@ -16,7 +16,7 @@ from gradeconv import checks, diagnosis, gradients, networks, outcomes, reproduc
 from gradeconv.cases import Case, CaseValues, Space, from_explicit
 from gradeconv.plan import plan_for
 from gradeconv.results import CaseResult, TestResult
-from gradeconv.rubric import ReferenceCheck, Rubric, Test
+from gradeconv.rubric import ReferenceCheck, Rubric, Test, dotted
 from gradeconv.sandbox import Handle, Session, Writable
 from gradeconv.search import smallest_failure
 from gradeconv.specs.model import Function, Param
@@ -74,7 +74,7 @@ class CaseRunner:
         try:
             forward = specs.layer_of(test.function).forward.name
             return reproduce.snippet(specs.function(test.function), self.plan.values(test, failure.case, self.salt), failure,
-                                     self.rubric.package, self.module[:-3],
+                                     self.rubric.package, dotted(self.module),
                                      test.checks.reference or DEFAULT_TOLERANCE, test.name,
                                      forward_available=self.load_failure(forward) is None)
         except Exception:  # a missing reproduction is a lesser evil than a failed grading

@@ -264,7 +264,8 @@ def find_module(root: Path, module_file: str) -> Path:
     """
     if not root.is_dir():
         return _single_file(root)
-    matches = [(path, info) for path, info in walk(root) if path.name == module_file]
+    parts = tuple(module_file.split("/"))  # classifiers/fc_net.py: the file in that folder of the package
+    matches = [(path, info) for path, info in walk(root) if path.parts[-len(parts):] == parts]
     regular = [path for path, info in matches if stat.S_ISREG(info.st_mode)]
     if regular:
         found = min(regular, key=lambda p: (len(p.relative_to(root).parts), p.as_posix()))

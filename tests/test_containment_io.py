@@ -55,7 +55,7 @@ def test_staging_copies_regular_files_only_and_reports_the_rest(tmp_path):
     os.symlink(ROOT / "reference", folder / "tools.py")  # a linked folder with a .py name
     os.symlink(ROOT / "reference", folder / "reference")
     (folder / "utils.py").write_text("HELPERS = 1\n")
-    stage = stage_module(find_module(tmp_path / "student", "layers.py"), "cs231n", "layers", own_helper=False)
+    stage = stage_module(find_module(tmp_path / "student", "layers.py"), "cs231n", "layers.py", own_helper=False)
     try:
         assert stage.skipped == ("helper.py (a symbolic link)", "passwd.py (a symbolic link)",
                                  "pipe.py (a named pipe (FIFO))", "tools.py (a symbolic link)")
@@ -145,7 +145,7 @@ def test_a_single_file_in_a_class_folder_is_staged_without_the_other_students_fi
     found = {s.id: s for s in discover([tmp_path])}
     with Unpacked(found["amy"], "layers.py") as module:
         assert [p.name for p in module.parent.iterdir()] == ["amy_1_2_layers.py"]
-        stage = stage_module(module, "cs231n", "layers", own_helper=False)
+        stage = stage_module(module, "cs231n", "layers.py", own_helper=False)
     try:
         assert sorted(p.name for p in stage.package_dir.iterdir()) == ["__init__.py", "im2col.py", "layers.py"]
     finally:

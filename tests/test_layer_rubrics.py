@@ -67,7 +67,7 @@ LOSS_TEST = "tests:\n  - name: t\n    function: svm_loss\n    points: 5\n"
      ":5: tests.0.space.overlap: must be one of ['allowed', 'required', 'forbidden']"),
     ("tests:\n  - name: t\n    function: max_pool_forward_naive\n    points: 5\n    cases: [{n: 1, c: 1, h: 2, w: 2, "
      "field_h: 1, field_w: 1, pad: 1}]\n", ":5: tests.0.cases.0.pad: unknown key"),
-    (LOSS_TEST + "    module: rnn_layers.txt\n", ":5: tests.0.module: module must be a file name ending in .py"),
+    (LOSS_TEST + "    module: rnn_layers.txt\n", ":5: tests.0.module: module must be a .py file inside the package"),
 ])
 def test_layer_aware_rubric_errors_name_the_key(tmp_path, text, expected):
     path = tmp_path / "r.yaml"

@@ -45,7 +45,7 @@ PID1_SESSIONS = textwrap.dedent("""
     source = Path(sys.argv[1])
     counts = []
     for _ in range(4):
-        session = Session(stage_module(source, "cs231n", "layers", own_helper=False), Limits(),
+        session = Session(stage_module(source, "cs231n", "layers.py", own_helper=False), Limits(),
                           ["max_pool_forward_naive"], "bubblewrap")
         uid = session.isolation.account.uid
         assert session.load().status == "ok"

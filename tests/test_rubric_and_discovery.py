@@ -22,7 +22,7 @@ VALID_TEST = "tests:\n  - name: t\n    function: conv_forward_naive\n    points:
     (VALID_TEST + "    space: {pad: [2, 1]}\n", ":5: tests.0.space.pad: range [2, 1] is empty"),
     (VALID_TEST.replace("conv_forward_naive", "conv_forward_fast"), ":3: tests.0.function: unknown function 'conv_forward_fast'"),
     (VALID_TEST + "    outputs: [dw]\n", "outputs of conv_forward_naive are ['out']"),
-    ("module: layers.txt\n" + VALID_TEST, ":1: module: module must be a file name ending in .py"),
+    ("module: layers.txt\n" + VALID_TEST, ":1: module: module must be a .py file inside the package"),
     ("limits: {call_seconds: 0}\n" + VALID_TEST, ":1: limits.call_seconds: Input should be greater than 0"),
     (VALID_TEST + VALID_TEST[7:], "test names must be unique"),
 ])

@@ -2,7 +2,8 @@
 
 The stage is a fresh temporary folder:
     runtime/  the worker and its framing module (ours)
-    pkg/      package ``cs231n``: the student's files, the provided im2col helper
+    pkg/      package ``cs231n``: the student's files (the package's .py files, its subpackages such as
+              classifiers/ included), the provided helpers (im2col, and those the rubric names)
     work/     the worker's empty, writable working directory
     logs/     the worker's captured stdout and stderr (never mounted in the jail)
 The student's original files are only ever read, and only regular files are
@@ -13,17 +14,26 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import reference.im2col
+import reference.provided
 
 from gradeconv.sandbox import wire, worker
 from gradeconv.temporary import prefix, remove_tree, temporary_folder
 from gradeconv.submissions import NotRegularFile, SubmissionError, read_regular_file
 
 MAX_COPIED_FILE_BYTES = 5 << 20
+#: a submission's package is copied this many folders deep, at most this many .py files
+MAX_DEPTH = 3
+MAX_FILES = 200
 HELPER = "im2col.py"
+PROVIDED = Path(reference.provided.__file__).parent
+#: provided helpers always used instead of the student's copy: the course's version needs a compiled
+#: extension that is not built here (fast_layers' im2col_cython); the others only where none is shipped
+ALWAYS_PROVIDED = frozenset({"fast_layers.py"})
 STAGE_KIND = "stage"
 STAGE_PREFIX = prefix(STAGE_KIND)  # every stage's name starts so (accounts.py finds stale ones by it)
 
@@ -41,17 +51,23 @@ class Stage:
         return self.root / "pkg" / self.package
 
 
-def stage_module(module_file: Path, package: str, module_name: str, own_helper: bool) -> Stage:
-    """Copy the graded module and its sibling .py files (regular files only) into a fresh stage."""
+def stage_module(module_file: Path, package: str, module_path: str, own_helper: bool,
+                 provided: tuple[str, ...] = ()) -> Stage:
+    """Copy the graded module and the rest of its package's .py files (regular files only) into a fresh stage.
+
+    module_path is the graded file inside the package (layers.py, classifiers/fc_net.py); the
+    package's root is that many folders above module_file.
+    """
     root = temporary_folder(STAGE_KIND)
     try:
-        return _fill(root, module_file, package, module_name, own_helper)
+        return _fill(root, module_file, package, module_path, own_helper, provided)
     except BaseException:
         remove_tree(root)
         raise
 
 
-def _fill(root: Path, module_file: Path, package: str, module_name: str, own_helper: bool) -> Stage:
+def _fill(root: Path, module_file: Path, package: str, module_path: str, own_helper: bool,
+          provided: tuple[str, ...]) -> Stage:
     for folder in ("runtime", "pkg", "work", "logs"):
         (root / folder).mkdir()
     shutil.copyfile(worker.__file__, root / "runtime" / "worker.py")
@@ -59,13 +75,21 @@ def _fill(root: Path, module_file: Path, package: str, module_name: str, own_hel
     package_dir = root / "pkg" / package
     package_dir.mkdir()
     (package_dir / "__init__.py").write_text("")
+    parts = module_path.split("/")
+    if module_file.parts[-len(parts):] == tuple(parts):
+        package_root = module_file.parents[len(parts) - 1]
+    else:  # a file given by itself (a student checking fc_net.py alone): nothing else is copied
+        package_root = None
     folder = os.open(module_file.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         module_bytes = _read_module(module_file, folder)
-        copied, skipped = _copy_siblings(folder, module_file.name, package_dir)
     finally:
         os.close(folder)
-    (package_dir / f"{module_name}.py").write_bytes(module_bytes)
+    copied, skipped = _copy_package(package_root, package_dir, exclude=module_path) if package_root else (set(), [])
+    target = package_dir.joinpath(*parts)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _package_markers(package_dir, target.parent)
+    target.write_bytes(module_bytes)
     shipped = HELPER in copied
     note = None
     if shipped and own_helper:
@@ -74,8 +98,20 @@ def _fill(root: Path, module_file: Path, package: str, module_name: str, own_hel
         shutil.copyfile(reference.im2col.__file__, package_dir / HELPER)
         if shipped:
             note = "ignored the submission's im2col.py and used the provided helper"
-    return Stage(root=root, package=package, module=f"{package}.{module_name}", helper_note=note,
+    for name in provided:
+        if name in ALWAYS_PROVIDED or name not in copied:
+            shutil.copyfile(PROVIDED / name, package_dir / name)
+    return Stage(root=root, package=package, module=f"{package}.{'.'.join(parts)[:-3]}", helper_note=note,
                  skipped=tuple(skipped))
+
+
+def _package_markers(package_dir: Path, folder: Path) -> None:
+    """An empty __init__.py in each folder from the package down to `folder` that has none."""
+    while folder != package_dir:
+        marker = folder / "__init__.py"
+        if not marker.exists():
+            marker.write_text("")
+        folder = folder.parent
 
 
 def _read_module(module_file: Path, folder: int) -> bytes:
@@ -86,19 +122,43 @@ def _read_module(module_file: Path, folder: int) -> bytes:
         raise SubmissionError(f"{module_file}: {module_file.name} is {error}; submit the file itself") from None
 
 
-def _copy_siblings(folder: int, graded: str, package_dir: Path) -> tuple[set[str], list[str]]:
-    """Copy the regular .py files of the open folder; (names copied, "name (why)" of those skipped)."""
-    copied, skipped = set(), []
-    names = sorted(name for name in os.listdir(folder)
-                   if name.endswith(".py") and name not in ("__init__.py", graded))
-    for name in names:
+def _copy_package(package_root: Path, package_dir: Path, exclude: str) -> tuple[set[str], list[str]]:
+    """Copy the regular .py files of the package, its subfolders MAX_DEPTH deep, never through a link.
+
+    The package's own __init__.py files are not copied (the staged ones are empty: importing the
+    package runs nothing of the student's). Returns (relative paths copied, "path (why)" of those skipped).
+    """
+    copied: set[str] = set()
+    skipped: list[str] = []
+    pending = [("", os.open(package_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))]
+    while pending:
+        prefix, folder = pending.pop()
         try:
-            data = read_regular_file(name, MAX_COPIED_FILE_BYTES, dir_fd=folder)
-        except NotRegularFile as reason:
-            skipped.append(f"{name} ({reason})")
-            continue
-        (package_dir / name).write_bytes(data)
-        copied.add(name)
+            for name in sorted(os.listdir(folder)):
+                relative = prefix + name
+                info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode):
+                    if relative.count("/") + 1 < MAX_DEPTH and name.isidentifier():
+                        pending.append((relative + "/", os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+                                                                | os.O_NOFOLLOW, dir_fd=folder)))
+                    continue
+                if not name.endswith(".py") or name == "__init__.py" or relative == exclude:
+                    continue
+                if len(copied) >= MAX_FILES:
+                    skipped.append(f"{relative} (more than {MAX_FILES} .py files)")
+                    continue
+                try:
+                    data = read_regular_file(name, MAX_COPIED_FILE_BYTES, dir_fd=folder)
+                except NotRegularFile as reason:
+                    skipped.append(f"{relative} ({reason})")
+                    continue
+                target = package_dir / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _package_markers(package_dir, target.parent)
+                target.write_bytes(data)
+                copied.add(relative)
+        finally:
+            os.close(folder)
     return copied, skipped
 
 
