@@ -291,7 +291,7 @@ def protect_from_workers(rubric: Rubric, submission: Submission) -> None:
 
 def called_functions(tests) -> list[str]:
     """The tests' functions plus the forwards whose caches their backward tests try first."""
-    return sorted({name for test in tests for name in (test.function, test.layer.forward.name)})
+    return sorted({test.layer.defined_as(name) for test in tests for name in (test.function, test.layer.forward.name)})
 
 
 def _failed_tests(numbered, outcome: str, message: str) -> tuple[TestResult, ...]:

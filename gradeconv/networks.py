@@ -82,8 +82,27 @@ def _judge_calls(session: Session, call: Callable, network: Network, function: F
         for name in _compared(step, expected, scored):
             failure = _compare(name, got, expected[name], tolerance, network, step)
             if failure:
-                return failure
+                return _explained(failure, function, got, values)
     return CaseResult(outcomes.PASSED)
+
+
+def _explained(failure: CaseResult, function: Function, got: dict, values: CaseValues) -> CaseResult:
+    """The failure with the hint of each of the spec's buggy models whose answer the student's output equals."""
+    name = failure.output
+    if failure.outcome != outcomes.WRONG_VALUE or not isinstance(got.get(name), np.ndarray):
+        return failure
+    for mistake in function.mistakes:
+        if mistake.output != name.split("[", 1)[0]:
+            continue
+        try:
+            wrong = mistake.compute(values).get(name)
+            matches = wrong is not None and got[name].shape == np.shape(wrong) and \
+                bool(np.allclose(got[name], wrong, rtol=1e-6, atol=1e-8))
+        except Exception:  # a buggy formula that does not apply to this case is no evidence
+            matches = False
+        if matches and mistake.hint not in failure.hints:
+            failure = replace(failure, message=failure.message + mistake.note, hints=failure.hints + (mistake.hint,))
+    return failure
 
 
 def _compared(step: Call, expected: dict, scored: tuple[str, ...]) -> list[str]:

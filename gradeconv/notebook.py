@@ -56,9 +56,9 @@ def submission_problem(path: Path, rubric: rubrics.Rubric) -> str | None:
 
 
 def _holds(folder: Path, module: str) -> bool:
-    from gradeconv.submissions import walk
+    from gradeconv.submissions import is_module, walk
 
-    return any(found.name == module for found, _ in walk(folder))
+    return any(is_module(found, module) for found, _ in walk(folder))
 
 
 def resolve_rubric(rubric=None) -> rubrics.Rubric:

@@ -256,6 +256,12 @@ def walk(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
             yield path, info
 
 
+def is_module(path: Path, module_file: str) -> bool:
+    """Whether path is the graded file: layers.py by name, classifiers/fc_net.py by its folder too."""
+    parts = tuple(module_file.split("/"))
+    return path.parts[-len(parts):] == parts
+
+
 def find_module(root: Path, module_file: str) -> Path:
     """The graded module at the shallowest depth below root (ties: alphabetical).
 
@@ -264,8 +270,7 @@ def find_module(root: Path, module_file: str) -> Path:
     """
     if not root.is_dir():
         return _single_file(root)
-    parts = tuple(module_file.split("/"))  # classifiers/fc_net.py: the file in that folder of the package
-    matches = [(path, info) for path, info in walk(root) if path.parts[-len(parts):] == parts]
+    matches = [(path, info) for path, info in walk(root) if is_module(path, module_file)]
     regular = [path for path, info in matches if stat.S_ISREG(info.st_mode)]
     if regular:
         found = min(regular, key=lambda p: (len(p.relative_to(root).parts), p.as_posix()))

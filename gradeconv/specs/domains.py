@@ -124,3 +124,22 @@ class Booleans(Domain):
 
     def source(self, shape, variables):
         return f"rng.random({shape}) < {self.p!r}"
+
+
+@dataclass(frozen=True)
+class Captions(Domain):
+    """Captions of word indices as the course's data holds them: <START> (1), words (3 to V - 1), then
+    <END> (2) and <NULL> (0) padding on every other row, so a loss that counts <NULL> tokens differs."""
+
+    vocabulary: str  # the case variable holding V
+
+    def sample(self, rng, shape, variables):
+        rows, length = shape
+        words = rng.integers(3, int(variables[self.vocabulary]), shape).astype(np.int64)
+        words[:, 0] = 1
+        for row in range(0, rows, 2):
+            end = 1 + int(rng.integers(0, max(length - 2, 1)))  # where <END> goes: after at least one word
+            if end < length:
+                words[row, end] = 2
+                words[row, end + 1:] = 0
+        return words

@@ -256,6 +256,13 @@ class Layer:
         return {**{name: REQUIRED for name in self.ranges},
                 **{name: _single(option.default) for name, option in self.options.items()}}
 
+    def defined_as(self, name: str) -> str:
+        """The attribute of the graded module a function needs (dotted): a model's phase needs its method."""
+        if self.network is None or name not in self.network.phases:
+            return name
+        calls = self.network.phases[name]
+        return f"{self.network.cls}.{calls[-1].method}" if calls else self.network.cls
+
     def role(self, function: Function) -> str:
         return "forward" if function is self.forward else "backward"
 
