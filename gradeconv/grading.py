@@ -129,6 +129,7 @@ def _grade_once(submission: Submission, rubric: Rubric, sandbox: str | None, sta
         return _all_failed(submission, rubric, outcomes.ERROR, message, started)
     tests = tuple(sorted((dataclasses.replace(test, description=rubric.tests[test.number - 1].described)
                           for part in graded for test in part.tests), key=lambda test: test.number))
+    tests = blame_layers(tests, rubric)
     several = len(graded) > 1
     lines = [f"{part.module}: {line}" if several else line for part in graded for line in part.lines]
     problems = [f"{part.module}: {part.problem}" if several else part.problem for part in graded if part.problem]
@@ -145,6 +146,36 @@ def _grade_once(submission: Submission, rubric: Rubric, sandbox: str | None, sta
         files_sha256={part.module: part.files_sha256 for part in graded if part.files_sha256},
         problem="\n".join(problems) or None,
     )
+
+
+def blame_layers(tests: tuple[TestResult, ...], rubric: Rubric) -> tuple[TestResult, ...]:
+    """A failed model test, told whether a layer the model uses failed its own test in this grading
+    (fix that first) or every such layer passed (the model is wrong as a whole)."""
+    failed = {test.function: test.name for test in tests if test.outcome != outcomes.PASSED}
+    graded = {test.function for test in tests}
+    blamed = []
+    for test in tests:
+        network = rubric.tests[test.number - 1].layer.network
+        if network is None or test.outcome in (outcomes.PASSED, outcomes.NOT_IMPLEMENTED) or test.outcome in \
+                outcomes.FATAL:
+            blamed.append(test)
+            continue
+        used = network.uses(test.counterexample or {})
+        culprits = [f"{name} ({failed[name]!r})" for name in used if name in failed]
+        checked = [name for name in used if name in graded]
+        if culprits:
+            note = (f"{network.cls} uses layers that failed their own tests: {', '.join(culprits)}; fix those "
+                    "first: the model runs on your layers")
+        elif checked:
+            note = (f"every layer {network.cls} uses passed its own test ({', '.join(checked)}): the model is "
+                    "wrong as a whole: check how the layers are wired (their order, which cache goes to which "
+                    "backward, the last layer, the regularisation)")
+        else:
+            blamed.append(test)
+            continue
+        diagnosis = f"{test.diagnosis}; {note}" if test.diagnosis else note
+        blamed.append(dataclasses.replace(test, diagnosis=diagnosis, output=f"{test.output}\n{note}"))
+    return tuple(blamed)
 
 
 @dataclass(frozen=True)

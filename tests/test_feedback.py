@@ -141,7 +141,7 @@ def test_a_syntax_error_is_one_line_with_its_source_and_caret_and_exit_2():
 def test_the_wrong_module_is_said_once(tmp_path):
     layers = tmp_path / "layers.py"
     layers.write_bytes(CORRECT.read_bytes())
-    run = gradeconv("check", layers, "--rubric", "assignment3")
+    run = gradeconv("check", layers, "--rubric", "assignment3-layers")
     assert run.returncode == 2
     assert run.stderr.count("this is not rnn_layers.py") == 1
     assert "has no function" not in run.stderr + run.stdout

@@ -124,7 +124,7 @@ def plant(old: str, new: str) -> str:
 
 @pytest.fixture(scope="module")
 def rubric():
-    return rubrics.load(rubrics.BUNDLED / "assignment3.yaml")
+    return rubrics.load(rubrics.BUNDLED / "assignment3-layers.yaml")
 
 
 def test_correct_solution_passes_every_test(rubric):

@@ -192,7 +192,8 @@ class Network:
     initial: str = ""  # the Function name of the initialisation check, if any
     #: initial_check(variables, params) -> why the created parameters are wrong, or None
     initial_check: Callable | None = None
-    uses: tuple[str, ...] = ()  # the layer functions the model is built from (a failure of theirs is named)
+    #: uses(variables) -> the layer functions a case of the model runs (a failure of theirs is named)
+    uses: Callable[[dict], tuple[str, ...]] = lambda variables: ()
     attribute: str = "params"  # the dict attribute holding the parameters
 
 

@@ -23,15 +23,15 @@ from reference.classifiers import cnn, fc_net, rnn
 #: how many standard deviations a created weight matrix's spread may stray from weight_scale
 SIGMAS = 6.0
 DTYPES = {"float64": np.float64, "float32": np.float32}
-FC_LAYERS = ("affine_forward", "affine_backward", "relu_forward", "relu_backward", "softmax_loss",
-             "batchnorm_forward", "batchnorm_backward", "layernorm_forward", "layernorm_backward",
-             "dropout_forward", "dropout_backward")
+FC_LAYERS = ("affine_forward", "affine_backward", "relu_forward", "relu_backward", "softmax_loss")
 CNN_LAYERS = ("conv_forward_naive", "conv_backward_naive", "max_pool_forward_naive", "max_pool_backward_naive",
               "affine_forward", "affine_backward", "relu_forward", "relu_backward", "softmax_loss")
-CAPTIONING_LAYERS = ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "word_embedding_forward",
+CAPTIONING_LAYERS = ("word_embedding_forward",
                      "word_embedding_backward", "temporal_affine_forward", "temporal_affine_backward",
                      "temporal_softmax_loss")
 REG = "the L2 term is 0.5 * reg * sum(W**2) over every weight matrix (W1 to the last), and reg * W in each dW"
+HALF = "the L2 term lacks its 0.5 (the starter code asks for 0.5 * reg * sum(W**2))"
+LAST = "the last weight matrix is left out of the L2 term"
 TRAIN_STEP = Call("loss", ("X", "y"), ())  # a training step whose outputs are not compared (masks differ)
 
 
@@ -68,6 +68,16 @@ def _initial_values(variables: dict, params: dict[str, np.ndarray]) -> str | Non
                 return (f"params[{name!r}] has mean {mean:.3g} and standard deviation {spread:.3g}: draw it as "
                         f"weight_scale * np.random.randn(...) (mean 0, standard deviation weight_scale = {scale:g})")
     return None
+
+
+def _fc_uses(variables: dict) -> tuple[str, ...]:
+    """The layers a FullyConnectedNet case runs: its normalization's and dropout's only when it has them."""
+    used = FC_LAYERS
+    if variables.get("normalization") in ("batchnorm", "layernorm"):
+        used += (f"{variables['normalization']}_forward", f"{variables['normalization']}_backward")
+    if float(variables.get("keep", 1.0)) < 1.0:
+        used += ("dropout_forward", "dropout_backward")
+    return used
 
 
 # --- FullyConnectedNet ---------------------------------------------------------------------------------------
@@ -148,18 +158,18 @@ def _first_gradient_not_regularised(values) -> dict:
 
 
 FC_MISTAKES = (
-    Mistake("loss", REG + ": the 0.5 is missing", _without_half),
-    Mistake("loss", REG + ": the last weight matrix is left out", _last_not_regularised),
-    Mistake("grads", REG + ": the last weight matrix is left out", _last_not_regularised),
-    Mistake("grads", REG + ": reg * W1 is missing from grads['W1']", _first_gradient_not_regularised),
+    Mistake("loss", HALF, _without_half),
+    Mistake("loss", LAST, _last_not_regularised),
+    Mistake("grads", LAST, _last_not_regularised),
+    Mistake("grads", "grads['W1'] lacks its reg * W1 term", _first_gradient_not_regularised),
 )
 
 FC_RESTRICTIONS = (
-    Restriction("reg > 0", replace={"reg": 0.0}, hint=REG),
+    Restriction("reg > 0", replace={"reg": 0.0}, hint=REG, hint_unless="L2 term"),
     Restriction("more than one hidden layer", replace={"depth": (1, 1)},
                 hint="loop over every hidden layer: the network has len(hidden_dims) + 1 affine layers"),
-    Restriction("normalization = batchnorm", replace={"normalization": "none"}),
-    Restriction("normalization = layernorm", replace={"normalization": "none"}),
+    Restriction("normalization = batchnorm", replace={"normalization": ("none", "layernorm")}),
+    Restriction("normalization = layernorm", replace={"normalization": ("none", "batchnorm")}),
     Restriction("N > 1", replace={"n": (1, 1)}),
 )
 
@@ -173,7 +183,8 @@ FULLY_CONNECTED = Layer(
     ranges={"n": (2, 4), "d": (2, 5), "depth": (1, 3), "h": (3, 5), "c": (2, 4), "n_test": (1, 3),
             "model_seed": (0, 1000)},
     minimum={"model_seed": 0},
-    options={"normalization": Option(("none", "batchnorm", "layernorm"), ("none", "batchnorm", "layernorm")),
+    options={"normalization": Option(("none", "batchnorm", "layernorm"), ("none", "batchnorm", "layernorm"),
+                                     flag=True),
              "reg": Option((0.0, 0.7), between=(0.0, 10.0)),
              "keep": Option(1.0, between=(0.01, 1.0)),
              "weight_scale": Option(1e-2, between=(1e-6, 10.0)),
@@ -188,7 +199,7 @@ FULLY_CONNECTED = Layer(
         cls="FullyConnectedNet", reference=_fc_reference, constructor=_fc_constructor,
         parameters=_fc_parameters, draw_parameters=_draw_fc,
         phases=_phases("FullyConnectedNet", (TRAIN_STEP, Call("loss", ("X_test",), ("scores",)))),
-        initial="FullyConnectedNet.__init__", initial_check=_initial_values, uses=FC_LAYERS),
+        initial="FullyConnectedNet.__init__", initial_check=_initial_values, uses=_fc_uses),
 )
 
 
@@ -227,7 +238,7 @@ TWO_LAYER = Layer(
         cls="TwoLayerNet", reference=fc_net.TwoLayerNet, constructor=_two_layer_constructor,
         parameters=_two_layer_parameters, draw_parameters=_draw_two_layer,
         phases=_phases("TwoLayerNet", (Call("loss", ("X_test",), ("scores",)),)),
-        initial="TwoLayerNet.__init__", initial_check=_initial_values, uses=FC_LAYERS[:5]),
+        initial="TwoLayerNet.__init__", initial_check=_initial_values, uses=lambda variables: FC_LAYERS),
 )
 
 
@@ -272,7 +283,7 @@ def _cnn_without_half(values) -> dict:
 
 
 CNN_FUNCTIONS = _functions("ThreeLayerConvNet", cnn.ThreeLayerConvNet,
-                           (Mistake("loss", REG + ": the 0.5 is missing", _cnn_without_half),))
+                           (Mistake("loss", HALF, _cnn_without_half),))
 
 CONV_NET = Layer(
     name="ThreeLayerConvNet",
@@ -299,7 +310,7 @@ CONV_NET = Layer(
         cls="ThreeLayerConvNet", reference=cnn.ThreeLayerConvNet, constructor=_cnn_constructor,
         parameters=_cnn_parameters, draw_parameters=_draw_cnn,
         phases=_phases("ThreeLayerConvNet", (Call("loss", ("X_test",), ("scores",)),)),
-        initial="ThreeLayerConvNet.__init__", initial_check=_initial_values, uses=CNN_LAYERS),
+        initial="ThreeLayerConvNet.__init__", initial_check=_initial_values, uses=lambda variables: CNN_LAYERS),
 )
 
 
@@ -309,6 +320,11 @@ def _vocabulary(variables: dict) -> dict[str, int]:
     words = {"<NULL>": 0, "<START>": 1, "<END>": 2}
     words.update({f"word{index}": index for index in range(3, int(variables["v"]))})
     return words
+
+
+def _captioning_uses(variables: dict) -> tuple[str, ...]:
+    cell = "lstm" if variables.get("cell_type") == "lstm" else "rnn"
+    return (f"{cell}_forward", f"{cell}_backward", *CAPTIONING_LAYERS)
 
 
 def _captioning_parameters(variables: dict) -> dict[str, tuple[int, ...]]:
@@ -377,7 +393,7 @@ CAPTIONING = Layer(
         cls="CaptioningRNN", reference=rnn.CaptioningRNN, constructor=_captioning_constructor,
         parameters=_captioning_parameters, draw_parameters=_draw_captioning,
         phases={"CaptioningRNN.loss": (Call("loss", ("features", "captions"), ("loss", "grads")),)},
-        uses=CAPTIONING_LAYERS),
+        uses=_captioning_uses),
 )
 
 LAYERS = (FULLY_CONNECTED, TWO_LAYER, CONV_NET, CAPTIONING)
