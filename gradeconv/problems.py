@@ -81,6 +81,7 @@ def wrong_module(source: bytes, module: str, functions: list[str], filename: str
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     defined, star = _top_level_names(tree.body)
+    functions = list(dict.fromkeys(name.split(".")[0] for name in functions))  # a model's phase: its class
     if star or "__getattr__" in defined or defined & set(functions):
         return None
     named = ", ".join(functions[:NAMED]) + (", ..." if len(functions) > NAMED else "")
