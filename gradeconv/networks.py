@@ -14,17 +14,18 @@ from typing import Callable
 
 import numpy as np
 
-from gradeconv import checks, outcomes
+from gradeconv import checks, gradients, outcomes
 from gradeconv.cases import CaseValues
 from gradeconv.results import CaseResult
-from gradeconv.rubric import ReferenceCheck
+from gradeconv.rubric import GradientCheck, ReferenceCheck
 from gradeconv.sandbox import Handle, Session
 from gradeconv.specs.model import Call, Function, Network
 
 
 def judge(session: Session, call: Callable, function: Function, values: CaseValues,
-          tolerance: ReferenceCheck, scored: tuple[str, ...]) -> CaseResult:
-    """The verdict on one phase of the student's model (call is CaseRunner._call)."""
+          tolerance: ReferenceCheck, scored: tuple[str, ...], gradient: GradientCheck | None = None) -> CaseResult:
+    """The verdict on one phase of the student's model (call is CaseRunner._call); with `gradient`, a loss
+    phase's grads are also checked against the numeric gradient of the reference model's loss."""
     network = values.layer.network
     args, kwargs = network.constructor(values.variables)
     failure, _, model = call(network.cls, args, [], [], keep=True, kwargs=kwargs)
@@ -33,9 +34,35 @@ def judge(session: Session, call: Callable, function: Function, values: CaseValu
     try:
         if function.name == network.initial:
             return _judge_initial(session, network, values, model)
-        return _judge_calls(session, call, network, function, values, model, tolerance, scored)
+        failure = _judge_calls(session, call, network, function, values, model, tolerance, scored)
+        if failure.outcome == outcomes.PASSED and gradient is not None and function.loss:
+            return _numeric_check(network, function, values, gradient) or failure
+        return failure
     finally:
         session.forget(model)
+
+
+def _numeric_check(network: Network, function: Function, values: CaseValues,
+                   settings: GradientCheck) -> CaseResult | None:
+    """The grads that passed the comparison, against directional numeric slopes of the reference model's loss
+    (the slopes depend on the case alone: worked out once and shared by every submission)."""
+    expected = values.shared_answer(("network", function.name),
+                                    lambda: reference_answers(network, function, values))
+    step = network.phases[function.name][-1]
+    loss, grads = step.outputs[0], step.outputs[1]
+    names = [name for name in expected if name.startswith(f"{grads}[")]
+    gradient_of = {name: name.split("'")[1] for name in names}
+
+    def forward(overrides: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        changed = replace(values, inputs={**values.inputs, **overrides})
+        return {loss: reference_answers(network, function, changed)[loss]}
+
+    parameters = {gradient_of[name]: values.inputs[gradient_of[name]] for name in names}
+    probed = values.shared_answer(("network probes", function.name, settings.model_dump_json()), lambda: tuple(
+        gradients.probes(forward, parameters, names, gradient_of, {loss: np.ones(())}, settings, values.case.seed)))
+    failure, _ = gradients.check(forward, parameters, {name: expected[name] for name in names}, gradient_of,
+                                 {loss: np.ones(())}, settings, values.case.seed, probed)
+    return failure
 
 
 def reference_answers(network: Network, function: Function, values: CaseValues) -> dict[str, np.ndarray]:

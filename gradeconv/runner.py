@@ -126,7 +126,7 @@ class CaseRunner:
                 result = stateful.judge(self._call, function, values, tolerance)
             elif values.layer.network is not None:
                 result = networks.judge(self.session, self._call, function, values, tolerance,
-                                        self._scored(test, function))
+                                        self._scored(test, function), test.checks.gradient)
             elif values.layer.role(function) == "backward":
                 result = self._backward(test, function, values, case)
             else:
