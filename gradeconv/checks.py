@@ -180,11 +180,16 @@ def _verdict(found, output: str, got: dict[str, np.ndarray]) -> CaseResult | Non
     if isinstance(found, CaseResult) and found.outcome != outcomes.PASSED:  # call_again's failure, passed on
         return found
     if isinstance(found, Violation) and found.outcome in VIOLATIONS:
-        return CaseResult(found.outcome, found.message, output=found.output or output, hints=tuple(found.hints))
+        return CaseResult(found.outcome, found.message, output=found.output or output, hints=_hints(found.hints))
     if isinstance(found, Equal):
         failure = compare(found.output, got[found.output], found.expected, ReferenceCheck())
         if failure is None:
             return None
         message = f"{found.context}: {failure.message}" if found.context else failure.message
-        return CaseResult(failure.outcome, message, output=found.output, hints=tuple(found.hints))
+        return CaseResult(failure.outcome, message, output=found.output, hints=_hints(found.hints))
     raise TypeError(f"a property check returned {found!r:.100}, neither None nor a failure")
+
+
+def _hints(hints) -> tuple[str, ...]:
+    """A spec's hints as a tuple of texts (one text given alone is one hint, not its characters)."""
+    return (hints,) if isinstance(hints, str) else tuple(str(hint) for hint in hints)

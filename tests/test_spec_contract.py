@@ -148,6 +148,8 @@ def test_a_violation_becomes_the_cases_failure():
     assert (failure.outcome, failure.message, failure.output, failure.hints) == (
         outcomes.WRONG_VALUE, "kept too few", "out", ("keep p",))
     assert judged(lambda values, got, again: None, {"out": X}) is None
+    one = judged(lambda values, got, again: Violation("wrong", "one hint", outcome=model.WRONG_SHAPE), {"out": X})
+    assert one.hints == ("one hint",) and one.outcome == outcomes.WRONG_SHAPE
 
 
 def test_an_equal_is_compared_by_the_engine():

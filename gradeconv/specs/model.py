@@ -178,10 +178,10 @@ class Equal:
     """An output whose values the properties do fix on this case (dropout's test mode: out = x).
 
     The engine compares the student's `output` with `expected` as it compares a
-    reference's output (default reference tolerance, float64, the shape
-    checked first). When they agree the case passes; otherwise the failure is
-    "<context>: <what differs and where>" with the hints (given either way: the
-    engine shows them only on a failure).
+    reference's output, with the default reference tolerance (rtol 1e-6, atol
+    1e-8) whatever the test's. When they agree the case passes; otherwise the
+    failure is "<context>: <what differs and where>" with the hints (given either
+    way: the engine shows them only on a failure).
     """
 
     output: str
@@ -210,12 +210,13 @@ class Properties:
         not change the outputs' shapes (they are checked against the reference's
         shapes on the case).
       - after it returns, the engine turns a Violation into the case's failure, and
-        compares an Equal's output (see Equal); None passes the case.
+        compares an Equal's output (see Equal); None passes the case. A test's
+        `outputs` and `reference` settings do not apply to forward().
     backward(values, own) -> the expected backward outputs by name, given the
       student's own forward outputs for this case (called when the backward gets
       the student's own cache; otherwise the reference's backward on the canonical
       cache is the standard); the engine compares the backward's outputs
-      with them as with a reference's, with the test's tolerance. No numeric
+      with them as with a reference's answer (the test's tolerance). No numeric
       gradient check is made for a layer with properties.
     reproduce(values, role) -> the lines of a reproduction that check the same
       properties (after the call, with the forward's outputs and the backward's
