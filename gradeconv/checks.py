@@ -5,6 +5,8 @@ broadcasting never hides a wrong shape. Outputs must be float64 ndarrays.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from gradeconv import outcomes
@@ -12,6 +14,7 @@ from gradeconv.results import CaseResult
 from gradeconv.rubric import ReferenceCheck
 from gradeconv.sandbox import Reply
 from gradeconv.specs import Function
+from gradeconv.specs.model import VIOLATIONS, Equal, Violation
 
 
 def unpack(reply: Reply, spec: Function) -> dict[str, np.ndarray] | CaseResult:
@@ -62,15 +65,9 @@ def _kind(item: dict) -> str:
 
 def compare(name: str, got: np.ndarray, expected: np.ndarray, tolerance: ReferenceCheck) -> CaseResult | None:
     """None when got matches expected; otherwise the first thing wrong, with where and by how much."""
-    if type(got) is not np.ndarray or got.dtype.kind not in "fiu" or got.dtype.fields is not None:
-        return CaseResult(outcomes.WRONG_TYPE, f"{name} has dtype {got.dtype}: return real float64 values",
-                          output=name)
-    if got.shape != expected.shape:
-        return CaseResult(outcomes.WRONG_SHAPE, f"{name} has shape {got.shape}, expected {expected.shape}",
-                          output=name, got_shape=got.shape, expected_shape=expected.shape)
-    if got.dtype != np.float64:
-        return CaseResult(outcomes.WRONG_TYPE, f"{name} has dtype {got.dtype}, expected float64 "
-                          "(the course asks for double precision)", output=name)
+    failure = _structure(name, got, expected.shape)
+    if failure:
+        return failure
     if got.ndim == 0:  # a loss
         return _compare_scalar(name, float(got), float(expected), tolerance)
     error = np.abs(got - expected)
@@ -78,9 +75,7 @@ def compare(name: str, got: np.ndarray, expected: np.ndarray, tolerance: Referen
     if (error <= allowed).all():  # false wherever got is NaN or infinite
         return None
     if not np.isfinite(got).all():
-        where = tuple(int(i) for i in np.argwhere(~np.isfinite(got))[0])
-        return CaseResult(outcomes.WRONG_VALUE, f"{name} contains NaN or infinity, first at index {where}",
-                          output=name, where=where)
+        return _non_finite(name, got)
     where = tuple(int(i) for i in np.unravel_index(np.argmax(error - allowed), error.shape))
     largest = float(error.max())
     return CaseResult(
@@ -89,6 +84,26 @@ def compare(name: str, got: np.ndarray, expected: np.ndarray, tolerance: Referen
         f"(got {got[where]:.6g}, expected {expected[where]:.6g})",
         output=name, max_error=largest, where=where, difference=error,
     )
+
+
+def _structure(name: str, got: np.ndarray, shape: tuple[int, ...]) -> CaseResult | None:
+    """The failure when got is not a float64 ndarray of this shape, else None."""
+    if type(got) is not np.ndarray or got.dtype.kind not in "fiu" or got.dtype.fields is not None:
+        return CaseResult(outcomes.WRONG_TYPE, f"{name} has dtype {got.dtype}: return real float64 values",
+                          output=name)
+    if got.shape != shape:
+        return CaseResult(outcomes.WRONG_SHAPE, f"{name} has shape {got.shape}, expected {shape}",
+                          output=name, got_shape=got.shape, expected_shape=shape)
+    if got.dtype != np.float64:
+        return CaseResult(outcomes.WRONG_TYPE, f"{name} has dtype {got.dtype}, expected float64 "
+                          "(the course asks for double precision)", output=name)
+    return None
+
+
+def _non_finite(name: str, got: np.ndarray) -> CaseResult:
+    where = tuple(int(i) for i in np.argwhere(~np.isfinite(got))[0]) if got.ndim else ()
+    return CaseResult(outcomes.WRONG_VALUE, f"{name} contains NaN or infinity, first at index {where}",
+                      output=name, where=where)
 
 
 def _compare_scalar(name: str, got: float, expected: float, tolerance: ReferenceCheck) -> CaseResult | None:
@@ -120,3 +135,61 @@ def mutated(reply: Reply, names: list[str]) -> CaseResult | None:
         return CaseResult(outcomes.MUTATED_INPUT, f"writes into one of its inputs ({', '.join(names)}){at}: "
                                                   "they are read-only, work on a copy")
     return None
+
+
+def structure(name: str, got: np.ndarray, expected: np.ndarray) -> CaseResult | None:
+    """None when got is a finite float64 ndarray of expected's shape (its values are not compared), else the failure."""
+    failure = _structure(name, got, expected.shape)
+    if failure is None and not np.isfinite(got).all():
+        failure = _non_finite(name, got)
+    return failure
+
+
+def properties(values, got: dict[str, np.ndarray], call_again) -> CaseResult | None:
+    """The verdict of the layer's declared properties on its forward's outputs (specs/model.py Properties).
+
+    values is the case's CaseValues; call_again(**entries) -> (failure or None, outputs)
+    calls the student's forward again. Every output is checked for its kind and shape
+    here, before the spec sees it; what the spec returns is turned into a CaseResult.
+    """
+    layer = values.layer
+
+    def shaped(outputs: dict) -> CaseResult | None:
+        for name in layer.forward.outputs:
+            failure = structure(name, outputs.get(name), values.reference_outputs[name])
+            if failure:
+                return failure
+        return None
+
+    def again(**entries):
+        failure, outputs = call_again(**entries)
+        if failure is None:
+            failure = shaped(outputs)
+            replaced = [param.entry(key) for key in entries for param in layer.params if key in param.entries]
+            if failure and replaced:
+                failure = replace(failure, message=f"with another {' and another '.join(replaced)}: {failure.message}")
+        return failure, outputs
+
+    return shaped(got) or _verdict(layer.properties.forward(values, got, again), layer.forward.outputs[0], got)
+
+
+def _verdict(found, output: str, got: dict[str, np.ndarray]) -> CaseResult | None:
+    """A property check's answer as the case's failure, or None when it holds; fails closed on anything else."""
+    if found is None:
+        return None
+    if isinstance(found, CaseResult) and found.outcome != outcomes.PASSED:  # call_again's failure, passed on
+        return found
+    if isinstance(found, Violation) and found.outcome in VIOLATIONS:
+        return CaseResult(found.outcome, found.message, output=found.output or output, hints=_hints(found.hints))
+    if isinstance(found, Equal):
+        failure = compare(found.output, got[found.output], found.expected, ReferenceCheck())
+        if failure is None:
+            return None
+        message = f"{found.context}: {failure.message}" if found.context else failure.message
+        return CaseResult(failure.outcome, message, output=found.output, hints=_hints(found.hints))
+    raise TypeError(f"a property check returned {found!r:.100}, neither None nor a failure")
+
+
+def _hints(hints) -> tuple[str, ...]:
+    """A spec's hints as a tuple of texts (one text given alone is one hint, not its characters)."""
+    return (hints,) if isinstance(hints, str) else tuple(str(hint) for hint in hints)

@@ -1,7 +1,8 @@
 """Inverted dropout: dropout_forward(x, dropout_param) and dropout_backward(dout, cache).
 
 The mask is random, so the forward is not compared with the reference value by
-value: its properties are checked instead (see Properties in model.py). Test mode
+value: its properties are checked instead (see Properties in model.py: the engine
+has made sure out is a finite float64 array of x's shape before they are). Test mode
 returns x exactly; train mode keeps a fraction p of the units (the keep
 probability) within a statistical bound, the kept ones equal x / p, and the same
 seed gives the same output. x is drawn away from zero, so a zero output means a
@@ -20,7 +21,8 @@ import numpy as np
 
 from gradeconv.specs import randomness
 from gradeconv.specs.domains import AwayFromZero
-from gradeconv.specs.model import Array, Function, Layer, Mistake, Option, Param, Properties, Restriction, Var
+from gradeconv.specs.model import (Array, Equal, Function, Layer, Mistake, Option, Param, Properties, Restriction,
+                                   Var, Violation)
 from reference import layers
 
 #: how many standard deviations the kept fraction may stray from p
@@ -43,16 +45,8 @@ def x_shape(n: int, d: int, dims: int) -> tuple[int, ...]:
     return {1: (n * d,), 2: (n, d), 3: (n, 2, d), 4: (n, 2, 2, d)}[dims]
 
 
-def _failure(outcome, message, hints=()):
-    from gradeconv.results import CaseResult  # not at import: results imports the spec registry
-    return CaseResult(outcome, message, output="out", hints=tuple(hints))
-
-
-def _structure(out, x):
-    """The failure when out is not a finite float64 array of x's shape, else None (values not compared)."""
-    from gradeconv import checks
-    from gradeconv.rubric import ReferenceCheck
-    return checks.compare("out", out, x, ReferenceCheck(rtol=1.0, atol=math.inf))
+def _failure(message, hints=()) -> Violation:
+    return Violation(message, tuple(hints), output="out")
 
 
 def kept_bound(p: float, size: int) -> float:
@@ -61,77 +55,68 @@ def kept_bound(p: float, size: int) -> float:
 
 
 def forward_properties(values, got, call_again):
-    from gradeconv import checks, outcomes
-    from gradeconv.rubric import ReferenceCheck
+    """None when the student's out (a finite float64 array of x's shape) has dropout's properties, else
+    what is wrong: a Violation, an Equal (test mode), or the failure of a call made again."""
     x, p, mode = values.inputs["x"], float(values.variables["p"]), values.variables["mode"]
-    out = got.get("out")
-    failure = _structure(out, x)
-    if failure:
-        return failure
+    out = got["out"]
     if mode == "test":
-        failure = checks.compare("out", out, x, ReferenceCheck())
-        if failure is None:
-            return None
         hints = [TEST_IDENTITY]
         if np.allclose(out, x * p):
             hints.append("test mode must not multiply by p: with inverted dropout the scaling is done in train mode")
         elif np.any(out == 0):
             hints.append("test mode must not drop units")
-        return _failure(failure.outcome, "in test mode out must equal x: " + failure.message, hints)
+        return Equal("out", x, "in test mode out must equal x", tuple(hints))
     failure = _train_mask(out, x, p)
     if failure:
         return failure
     failure, again = call_again()
     if failure:
         return failure
-    if not np.array_equal(again.get("out"), out):
-        return _failure(outcomes.WRONG_VALUE, "two calls with the same dropout_param['seed'] gave different "
-                                              "outputs: the mask is not reproducible", [SEED])
+    if not np.array_equal(again["out"], out):
+        return _failure("two calls with the same dropout_param['seed'] gave different outputs: the mask is not "
+                        "reproducible", [SEED])
     failure, other = call_again(seed=int(values.variables["mask_seed"]) + 1)
     if failure:
         return failure
-    failure = _structure(other.get("out"), x) or _train_mask(other.get("out"), x, p)
+    failure = _train_mask(other["out"], x, p)
     if failure:  # another seed must give another mask of the same kind, not just anything else
         return replace(failure, message="with another dropout_param['seed']: " + failure.message)
-    if np.array_equal(other.get("out") != 0, out != 0):
-        return _failure(outcomes.WRONG_VALUE, "another dropout_param['seed'] gave the same mask: the mask must be "
-                                              "drawn at random from the seed", [SEED])
-    why = randomness.seed_pattern(out != 0, other.get("out") != 0, p)
+    if np.array_equal(other["out"] != 0, out != 0):
+        return _failure("another dropout_param['seed'] gave the same mask: the mask must be drawn at random from "
+                        "the seed", [SEED])
+    why = randomness.seed_pattern(out != 0, other["out"] != 0, p)
     if why:
-        return _failure(outcomes.WRONG_VALUE, f"{why} (seeds {int(values.variables['mask_seed'])} and "
-                                              f"{int(values.variables['mask_seed']) + 1})", [RANDOM])
+        return _failure(f"{why} (seeds {int(values.variables['mask_seed'])} and "
+                        f"{int(values.variables['mask_seed']) + 1})", [RANDOM])
     return None
 
 
 def _train_mask(out: np.ndarray, x: np.ndarray, p: float):
-    """The failure when train mode's out is not x / p on a random-looking fraction p of units, else None."""
-    from gradeconv import outcomes
+    """The violation when train mode's out is not x / p on a random-looking fraction p of units, else None."""
     kept = out != 0
     fraction = float(kept.mean())
     bound = kept_bound(p, out.size)
     if abs(fraction - p) > bound:
         hints = [KEEP] if abs(fraction - (1 - p)) <= bound else []
-        return _failure(outcomes.WRONG_VALUE, f"train mode kept {fraction:.1%} of the {out.size} units, expected "
-                                              f"about p = {p:.0%} (at most {bound:.1%} away)", hints)
+        return _failure(f"train mode kept {fraction:.1%} of the {out.size} units, expected about p = {p:.0%} "
+                        f"(at most {bound:.1%} away)", hints)
     ratio = out[kept] / x[kept]
     if not np.allclose(ratio, 1 / p, rtol=1e-6, atol=0):
         if np.allclose(ratio, 1.0, rtol=1e-6, atol=0):
-            return _failure(outcomes.WRONG_VALUE, "train mode kept units equal x, expected x / p (not inverted)",
-                            [INVERT])
+            return _failure("train mode kept units equal x, expected x / p (not inverted)", [INVERT])
         hints = [KEEP] if np.allclose(ratio, 1 / (1 - p), rtol=1e-6, atol=0) else []
         index = int(np.argmax(np.abs(ratio - 1 / p)))
-        return _failure(outcomes.WRONG_VALUE, f"train mode kept units must equal x / p = x * {1 / p:.6g}; one is "
-                                              f"x * {ratio[index]:.6g}", hints)
+        return _failure(f"train mode kept units must equal x / p = x * {1 / p:.6g}; one is "
+                        f"x * {ratio[index]:.6g}", hints)
     return _random_looking(kept, p)
 
 
 def _random_looking(kept: np.ndarray, p: float):
-    """A failure when the kept units follow a pattern no random mask would: one mask for every sample,
+    """A violation when the kept units follow a pattern no random mask would: one mask for every sample,
     too many or too few runs (a Wald-Wolfowitz test), a period or a correlation between units, or
     samples whose masks are shifts of one another (gradeconv/specs/randomness.py)."""
-    from gradeconv import outcomes
     if kept.ndim >= 2 and kept.shape[0] > 1 and np.all(kept == kept[0]):
-        return _failure(outcomes.WRONG_VALUE, "every sample got the same mask: draw one with x's full shape",
+        return _failure("every sample got the same mask: draw one with x's full shape",
                         ["draw the mask with x's full shape: np.random.rand(*x.shape) < p"])
     flat = kept.ravel()
     size, count = flat.size, int(flat.sum())
@@ -141,12 +126,12 @@ def _random_looking(kept: np.ndarray, p: float):
     mean = 1 + 2 * count * (size - count) / size
     variance = 2 * count * (size - count) * (2 * count * (size - count) - size) / (size ** 2 * (size - 1))
     if abs(runs - mean) > SIGMAS * math.sqrt(variance) + 1:
-        return _failure(outcomes.WRONG_VALUE, f"the kept units follow a pattern ({runs} runs of kept and dropped "
-                                              f"units where a random mask gives about {mean:.0f}): the mask must "
-                                              "be random", ["draw the mask with np.random.rand(*x.shape) < p"])
+        return _failure(f"the kept units follow a pattern ({runs} runs of kept and dropped units where a random "
+                        f"mask gives about {mean:.0f}): the mask must be random",
+                        ["draw the mask with np.random.rand(*x.shape) < p"])
     why = randomness.serial_pattern(kept, p) or randomness.shifted_rows(kept, p)
     if why:
-        return _failure(outcomes.WRONG_VALUE, why, [RANDOM])
+        return _failure(why, [RANDOM])
     return None
 
 

@@ -1,19 +1,52 @@
-"""What a layer spec declares: arguments, sizes, values, outputs, and the mistakes it recognises.
+"""The contract between a layer spec and the engine: the one file a spec author needs.
 
 A layer family (conv, batchnorm, lstm...) is one ``Layer``: its forward
 ``Function``, the backward functions that consume the forward's cache, the
 arguments both are built from, where the sizes of a case come from, and what a
 failing case can be explained by. The engine reads these declarations and has
-no code of its own for any layer.
+no code of its own for any layer; a spec imports nothing from the engine
+(tests/test_spec_contract.py), only this module, gradeconv/specs/domains.py
+(where an array's values come from: Normal, Uniform, AwayFromZero, Distinct,
+Integers...) and its sibling spec modules.
+
+What each declaration means:
+
+- ``Layer``: a layer family, its case space (``ranges``, ``options``, ``draw``,
+  ``derive``...) and the explanations of its failures (``restrictions``, ``hints``).
+- ``Function``: one graded function, its outputs in order, its reference, which
+  outputs are gradients of which input, and its known ``Mistake``s.
+- ``Array``, ``Param``, ``Var``: the arguments, in order: an array of symbolic
+  shape and a value domain, a dict argument and its entries, a plain value.
+- ``Option``: a case variable that is not a size (a mode, a flag, a scale).
+- ``Restriction``: a narrower space; passing within it names the failure's trigger.
+- ``Mistake``: a known bug, recognised when an output equals its formula's value.
+- ``Properties``: checks that replace the comparison with the reference (dropout's
+  random mask); their functions return None, a ``Violation`` or an ``Equal``.
+- ``Violation``: a property that does not hold, and what to tell the student.
+- ``Equal``: an output the properties do fix on a case, compared by the engine.
+
+The engine hands spec functions objects of its own; what a spec may read of them
+is written here as protocols: ``Values`` (a case's arrays, for ``Mistake.compute``
+and ``Properties``), ``Space`` (for ``Layer.draw``), ``Failure`` and ``CaseView``
+(for ``Layer.hints``). A spec never builds them and never imports their classes.
+The outcomes a ``Violation`` may give are WRONG_VALUE, WRONG_SHAPE and WRONG_TYPE,
+the names results carry (design.md, extra_data.outcome).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Callable, Protocol, Union
 
 import numpy as np
 
 from gradeconv.specs.domains import Domain, Normal
+
+#: the outcomes of a failed property or shape check, as results name them (gradeconv/outcomes.py)
+WRONG_VALUE = "wrong_value"
+WRONG_SHAPE = "wrong_shape"
+WRONG_TYPE = "wrong_type"
+#: the outcomes a Violation may give
+VIOLATIONS = (WRONG_VALUE, WRONG_SHAPE, WRONG_TYPE)
 
 Range = tuple[int, int]
 #: a variable a case must give (an explicit case without it is an error)
@@ -125,17 +158,74 @@ class Function:
 
 
 @dataclass(frozen=True)
+class Violation:
+    """A property that does not hold: what a property check returns instead of None.
+
+    The engine makes it the case's failure as it stands: its outcome (one of
+    VIOLATIONS), its message and hints shown to the student, `output` named as
+    the wrong output (default: the forward's first output). A violation is a
+    dataclass: dataclasses.replace(violation, message=...) rewords one.
+    """
+
+    message: str
+    hints: tuple[str, ...] = ()
+    outcome: str = WRONG_VALUE
+    output: str | None = None
+
+
+@dataclass(frozen=True)
+class Equal:
+    """An output whose values the properties do fix on this case (dropout's test mode: out = x).
+
+    The engine compares the student's `output` with `expected` as it compares a
+    reference's output, with the default reference tolerance (rtol 1e-6, atol
+    1e-8) whatever the test's. When they agree the case passes; otherwise the
+    failure is "<context>: <what differs and where>" with the hints (given either
+    way: the engine shows them only on a failure).
+    """
+
+    output: str
+    expected: np.ndarray
+    context: str = ""
+    hints: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Properties:
     """Checks that replace comparison with the reference, for layers that draw random numbers.
 
-    forward(values, got, call_again) -> failure or None, where call_again(**entries)
-    returns (failure or None, the student's outputs) for the same case once more,
-    with parameter entries replaced by key (call_again(seed=...));
-    backward(values, own) -> the expected backward outputs, given the student's own
-    forward outputs for this case (the forward passed its checks);
+    forward(values, got, call_again) -> None, a Violation, an Equal, or the failure
+    call_again gave (passed on unchanged):
+      - before calling it, the engine checks that every output of the forward in
+        `got` (by output name) is a finite float64 numpy.ndarray of the shape of the
+        reference's output on the case; a forward failing that fails the case with
+        the engine's message (wrong_type, wrong_shape, or wrong_value for NaN or
+        infinity) and forward() is not called. Values are not compared.
+      - call_again(**entries) calls the student's forward once more on the same case,
+        parameter entries replaced by key (call_again(seed=...)), and returns
+        (failure, outputs): failure is None or the engine's own failure (the call
+        raised, timed out, or returned outputs failing the same check as `got`,
+        then worded "with another <param>['<key>']: ..." when entries were
+        replaced); a forward() given one returns it as it is. Replacing entries must
+        not change the outputs' shapes (they are checked against the reference's
+        shapes on the case).
+      - after it returns, the engine turns a Violation into the case's failure, and
+        compares an Equal's output (see Equal); None passes the case. A test's
+        `outputs` and `reference` settings do not apply to forward().
+    backward(values, own) -> the expected backward outputs by name, given the
+      student's own forward outputs for this case (called when the backward gets
+      the student's own cache; otherwise the reference's backward on the canonical
+      cache is the standard); the engine compares the backward's outputs
+      with them as with a reference's answer (the test's tolerance). No numeric
+      gradient check is made for a layer with properties.
     reproduce(values, role) -> the lines of a reproduction that check the same
-    properties (after the call, with the forward's outputs and the backward's
-    outputs bound to their names).
+      properties (after the call, with the forward's outputs and the backward's
+      outputs bound to their names).
+
+    The engine fails closed around all three: an exception raised in one, or a
+    return value of another kind (True, a string, a Violation whose outcome is not
+    one of VIOLATIONS), fails the case as an error of the grader's ("could not
+    judge"), never a pass.
     """
 
     forward: Callable
@@ -270,3 +360,42 @@ class Layer:
 
 def _single(default: Any) -> Any:
     return default[0] if isinstance(default, tuple) else default
+
+
+# --- what a spec may read of the engine's objects (it never builds them nor imports their classes) -------------------
+
+class Values(Protocol):
+    """The arrays of one case: what Mistake.compute and the Properties functions are given."""
+
+    inputs: dict[str, np.ndarray]  # every array of the case by name, parameter arrays included (read-only)
+    variables: dict[str, Any]  # the case's variables, the derived ones included
+    reference_outputs: dict[str, np.ndarray]  # the reference forward's outputs by name
+    upstream: dict[str, np.ndarray]  # "d" + output name: the upstream gradients a backward is given
+    cache: Any  # the reference forward's cache (the canonical one)
+    own_outputs: dict[str, np.ndarray] | None  # the student's forward outputs when a backward got their cache
+
+
+class Space(Protocol):
+    """Where a test's cases are drawn from: what Layer.draw(draw, space) reads."""
+
+    options: dict[str, Any]  # option values; a tuple is drawn among
+
+    def range(self, name: str) -> tuple[int, int]: ...  # an integer range, both ends included
+
+    def option(self, name: str) -> Any: ...  # an option's value (the first of a tuple)
+
+
+class CaseView(Protocol):
+    """A case as Layer.hints reads it: its variables by name."""
+
+    def get(self, name: str, default: Any = None) -> Any: ...
+
+
+class Failure(Protocol):
+    """A failed case as Layer.hints(failure, case) reads it."""
+
+    outcome: str  # wrong_value, wrong_shape, wrong_type, error...
+    message: str
+    output: str | None  # which output was wrong
+    got_shape: tuple[int, ...] | None  # with a wrong shape: the student's and the expected one
+    expected_shape: tuple[int, ...] | None

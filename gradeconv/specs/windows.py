@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from gradeconv import outcomes
+from gradeconv.specs.model import WRONG_SHAPE
 
 #: the sizes of a window layer's space and their defaults
 RANGES = {"n": (1, 2), "c": (1, 3), "f": (1, 3), "out_h": (1, 4), "out_w": (1, 4),
@@ -52,7 +52,7 @@ def draw_windows(draw, space, pool: bool) -> dict:
 def shape_hints(failure, case) -> list[str]:
     """Known window bugs read off a wrong output shape: empty crops, swapped axes, uncropped padding."""
     got, expected = failure.got_shape, failure.expected_shape
-    if failure.outcome != outcomes.WRONG_SHAPE or not got or not expected or not len(got) == len(expected) == 4:
+    if failure.outcome != WRONG_SHAPE or not got or not expected or not len(got) == len(expected) == 4:
         return []
     pad = case.get("pad", 0) if case is not None else None
     if case is not None and pad == 0 and 0 in got[2:] and failure.output == "dx":  # only dx is cropped
