@@ -188,7 +188,7 @@ def _carried(layer: Layer) -> Param:
 
 
 def _copies(arguments: list) -> list:
-    """Fresh copies for an in-process rule: it may update its inputs (the course's sgd does w -= ...)."""
+    """Fresh copies for an in-process rule: it may update its inputs in place (w -= ...)."""
     return [argument.copy() if isinstance(argument, np.ndarray)
             else {key: value.copy() if isinstance(value, np.ndarray) else value for key, value in argument.items()}
             if isinstance(argument, dict) else argument for argument in arguments]

@@ -24,7 +24,7 @@ from gradeconv.specs.model import Array, Equal, Function, Layer, Param, Properti
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "gradeconv" / "specs").glob("*.py"))
 #: the engine: modules that must work for any layer the registry holds, naming none
-ENGINE = ("cases", "checks", "gradients", "diagnosis", "search", "plan", "runner", "grading")
+ENGINE = ("cases", "checks", "gradients", "diagnosis", "search", "plan", "runner", "grading", "stateful", "networks")
 
 
 # --- a spec imports nothing from the engine ------------------------------------------------------------------------
