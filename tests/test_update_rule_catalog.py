@@ -136,3 +136,19 @@ def test_a_dropped_power_is_not_taken_for_t_incremented_late(tmp_path, rubric):
     failed = [test for test in grade(tmp_path, "power", mutant(edits), rubric).tests if not test.passed]
     assert failed and all(optim_spec.T_ABOVE_ONE in test.diagnosis for test in failed)
     assert not any(T_LATE in test.diagnosis for test in failed)
+
+
+@pytest.mark.parametrize("name,needs", [
+    # Adam's v starts at 0 only when the config leaves it out, and then only tiny gradients make
+    # sqrt(vt) comparable to epsilon; rmsprop's first cache, 0.01 * dw**2, is small enough at any scale
+    ("adam_epsilon_inside_the_square_root", ("config leaves out entries (defaults)", "tiny gradients")),
+    ("rmsprop_epsilon_inside_the_square_root", ("config leaves out entries (defaults)",)),
+])
+def test_epsilons_place_shows_only_where_the_state_starts_at_zero(tmp_path, rubric, name, needs):
+    edits = next(edits for mutant_name, edits, *_ in MUTANTS if mutant_name == name)
+    failed = [test for test in grade(tmp_path, name, mutant(edits), rubric).tests if not test.passed]
+    assert failed and all(needs[0] in test.diagnosis for test in failed)
+    generated = next(test for test in failed if "tiny gradients" not in test.name)  # draws dw_scale 1 and 1e-4
+    assert all(trigger in generated.diagnosis for trigger in needs), generated.diagnosis
+    if len(needs) == 1:
+        assert "tiny gradients" not in generated.diagnosis
