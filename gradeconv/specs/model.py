@@ -45,6 +45,8 @@ from gradeconv.specs.domains import Domain, Normal
 WRONG_VALUE = "wrong_value"
 WRONG_SHAPE = "wrong_shape"
 WRONG_TYPE = "wrong_type"
+#: a call that raised (hints(failure, case) may read it: an error message names what went wrong)
+ERROR = "error"
 #: the outcomes a Violation may give
 VIOLATIONS = (WRONG_VALUE, WRONG_SHAPE, WRONG_TYPE)
 

@@ -17,8 +17,10 @@ import math
 import numpy as np
 
 from gradeconv.specs.domains import Captions, Integers, Normal
-from gradeconv.specs.model import Array, Call, Function, Layer, Mistake, Network, Option, Restriction
+from gradeconv.specs.model import (ERROR, WRONG_SHAPE, WRONG_TYPE, WRONG_VALUE, Array, Call, Function, Layer, Mistake,
+                                    Network, Option, Restriction)
 from reference.classifiers import cnn, fc_net, rnn
+from reference.layers import affine_forward, softmax_loss
 
 #: how many standard deviations a created weight matrix's spread may stray from weight_scale
 SIGMAS = 6.0
@@ -30,8 +32,22 @@ CAPTIONING_LAYERS = ("word_embedding_forward",
                      "word_embedding_backward", "temporal_affine_forward", "temporal_affine_backward",
                      "temporal_softmax_loss")
 REG = "the L2 term is 0.5 * reg * sum(W**2) over every weight matrix (W1 to the last), and reg * W in each dW"
-HALF = "the L2 term lacks its 0.5 (the starter code asks for 0.5 * reg * sum(W**2))"
-LAST = "the last weight matrix is left out of the L2 term"
+HALF = "the L2 term needs its 0.5: loss += 0.5 * reg * np.sum(W * W), whose gradient is reg * W"
+LAST = "regularise the last weight matrix too: its 0.5 * reg * sum(W**2) in the loss and reg * W in its gradient"
+FIRST = "grads['W1'] needs its reg * W1 too"
+STUB = ("the loss is still the starter code's 0.0 (loss, grads = 0.0, {}): compute the forward pass, the loss and "
+        "a gradient for every parameter")
+RELU_LAST = "no ReLU after the last affine layer: the scores are its output as it is, negative scores included"
+BN_TEST = ("when y is None, set bn_param['mode'] = 'test' for every batch norm layer: at test time batch norm "
+           "normalises with its running averages, not the test batch's statistics")
+DROPOUT_TEST = ("dropout's test mode returns x unchanged (dropout_forward in layers.py): inverted dropout divides "
+                "the kept units by p in train mode, so nothing is scaled at test time")
+NORM_ORDER = ("normalise each affine layer's output: {affine - [batch/layer norm] - relu - [dropout]}, with gamma{i} "
+              "and beta{i} of hidden layer i's size")
+NORM_BUILT = ("with normalization set, __init__ creates gamma{i} (ones) and beta{i} (zeros) for every hidden layer i "
+              "(not the last)")
+DTYPE = "cast every parameter to the dtype argument at the end of __init__: self.params[k] = v.astype(dtype)"
+W2_SIZE = "work out W2's first dimension from the input: num_filters * (H // 2) * (W // 2)"
 TRAIN_STEP = Call("loss", ("X", "y"), ())  # a training step whose outputs are not compared (masks differ)
 
 
@@ -66,7 +82,8 @@ def _initial_values(variables: dict, params: dict[str, np.ndarray]) -> str | Non
             bound = SIGMAS / math.sqrt(2 * values.size)
             if abs(mean) > SIGMAS * scale / math.sqrt(values.size) or abs(spread / scale - 1) > bound:
                 return (f"params[{name!r}] has mean {mean:.3g} and standard deviation {spread:.3g}: draw it as "
-                        f"weight_scale * np.random.randn(...) (mean 0, standard deviation weight_scale = {scale:g})")
+                        f"weight_scale * np.random.randn(...) (mean 0, standard deviation weight_scale = {scale:g})"
+                        + _spread_seen(values, spread, scale, bound))
     return None
 
 
@@ -78,6 +95,35 @@ def _fc_uses(variables: dict) -> tuple[str, ...]:
     if float(variables.get("keep", 1.0)) < 1.0:
         used += ("dropout_forward", "dropout_backward")
     return used
+
+
+def _spread_seen(values: np.ndarray, spread: float, scale: float, bound: float) -> str:
+    """What wrong initial weights look like: no negative value (np.random.rand), or a spread of 1 (no weight_scale)."""
+    if float(values.min()) >= 0:  # randn has a negative value among n with chance 1 - 2**-n
+        return "; no value is negative: np.random.rand draws uniformly from [0, 1), np.random.randn from N(0, 1)"
+    if abs(spread - 1) <= bound and abs(1 / scale - 1) > 2 * bound:
+        return "; the standard deviation is 1: multiply np.random.randn(...) by weight_scale"
+    return ""
+
+
+def _model_hints(failure, case) -> list[str]:
+    """Known model bugs read off the failure itself: parameters not cast to dtype, gamma and beta not created,
+    a normalisation layer given the wrong size of input."""
+    text = failure.message
+    if failure.outcome == WRONG_TYPE and "(the dtype argument)" in text:
+        return [DTYPE]
+    if failure.outcome == WRONG_VALUE and "has the wrong names (missing gamma" in text:
+        return [NORM_BUILT]
+    normalised = case is not None and case.get("normalization", "none") != "none"
+    if failure.outcome == ERROR and normalised and "could not be broadcast" in text:
+        return [NORM_ORDER]
+    return []
+
+
+def _conv_net_hints(failure, case) -> list[str]:
+    if failure.outcome == WRONG_SHAPE and "params['W2'] has shape" in failure.message:
+        return [W2_SIZE, *_model_hints(failure, case)]
+    return _model_hints(failure, case)
 
 
 # --- FullyConnectedNet ---------------------------------------------------------------------------------------
@@ -125,6 +171,69 @@ def _fc_reference(hidden_dims, dropout=None, **kwargs):
     return fc_net.FullyConnectedNet(hidden_dims, **kwargs)
 
 
+class _BatchnormTrainAtTest(fc_net.FullyConnectedNet):
+    """Batch norm never set to test mode (the model leaves bn_param['mode'] as 'train')."""
+
+    def _set_mode(self, mode: str) -> None:
+        super()._set_mode(mode)
+        if self.normalization == "batchnorm":
+            for bn_param in self.bn_params:
+                bn_param["mode"] = "train"
+
+
+class _DropoutScaledAtTest(fc_net.FullyConnectedNet):
+    """Dropout that is not inverted: its test mode multiplies by the keep ratio p."""
+
+    def _hidden_forward(self, x, layer):
+        out, cache = super()._hidden_forward(x, layer)
+        if self.use_dropout and self.dropout_param["mode"] == "test":
+            out = out * self.dropout_param["p"]
+        return out, cache
+
+
+class _ReluAfterLast(fc_net.FullyConnectedNet):
+    """A ReLU after the last affine layer too (scores and loss only: no gradients)."""
+
+    def loss(self, X, y=None):
+        X = np.asarray(X).astype(self.dtype)
+        self._set_mode("test" if y is None else "train")
+        out = X
+        for layer in range(1, self.num_layers):
+            out, _ = self._hidden_forward(out, layer)
+        last = self.num_layers
+        scores, _ = affine_forward(out, self.params[f"W{last}"], self.params[f"b{last}"])
+        scores = np.maximum(scores, 0)
+        if y is None:
+            return scores
+        loss, _ = softmax_loss(scores, y)
+        weights = [self.params[f"W{layer}"] for layer in range(1, last + 1)]
+        return loss + 0.5 * self.reg * sum(float(np.sum(w * w)) for w in weights), {}
+
+
+def _fc_buggy(model_class):
+    """compute(values) -> the outputs of both phases of a buggy model: the loss and grads of loss(X, y), then the
+    test-mode scores of loss(X_test) after that step (the scores phase makes the same training step first)."""
+
+    def compute(values) -> dict:
+        args, kwargs = _fc_constructor(values.variables)
+        if "dropout" in kwargs:
+            kwargs["dropout_keep_ratio"] = kwargs.pop("dropout")
+        model = model_class(*args, **kwargs)
+        for name in _fc_parameters(values.variables):
+            model.params[name] = values.inputs[name].copy()
+        loss, grads = model.loss(values.inputs["X"].copy(), values.inputs["y"].copy())
+        scores = model.loss(values.inputs["X_test"].copy())
+        return {"loss": np.asarray(float(loss)), **{f"grads[{key!r}]": value for key, value in grads.items()},
+                "scores": np.asarray(scores, dtype=float)}
+
+    return compute
+
+
+def _stub(values) -> dict:
+    """The starter code's loss, grads = 0.0, {} returned as it is."""
+    return {"loss": np.asarray(0.0)}
+
+
 def _weights(values) -> list[np.ndarray]:
     return [values.inputs[name] for name in sorted((name for name in values.inputs if name[0] == "W"
                                                     and name[1:].isdigit()), key=lambda name: int(name[1:]))]
@@ -152,16 +261,26 @@ def _last_not_regularised(values) -> dict:
             f"grads[{name!r}]": grads[name] - reg * last}
 
 
-def _first_gradient_not_regularised(values) -> dict:
-    _, grads = _reference_loss(values)
-    return {"grads['W1']": grads["W1"] - float(values.variables["reg"]) * values.inputs["W1"]}
+def _first_gradient_not_regularised(reference_loss):
+    """grads['W1'] without its reg * W1 (the other gradients right)."""
+
+    def compute(values) -> dict:
+        _, grads = reference_loss(values)
+        return {"grads['W1']": grads["W1"] - float(values.variables["reg"]) * values.inputs["W1"]}
+
+    return compute
 
 
 FC_MISTAKES = (
     Mistake("loss", HALF, _without_half),
     Mistake("loss", LAST, _last_not_regularised),
     Mistake("grads", LAST, _last_not_regularised),
-    Mistake("grads", "grads['W1'] lacks its reg * W1 term", _first_gradient_not_regularised),
+    Mistake("grads", FIRST, _first_gradient_not_regularised(_reference_loss)),
+    Mistake("loss", STUB, _stub),
+    Mistake("loss", RELU_LAST, _fc_buggy(_ReluAfterLast)),
+    Mistake("scores", RELU_LAST, _fc_buggy(_ReluAfterLast)),
+    Mistake("scores", BN_TEST, _fc_buggy(_BatchnormTrainAtTest)),
+    Mistake("scores", DROPOUT_TEST, _fc_buggy(_DropoutScaledAtTest)),
 )
 
 FC_RESTRICTIONS = (
@@ -194,6 +313,7 @@ FULLY_CONNECTED = Layer(
     describe=("X shape {X}, hidden_dims of {depth} layer(s) from {h}, {c} classes, normalization {normalization}, "
               "reg {reg}, keep ratio {keep}"),
     restrictions=FC_RESTRICTIONS,
+    hints=_model_hints,
     module="classifiers/fc_net.py",
     network=Network(
         cls="FullyConnectedNet", reference=_fc_reference, constructor=_fc_constructor,
@@ -221,7 +341,7 @@ def _draw_two_layer(variables: dict, rng: np.random.Generator) -> dict[str, np.n
             for name, shape in _two_layer_parameters(variables).items()}
 
 
-TWO_LAYER_FUNCTIONS = _functions("TwoLayerNet", fc_net.TwoLayerNet)
+TWO_LAYER_FUNCTIONS = _functions("TwoLayerNet", fc_net.TwoLayerNet, (Mistake("loss", STUB, _stub),))
 
 TWO_LAYER = Layer(
     name="TwoLayerNet",
@@ -233,6 +353,7 @@ TWO_LAYER = Layer(
     volume=("n", "d", "h", "c"),
     describe="X shape {X}, hidden_dim {h}, {c} classes, reg {reg}",
     restrictions=(Restriction("reg > 0", replace={"reg": 0.0}, hint=REG), Restriction("N > 1", replace={"n": (1, 1)})),
+    hints=_model_hints,
     module="classifiers/fc_net.py",
     network=Network(
         cls="TwoLayerNet", reference=fc_net.TwoLayerNet, constructor=_two_layer_constructor,
@@ -282,8 +403,19 @@ def _cnn_without_half(values) -> dict:
                                                       for name in ("W1", "W2", "W3")))}
 
 
-CNN_FUNCTIONS = _functions("ThreeLayerConvNet", cnn.ThreeLayerConvNet,
-                           (Mistake("loss", HALF, _cnn_without_half),))
+def _cnn_last_not_regularised(values) -> dict:
+    loss, grads = _cnn_reference_loss(values)
+    reg, last = float(values.variables["reg"]), values.inputs["W3"]
+    return {"loss": np.asarray(loss - 0.5 * reg * float(np.sum(last * last))), "grads['W3']": grads["W3"] - reg * last}
+
+
+CNN_FUNCTIONS = _functions("ThreeLayerConvNet", cnn.ThreeLayerConvNet, (
+    Mistake("loss", HALF, _cnn_without_half),
+    Mistake("loss", LAST, _cnn_last_not_regularised),
+    Mistake("grads", LAST, _cnn_last_not_regularised),
+    Mistake("grads", FIRST, _first_gradient_not_regularised(_cnn_reference_loss)),
+    Mistake("loss", STUB, _stub),
+))
 
 CONV_NET = Layer(
     name="ThreeLayerConvNet",
@@ -299,12 +431,12 @@ CONV_NET = Layer(
     volume=("n", "channels", "hh", "ww", "filters"),
     describe="X shape {X}, {filters} filters of size {filter_size}, hidden_dim {hidden}, {c} classes, reg {reg}",
     restrictions=(
-        Restriction("H != W", replace={"ww": (2, 2), "hh": (2, 2)},
-                    hint="work out W2's first dimension from the input: num_filters * (H // 2) * (W // 2)"),
+        Restriction("H != W", replace={"ww": (2, 2), "hh": (2, 2)}, hint=W2_SIZE),
         Restriction("reg > 0", replace={"reg": 0.0}, hint=REG),
         Restriction("filter_size > 3", replace={"filter_size": 3},
                     hint="pad the convolution by (filter_size - 1) // 2 so it keeps H and W"),
     ),
+    hints=_conv_net_hints,
     module="classifiers/cnn.py",
     network=Network(
         cls="ThreeLayerConvNet", reference=cnn.ThreeLayerConvNet, constructor=_cnn_constructor,
@@ -378,6 +510,7 @@ CAPTIONING = Layer(
         Mistake("loss", "mask out the <NULL> tokens: mask = captions_out != self._null, passed to "
                         "temporal_softmax_loss", _not_masked),
         Mistake("loss", "feed captions[:, :-1] in and score against captions[:, 1:] (the next word)", _wrong_half),
+        Mistake("loss", STUB, _stub),
     )),
     arguments=(Array("features", ("n", "d")), Array("captions", ("n", "length"), Captions("v"))),
     ranges={"n": (1, 3), "t": (2, 4), "v": (4, 7), "d": (2, 4), "wordvec": (2, 4), "hidden": (2, 4)},

@@ -31,6 +31,13 @@ COMMON_RESTRICTIONS = (
     Restriction("config gives every entry", replace={"defaults": True}),
     Restriction("tiny gradients (dw about 1e-4)", replace={"dw_scale": 1.0}),
 )
+#: Adam's t is 1 at every step only in one step from t = 0, where 1 - beta equals 1 - beta**t: a rule that drops
+#: the power fails only outside it, which tells it from one that increments t late (the two agree on one step
+#: from t = 1)
+T_ABOVE_ONE = "t is above 1 (config's t above 0, or more than one step)"
+ADAM_RESTRICTIONS = (Restriction(T_ABOVE_ONE, replace={"steps": (1, 1), "t0": (0, 0)}),)
+HARD_CODED = ("use the learning rate the caller gives, config['learning_rate'], not a constant: the Solver sets it "
+              "(the course's default {rate:g} is only for a config without one)")
 
 
 def _course_defaults(config: dict, defaults: dict):
@@ -47,8 +54,10 @@ def _course_defaults(config: dict, defaults: dict):
 
 
 def _rule(name: str, reference, config: dict, updated: tuple[str, ...], options: dict, defaults: dict,
-          mistakes: tuple[Mistake, ...], conventions: tuple[dict, ...] = ()) -> Layer:
+          mistakes: tuple[Mistake, ...], conventions: tuple[dict, ...] = (), rate: float = 1e-2,
+          restrictions: tuple[Restriction, ...] = ()) -> Layer:
     optional = tuple(key for key in config if key != "learning_rate")
+    mistakes += (Mistake("next_w", HARD_CODED.format(rate=rate), _constant_rate(reference, rate)),)
     return Layer(
         name=name,
         forward=Function(name, ("next_w",), reference, mistakes=mistakes),
@@ -60,12 +69,21 @@ def _rule(name: str, reference, config: dict, updated: tuple[str, ...], options:
         derive=_course_defaults(config, defaults),
         volume=("steps", "n", "d"),
         describe="w shape {w}, {given}, {steps} step(s), dw scale {dw_scale}",
-        restrictions=COMMON_RESTRICTIONS,
+        restrictions=COMMON_RESTRICTIONS + restrictions,
         steps=Steps(count="steps", replaces="w", carried="config", varying=("dw",), conventions=conventions),
     )
 
 
 # --- buggy rules, each a mistake seen in students' files ---------------------------------------
+
+def _constant_rate(reference, rate: float):
+    """The rule with the course's default learning rate written in, whatever the config says."""
+
+    def rule(w, dw, config=None):
+        return reference(w, dw, {**(config or {}), "learning_rate": rate})
+
+    return rule
+
 
 def _momentum_late_velocity(w, dw, config=None):
     """next_w = w + v with the old velocity, then v updated: the update order swapped."""
@@ -95,13 +113,22 @@ def _rmsprop_eps_inside(w, dw, config=None):
     return w - config["learning_rate"] * dw / np.sqrt(cache + config["epsilon"]), config
 
 
-def _rmsprop_not_squared(w, dw, config=None):
-    config = dict(config or {})
-    for key, value in (("learning_rate", 1e-2), ("decay_rate", 0.99), ("epsilon", 1e-8)):
-        config.setdefault(key, value)
-    cache = config["decay_rate"] * config.get("cache", np.zeros_like(w)) + (1 - config["decay_rate"]) * np.abs(dw)
-    config["cache"] = cache
-    return w - config["learning_rate"] * dw / (np.sqrt(cache) + config["epsilon"]), config
+def _rmsprop_not_squared(magnitude):
+    """The cache averaging |dw| (np.abs(dw)) or dw itself (which goes negative: NaN under np.sqrt)."""
+
+    def rule(w, dw, config=None):
+        config = dict(config or {})
+        for key, value in (("learning_rate", 1e-2), ("decay_rate", 0.99), ("epsilon", 1e-8)):
+            config.setdefault(key, value)
+        decay = config["decay_rate"]
+        cache = decay * config.get("cache", np.zeros_like(w)) + (1 - decay) * magnitude(dw)
+        config["cache"] = cache
+        return w - config["learning_rate"] * dw / (np.sqrt(cache) + config["epsilon"]), config
+
+    return rule
+
+
+NOT_SQUARED = "the cache averages squared gradients: decay_rate * cache + (1 - decay_rate) * dw**2"
 
 
 def _adam(correct_m, correct_v, store_t=True, eps_inside=False, t_after=False):
@@ -158,8 +185,8 @@ RMSPROP = _rule(
     {"decay_rate": 0.99, "epsilon": 1e-8},
     (Mistake("next_w", "epsilon goes outside the square root: dw / (np.sqrt(cache) + epsilon)",
              _rmsprop_eps_inside),
-     Mistake("next_w", "the cache averages squared gradients: decay_rate * cache + (1 - decay_rate) * dw**2",
-             _rmsprop_not_squared)),
+     Mistake("next_w", NOT_SQUARED, _rmsprop_not_squared(np.abs)),
+     Mistake("next_w", NOT_SQUARED, _rmsprop_not_squared(lambda dw: dw))),
 )
 
 ADAM = _rule(
@@ -173,13 +200,14 @@ ADAM = _rule(
     (Mistake("next_w", "Adam divides by the bias corrections: mt = m / (1 - beta1**t), vt = v / (1 - beta2**t)",
              _adam(_none, _none)),
      Mistake("next_w", "the bias correction is 1 - beta**t (beta to the power t), not 1 - beta",
-             _adam(_no_power, _no_power)),
+             _adam(_no_power, _no_power), needs=T_ABOVE_ONE),
      Mistake("next_w", STATE.format(key="t"), _adam(_bias, _bias, store_t=False)),
      Mistake("next_w", "increment t before the bias correction (t = config['t'] + 1), as the course does",
              _adam(_bias, _bias, t_after=True)),
      Mistake("next_w", "epsilon goes outside the square root: mt / (np.sqrt(vt) + epsilon)",
              _adam(_bias, _bias, eps_inside=True))),
     conventions=({"t": 1},),  # 2016-17's starter code began t at 1 (config.setdefault('t', 1))
+    rate=1e-3, restrictions=ADAM_RESTRICTIONS,
 )
 
 LAYERS = (SGD, SGD_MOMENTUM, RMSPROP, ADAM)
