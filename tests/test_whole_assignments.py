@@ -124,7 +124,7 @@ def test_a_failing_model_names_the_failing_layer_it_runs_on_or_blames_the_wiring
     assert "uses layers that failed their own tests: layernorm_forward" in layernorm_model.output
     plain = by_name["FullyConnectedNet: loss and gradients"]
     assert plain.outcome == outcomes.WRONG_VALUE
-    assert "the model is wrong as a whole" in plain.diagnosis and "lacks its 0.5" in plain.diagnosis
+    assert "the model is wrong as a whole" in plain.diagnosis and "needs its 0.5" in plain.diagnosis
     assert "fails only when reg > 0" in plain.diagnosis
 
 
