@@ -18,10 +18,10 @@ import reference
 from gradeconv import outcomes
 from gradeconv.problems import Problem, module_problem
 from gradeconv.results import SubmissionResult, TestResult
-from gradeconv.rubric import Rubric
+from gradeconv.rubric import Rubric, dotted
 from gradeconv.runner import CaseRunner
 from gradeconv.source_check import MODULE_LEVEL, forbidden_imports
-from gradeconv.sandbox import Limits, Session, accounts, landlock, runtime, stage_module
+from gradeconv.sandbox import Limits, Session, accounts, landlock, runtime, stage_package
 from gradeconv.sandbox.failures import MachineFailure
 from gradeconv.sandbox.session import NONE_WARNING, UNCONFINED_NOTE, best_mode
 from gradeconv.sandbox.staging import remove
@@ -123,27 +123,37 @@ def _summary(reasons: list[str]) -> str:
 
 
 def _grade_once(submission: Submission, rubric: Rubric, sandbox: str | None, started: float) -> SubmissionResult:
-    graded = [_grade_module(submission, rubric, module, sandbox) for module in rubric.modules]
-    if any(not part.clean for part in graded):  # a process outlived the kill: trust nothing it touched
+    """Visible tests in one session, hidden tests in a worker of their own, so nothing a hidden test's calls
+    print or leave behind reaches what the student reads; each session serves every graded file."""
+    numbered = list(enumerate(rubric.tests, 1))
+    visible = [(number, test) for number, test in numbered if test.visibility == "visible"]
+    hidden = [(number, test) for number, test in numbered if test.visibility != "visible"]
+    shown = _grade_tests(submission, rubric, sandbox, visible) if visible else None
+    kept = _grade_tests(submission, rubric, sandbox, hidden) if hidden else None
+    parts = [part for part in (shown, kept) if part is not None]
+    if any(not part.clean for part in parts):  # a process outlived the kill: trust nothing it touched
         message = "gradeconv could not stop every process of this submission; it is not graded"
         return _all_failed(submission, rubric, outcomes.ERROR, message, started)
+    graded = [module for part in parts for module in part.modules]
     tests = tuple(sorted((dataclasses.replace(test, description=rubric.tests[test.number - 1].described)
-                          for part in graded for test in part.tests), key=lambda test: test.number))
+                          for module in graded for test in module.tests), key=lambda test: test.number))
     tests = blame_layers(tests, rubric)
-    several = len(graded) > 1
-    lines = [f"{part.module}: {line}" if several else line for part in graded for line in part.lines]
-    problems = [f"{part.module}: {part.problem}" if several else part.problem for part in graded if part.problem]
+    several = len(rubric.modules) > 1
+    said = list(dict.fromkeys((module.module, line) for module in graded for line in module.lines))
+    lines = [*(parts[0].lines if parts else ()), *(f"{name}: {line}" if several else line for name, line in said),
+             *(shown.printed if shown else ())]
+    problems = list(dict.fromkeys(f"{module.module}: {module.problem}" if several else module.problem
+                                  for module in graded if module.problem))
     return SubmissionResult(
         id=submission.id, late=submission.late, path=str(submission.path), tests=tests,
         max_score=rubric.max_score, execution_time=time.monotonic() - started,
-        output="\n".join(lines), sandbox=next((part.sandbox for part in graded if part.sandbox), None),
-        student_seconds=sum(part.student_seconds for part in graded),
-        gradient_forward_calls=sum(part.gradient_calls for part in graded),
-        full_gradient_forward_calls=sum(part.full_calls for part in graded),
-        unexplained_kills=sum(part.unexplained_kills for part in graded),
-        hidden_output="\n".join(f"{part.module}: {line}" if several else line
-                                 for part in graded for line in part.hidden_lines),
-        files_sha256={part.module: part.files_sha256 for part in graded if part.files_sha256},
+        output="\n".join(lines), sandbox=next((part.sandbox for part in parts if part.sandbox), None),
+        student_seconds=sum(part.student_seconds for part in parts),
+        gradient_forward_calls=sum(module.gradient_calls for module in graded),
+        full_gradient_forward_calls=sum(module.full_calls for module in graded),
+        unexplained_kills=sum(part.unexplained_kills for part in parts),
+        hidden_output="\n".join(kept.printed) if kept else "",
+        files_sha256={module.module: module.files_sha256 for module in graded if module.files_sha256},
         problem="\n".join(problems) or None,
     )
 
@@ -180,94 +190,118 @@ def blame_layers(tests: tuple[TestResult, ...], rubric: Rubric) -> tuple[TestRes
 
 @dataclass(frozen=True)
 class ModuleGrade:
-    """The tests of one graded file, and what its session reported."""
+    """The tests of one graded file."""
 
     module: str
     tests: tuple[TestResult, ...]
-    lines: tuple[str, ...]
-    clean: bool = True
-    sandbox: str | None = None
-    student_seconds: float = 0.0
+    lines: tuple[str, ...] = ()  # about this file alone: why its tests could not run
     gradient_calls: int = 0
     full_calls: int = 0
-    unexplained_kills: int = 0
-    printed: tuple[str, ...] = ()  # what its worker printed, quoted: the student's to see for visible tests only
-    hidden_lines: tuple[str, ...] = ()  # what the hidden tests' worker printed: for instructors only
     files_sha256: str | None = None  # of the graded file: the salt of hidden tests' values
     problem: str | None = None  # why none of its tests could run (a syntax error, not this module): said once
 
 
-def _grade_module(submission: Submission, rubric: Rubric, module: str, sandbox: str | None) -> ModuleGrade:
-    """The tests of one graded file: visible tests in one session, hidden tests in a worker of their own,
-    so nothing a hidden test's calls print or leave behind reaches what the student reads."""
-    numbered = [(number, test) for number, test in enumerate(rubric.tests, 1) if rubric.module_of(test) == module]
-    visible = [(number, test) for number, test in numbered if test.visibility == "visible"]
-    hidden = [(number, test) for number, test in numbered if test.visibility != "visible"]
-    shown = _grade_tests(submission, rubric, module, sandbox, visible) if visible else None
-    kept = _grade_tests(submission, rubric, module, sandbox, hidden) if hidden else None
-    parts = [part for part in (shown, kept) if part is not None]
-    if not parts:
-        return ModuleGrade(module, (), ())
-    notes = parts[0]  # the sandbox, the helper, skipped files: the same for both workers
-    return ModuleGrade(
-        module, tuple(sorted((test for part in parts for test in part.tests), key=lambda test: test.number)),
-        notes.lines + (shown.printed if shown else ()), clean=all(part.clean for part in parts),
-        sandbox=notes.sandbox, student_seconds=sum(part.student_seconds for part in parts),
-        gradient_calls=sum(part.gradient_calls for part in parts), full_calls=sum(part.full_calls for part in parts),
-        unexplained_kills=sum(part.unexplained_kills for part in parts),
-        hidden_lines=kept.printed if kept else (), files_sha256=notes.files_sha256,
-        problem=next((part.problem for part in parts if part.problem), None))
+@dataclass(frozen=True)
+class SessionGrade:
+    """The graded files one worker served (the visible or the hidden tests), and what its session reported."""
+
+    modules: tuple[ModuleGrade, ...]
+    lines: tuple[str, ...] = ()  # the sandbox, the helper, skipped files
+    printed: tuple[str, ...] = ()  # what the worker printed, quoted: the student's to see for visible tests only
+    clean: bool = True
+    sandbox: str | None = None
+    student_seconds: float = 0.0
+    unexplained_kills: int = 0
 
 
-def _grade_tests(submission: Submission, rubric: Rubric, module: str, sandbox: str | None,
-                 numbered: list) -> ModuleGrade:
+def _grade_tests(submission: Submission, rubric: Rubric, sandbox: str | None, numbered: list) -> SessionGrade:
+    """The tests of every graded file, in one session whose worker imports each file when first needed."""
+    by_module = {module: [(number, test) for number, test in numbered if rubric.module_of(test) == module]
+                 for module in rubric.modules}
+    by_module = {module: tests for module, tests in by_module.items() if tests}
+    failed, files, submitted_as = [], {}, {}
+    unpacked = Unpacked(submission, next(iter(by_module)))
     try:
-        with Unpacked(submission, module) as module_file:
-            submitted_as = module_file.name
-            stage = stage_module(module_file, rubric.package, module, own_helper=rubric.helper == "submission",
-                                 provided=rubric.provided)
+        for module, tests in by_module.items():
+            try:
+                files[module] = unpacked.find(module)
+                submitted_as[module] = files[module].name
+            except SubmissionError as error:
+                failed.append(_module_failed(module, tests, outcomes.ERROR, str(error), problem=True))
+        stage = stage_package(files, rubric.package, own_helper=rubric.helper == "submission",
+                              provided=rubric.provided) if files else None
     except SubmissionError as error:
-        return _module_failed(module, numbered, outcomes.ERROR, str(error), problem=True)
+        return SessionGrade(tuple(failed) + tuple(_module_failed(module, by_module[module], outcomes.ERROR,
+                                                                 str(error), problem=True) for module in files))
     except OSError as error:  # a full disk, a temporary folder gone: nothing the student did
         raise MachineFailure(f"the submission could not be staged ({error})") from None
-    # judged on the staged copy, the very bytes the worker will import: a use of a forbidden module
-    # fails the tests of the functions using it (and of nothing else), whatever the worker says
+    finally:
+        unpacked.close()
+    if stage is None:
+        return SessionGrade(tuple(failed))
     try:
-        graded_file = (stage.package_dir / module).read_bytes()
-        uses = forbidden_imports(stage.package_dir / module, rubric.forbidden_imports)
-    except BaseException:
-        remove(stage)
-        raise
-    files_sha256 = hashlib.sha256(graded_file).hexdigest()
-    problem = module_problem(graded_file, module, list(dict.fromkeys(test.function for _, test in numbered)),
-                             original_name(submission, submitted_as, module))
-    if problem is not None:  # said once, not once per test
-        remove(stage)
-        return _module_failed(module, numbered, problem.outcome, problem.message, problem=True, hint=problem.hint)
-    if MODULE_LEVEL in uses:
-        remove(stage)
-        message = f"uses {uses[MODULE_LEVEL]} when imported, which this assignment forbids: use numpy only"
-        return _module_failed(module, numbered, outcomes.FORBIDDEN, message)
-    refused = {number: _failed_tests([(number, test)], outcomes.FORBIDDEN,
-                                     f"uses {uses[test.function]}, which this assignment forbids: use numpy only "
-                                     f"(found in the source of {test.function} or a function it calls)")[0]
-               for number, test in numbered if test.function in uses}
-    try:
-        session = Session(stage, sandbox_limits(rubric), called_functions(test for _, test in numbered), sandbox)
+        runnable, refused = _checked_modules(submission, rubric, stage, by_module, files, submitted_as, failed)
+        if not runnable:
+            remove(stage)
+            return SessionGrade(tuple(failed))
+        functions = {f"{rubric.package}.{dotted(module)}": called_functions(test for _, test in by_module[module])
+                     for module in runnable}
+        session = Session(stage, sandbox_limits(rubric), functions, sandbox)
     except BaseException:
         remove(stage)
         raise
     with session:
         if session.mode == "uid":
             protect_from_workers(rubric, submission)
-        runner = CaseRunner(session, rubric, module, salt=files_sha256)
-        tests = tuple(refused[number] if number in refused else runner.run_test(number, test)
-                      for number, test in numbered)
+        graded = []
+        for module, files_sha256 in runnable.items():
+            runner = CaseRunner(session, rubric, module, salt=files_sha256)
+            tests = tuple(refused[number] if number in refused else runner.run_test(number, test)
+                          for number, test in by_module[module])
+            graded.append(ModuleGrade(module, tests, gradient_calls=runner.gradient_calls,
+                                      full_calls=runner.full_calls, files_sha256=files_sha256))
         report = session.close()
     if report.machine_failure:
         raise MachineFailure(report.machine_failure)
+    modules = tuple(sorted((*failed, *graded), key=lambda module: rubric.modules.index(module.module)))
     if not report.clean:
-        return ModuleGrade(module, tests, (), clean=False)
+        return SessionGrade(modules, clean=False)
+    return SessionGrade(modules, _session_lines(report, stage), _printed(report), sandbox=report.sandbox,
+                        student_seconds=session.spent, unexplained_kills=report.unexplained_kills)
+
+
+def _checked_modules(submission: Submission, rubric: Rubric, stage, by_module: dict, files: dict,
+                     submitted_as: dict, failed: list) -> tuple[dict[str, str], dict]:
+    """The staged modules whose tests can run (-> the sha256 of each), judged on the very bytes the worker
+    will import, and the tests refused for a forbidden import; the others' failures go to `failed`.
+
+    A use of a forbidden module fails the tests of the functions using it (and of nothing else),
+    whatever the worker says; a file that cannot be one of the graded modules is said once."""
+    runnable, refused = {}, {}
+    for module in files:
+        numbered = by_module[module]
+        graded_file = (stage.package_dir / module).read_bytes()
+        uses = forbidden_imports(stage.package_dir / module, rubric.forbidden_imports)
+        problem = module_problem(graded_file, module, list(dict.fromkeys(test.function for _, test in numbered)),
+                                 original_name(submission, submitted_as[module], module))
+        if problem is not None:  # said once, not once per test
+            failed.append(_module_failed(module, numbered, problem.outcome, problem.message, problem=True,
+                                         hint=problem.hint))
+        elif MODULE_LEVEL in uses:
+            message = f"uses {uses[MODULE_LEVEL]} when imported, which this assignment forbids: use numpy only"
+            failed.append(_module_failed(module, numbered, outcomes.FORBIDDEN, message))
+        else:
+            refused.update({number: _failed_tests(
+                [(number, test)], outcomes.FORBIDDEN,
+                f"uses {uses[test.function]}, which this assignment forbids: use numpy only "
+                f"(found in the source of {test.function} or a function it calls)")[0]
+                for number, test in numbered if test.function in uses})
+            runnable[module] = hashlib.sha256(graded_file).hexdigest()
+    return runnable, refused
+
+
+def _session_lines(report, stage) -> tuple[str, ...]:
+    """What the session says about the sandbox, the helper and the files left out."""
     lines = [NONE_WARNING if report.sandbox == "none" else f"sandbox: {report.sandbox}"]
     if report.sandbox == "uid" and not report.confined:
         lines.append(UNCONFINED_NOTE)
@@ -275,15 +309,16 @@ def _grade_tests(submission: Submission, rubric: Rubric, module: str, sandbox: s
         lines.append(f"im2col helper: {report.helper_note}")
     for skipped in stage.skipped:
         lines.append(f"not copied from your submission: {skipped}")
+    return tuple(lines)
+
+
+def _printed(report) -> tuple[str, ...]:
     printed = []
     if report.stdout.strip():
         printed.append("your code printed (quoted):\n" + quoted(report.stdout))
     if report.stderr.strip():
         printed.append("your code wrote to stderr (quoted):\n" + quoted(report.stderr))
-    return ModuleGrade(module, tests, tuple(lines), printed=tuple(printed), sandbox=report.sandbox,
-                       student_seconds=session.spent,
-                       gradient_calls=runner.gradient_calls, full_calls=runner.full_calls,
-                       unexplained_kills=report.unexplained_kills, files_sha256=files_sha256)
+    return tuple(printed)
 
 
 def quoted(text: str) -> str:

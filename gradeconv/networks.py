@@ -33,7 +33,7 @@ def judge(session: Session, call: Callable, function: Function, values: CaseValu
         return _constructing(failure, network)
     try:
         if function.name == network.initial:
-            return _judge_initial(session, network, values, model)
+            return _judge_initial(call, network, values, model)
         failure = _judge_calls(session, call, network, function, values, model, tolerance, scored)
         if failure.outcome == outcomes.PASSED and gradient is not None and function.loss:
             return _numeric_check(network, function, values, gradient) or failure
@@ -199,13 +199,13 @@ def _constructing(failure: CaseResult, network: Network) -> CaseResult:
     return replace(failure, message=f"constructing {network.cls}: {failure.message}")
 
 
-def _judge_initial(session: Session, network: Network, values: CaseValues, model: Handle) -> CaseResult:
+def _judge_initial(call: Callable, network: Network, values: CaseValues, model: Handle) -> CaseResult:
     """The parameters the constructor made: names, shapes, dtype, then the spec's checks of their values."""
     expected = network.parameters(values.variables)
-    reply, _ = session.call(network.attribute, [], target=model, get=True,
-                            expected_bytes=sum(8 * int(np.prod(shape)) for shape in expected.values()))
-    if reply.status != "ok":
-        return CaseResult(*outcomes.failed_reply(reply, f"reading {network.cls}.{network.attribute}", ()))
+    failure, reply, _ = call(network.attribute, [], [np.zeros(shape) for shape in expected.values()], [],
+                             target=model, get=True)
+    if failure:
+        return replace(failure, message=f"reading {network.cls}.{network.attribute}: {failure.message}")
     value = reply.header.get("value", {})
     if "mapping" not in value:
         return CaseResult(outcomes.WRONG_TYPE, f"{network.cls}.{network.attribute} must be a dict of arrays")

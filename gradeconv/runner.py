@@ -37,6 +37,7 @@ class CaseRunner:
 
     def __init__(self, session: Session, rubric: Rubric, module: str, salt: str = ""):
         self.session, self.rubric, self.module = session, rubric, module
+        self.imported_as = f"{rubric.package}.{dotted(module)}"  # the module the session calls into
         self.salt = salt  # mixed into hidden tests' values: the graded file's own hash
         self.plan = plan_for(rubric)
         self.gradient_calls = 0
@@ -81,7 +82,7 @@ class CaseRunner:
             return None
 
     def load_failure(self, function: str) -> CaseResult | None:
-        reply = self.session.load()
+        reply = self.session.load(self.imported_as)
         if reply.status != "ok":
             return CaseResult(*outcomes.failed_reply(reply, "importing your module", self.rubric.forbidden_imports))
         function = specs.layer_of(function).defined_as(function)  # a model's phase: the method it calls
@@ -142,7 +143,8 @@ class CaseRunner:
         """(failure or None, reply, handle) of one call; `given` names the arrays in args, in order;
         `how` is passed on to Session.call (kwargs, a model as target)."""
         reply, handle = self.session.call(function, args, keep=keep, writable=self.writable, report=report,
-                                          expected_bytes=sum(array.nbytes for array in expected), **how)
+                                          expected_bytes=sum(array.nbytes for array in expected),
+                                          module=self.imported_as, **how)
         if reply.status == "ok":
             return None, reply, handle
         failure = checks.mutated(reply, given) or CaseResult(

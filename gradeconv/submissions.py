@@ -332,27 +332,32 @@ def _extract_members(bundle: zipfile.ZipFile, members: list[zipfile.ZipInfo], ta
 
 
 class Unpacked:
-    """Context manager giving the graded module of a submission, unzipping if needed."""
+    """Context manager giving the graded module of a submission, unzipping if needed; find() gives
+    its other graded modules from the same unpacked copy."""
 
     def __init__(self, submission: Submission, module_file: str):
         self.submission, self.module_file = submission, module_file
-        self._temporary: Path | None = None
+        self._extracted: Path | None = None
+        self._temporaries: list[Path] = []
 
     def __enter__(self) -> Path:
         try:
-            return self._module()
+            return self.find(self.module_file)
         except BaseException:
-            self.__exit__()  # no temporary folder is left behind when the submission cannot be read
+            self.close()  # no temporary folder is left behind when the submission cannot be read
             raise
 
-    def _module(self) -> Path:
+    def find(self, module_file: str) -> Path:
+        """A graded module of the submission (a zip is unpacked once, on first use)."""
         path = self.submission.path
         if path.is_file() and path.suffix.lower() == ".zip":
-            self._temporary = extract_zip(path)
-            return find_module(self._temporary, self.module_file)
+            if self._extracted is None:
+                self._extracted = extract_zip(path)
+                self._temporaries.append(self._extracted)
+            return find_module(self._extracted, module_file)
         if path.is_file() and path.suffix != ".py":
             raise SubmissionError(f"{path}: expected a .py file, a folder or a .zip")
-        module = find_module(path, self.module_file)
+        module = find_module(path, module_file)
         if self.submission.alone:
             module = self._isolate(module)
         return module
@@ -363,11 +368,16 @@ class Unpacked:
             data = read_regular_file(module, MAX_MODULE_BYTES)
         except NotRegularFile as error:
             raise SubmissionError(f"{module}: {module.name} is {error}") from None
-        self._temporary = temporary_folder("file")
-        copy = self._temporary / module.name
+        folder = temporary_folder("file")
+        self._temporaries.append(folder)
+        copy = folder / module.name
         copy.write_bytes(data)
         return copy
 
     def __exit__(self, *exc_info) -> None:
-        if self._temporary is not None:
-            remove_tree(self._temporary)
+        self.close()
+
+    def close(self) -> None:
+        for folder in self._temporaries:
+            remove_tree(folder)
+        self._temporaries = []

@@ -400,13 +400,13 @@ DEEP = "\n\ndef _unrolled(x):\n    return " + " + ".join(["x"] * 600) + "\n"
 def test_a_long_expression_is_graded_and_leaves_no_stage(rubric, tmp_path, monkeypatch):
     from gradeconv import grading
     stages = []
-    real = grading.stage_module
+    real = grading.stage_package
 
     def recorded(*args, **kwargs):
         stages.append(real(*args, **kwargs))
         return stages[-1]
 
-    monkeypatch.setattr(grading, "stage_module", recorded)
+    monkeypatch.setattr(grading, "stage_package", recorded)
     folder = tmp_path / "unrolled" / "cs231n"
     folder.mkdir(parents=True)
     (folder / "layers.py").write_text(SOURCE + DEEP)

@@ -106,7 +106,7 @@ def test_each_machine_fault_is_not_the_students(fault, monkeypatch, correct, sma
     elif fault == "disk full":
         def full(*args, **kwargs):
             raise OSError(errno.ENOSPC, "No space left on device")
-        monkeypatch.setattr(grading, "stage_module", full)
+        monkeypatch.setattr(grading, "stage_package", full)
         expected = "No space left on device"
     else:
         if not landlock.abi():
@@ -198,14 +198,14 @@ def test_the_batch_reports_not_graded_rows_everywhere_and_resume_grades_them(mon
     arguments = [str(classroom), "--jobs", "1", "--json", str(outputs["json"]), "--csv", str(outputs["csv"]),
                  "--feedback-dir", str(outputs["feedback"]), "--html", str(outputs["html"]),
                  "--canvas-csv", str(outputs["canvas"]), "--assignment", "Conv (123)"]
-    original_stage = grading.stage_module
+    original_stage = grading.stage_package
 
-    def stage_or_fail(module_file, *args, **kwargs):
-        if module_file.parent.parent.name == "bo":
+    def stage_or_fail(files, *args, **kwargs):
+        if any(module_file.parent.parent.name == "bo" for module_file in files.values()):
             raise OSError(errno.ENOSPC, "No space left on device")
-        return original_stage(module_file, *args, **kwargs)
+        return original_stage(files, *args, **kwargs)
 
-    monkeypatch.setattr(grading, "stage_module", stage_or_fail)
+    monkeypatch.setattr(grading, "stage_package", stage_or_fail)
     status = cli.main(arguments)
     err = capsys.readouterr().err
     assert status == cli.NOT_GRADED
@@ -223,7 +223,7 @@ def test_the_batch_reports_not_graded_rows_everywhere_and_resume_grades_them(mon
     assert "Score: not graded" in (outputs["feedback"] / "bo.md").read_text()
     assert "not graded (the machine failed" in outputs["html"].read_text()
 
-    monkeypatch.setattr(grading, "stage_module", original_stage)  # the machine is fixed
+    monkeypatch.setattr(grading, "stage_package", original_stage)  # the machine is fixed
     status = cli.main([*arguments, "--resume"])
     err = capsys.readouterr().err
     assert status == 0 and "grading the 1 submission(s) that were not graded" in err

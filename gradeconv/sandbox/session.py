@@ -111,14 +111,22 @@ def best_mode() -> str:
 
 
 class Session:
-    """Calls into one submission's module, each under the per-call limit."""
+    """Calls into one submission's graded modules, each call under the per-call limit.
 
-    def __init__(self, stage: Stage, limits: Limits, functions: list[str], mode: str | None = None):
-        self.stage, self.limits, self.functions = stage, limits, list(functions)
+    functions: the functions to look up in the stage's module, or by module (dotted name) for a
+    stage holding several graded files of one package (layers.py, optim.py, classifiers/fc_net.py):
+    one worker imports each module when it is first needed.
+    """
+
+    def __init__(self, stage: Stage, limits: Limits, functions: list[str] | dict[str, list[str]],
+                 mode: str | None = None):
+        self.stage, self.limits = stage, limits
+        self.functions = dict(functions) if isinstance(functions, dict) else {stage.module: list(functions)}
         self.isolation = _isolation(mode or best_mode(), stage)
         self.worker: WorkerProcess | None = None
         self.generation = 0  # workers started so far
-        self.load_reply: Reply | None = None
+        self.load_replies: dict[str, Reply] = {}  # each module's import in the first worker that tried it
+        self.imported: set[str] = set()  # the modules the current worker has imported
         self.report: SandboxReport | None = None
         self.keys = itertools.count()
         self.spent = 0.0
@@ -146,28 +154,43 @@ class Session:
     def remaining(self) -> float:
         return self.limits.submission_seconds - self.spent
 
-    def load(self) -> Reply:
-        """The answer to importing the student's module in the first worker."""
-        if self.load_reply is None:
-            self.load_reply = self._start()
-        return self.load_reply
+    def load(self, module: str | None = None) -> Reply:
+        """The answer to importing a graded module (default: the stage's) in the first worker that tried."""
+        module = module or self.stage.module
+        if module not in self.load_replies:
+            self.load_replies[module] = self._import(module)
+        return self.load_replies[module]
 
-    def _start(self) -> Reply:
-        """A fresh worker with the student's module imported; the reply to that import."""
+    def _import(self, module: str) -> Reply:
+        """The module imported in the current worker (started first if there is none); the reply to that."""
+        if self.worker is None:
+            started = self._start()
+            if started is not None:
+                return started
+        reply = self._request({"op": "load", "module": module, "functions": self.functions.get(module, [])}, [],
+                              NO_ARRAYS)
+        if reply.status == "ok":
+            self.imported.add(module)
+        return reply
+
+    def _start(self) -> Reply | None:
+        """A fresh worker, ready (no module imported yet); else the reply every request gets."""
         stopped = self._stopped()
         if stopped is not None:
             return stopped
         if self.generation:
             self._clear_leftovers()
+        first = next(iter(self.functions), self.stage.module)
         try:
-            started = WorkerProcess(self.stage, self.limits, self.functions, self.isolation)
+            started = WorkerProcess(self.stage, self.limits, self.functions.get(first, []), self.isolation)
         except MachineFailure as failure:  # every later call is not run; grading sees why (close's report)
             self.machine_failure = str(failure)
             return Reply("not_run", message=self.machine_failure)
         with self._lock:
             self.worker = started
+            self.imported = set()
         self.generation += 1
-        return self._request({"op": "load"}, [], NO_ARRAYS)
+        return None
 
     def _clear_leftovers(self) -> None:
         """Before a restarted worker: what the stopped one left in its work folder and scratch folders goes,
@@ -180,19 +203,21 @@ class Session:
 
     def call(self, function: str, args: list, keep: bool = False, expected_bytes: int = 0,
              writable: bool = False, report: list[tuple[int, list[str]]] = (), kwargs: dict | None = None,
-             target: Handle | None = None, get: bool = False) -> tuple[Reply, Handle | None]:
+             target: Handle | None = None, get: bool = False, module: str | None = None) -> tuple[Reply, Handle | None]:
         """Call `function(*args, **kwargs)` in the worker; with keep, its return value stays there as a Handle.
 
         expected_bytes is the size of the correct answer's arrays; a reply far larger is refused
         unread. Inputs reach the student read-only unless writable (or wrapped in Writable).
         report names (argument index, keys) of dict arguments whose entries the reply carries back.
         With target, `function` is a method of that stored value (a model's loss); with get, the
-        attribute itself is returned, not called (a model's params).
+        attribute itself is returned, not called (a model's params). module: the graded module whose
+        function it is (dotted; default: the stage's).
         """
-        if self.load().status != "ok":
-            return self.load_reply, None
-        if self.worker is None:
-            reloaded = self._start()
+        module = module or self.stage.module
+        if self.load(module).status != "ok":
+            return self.load_replies[module], None
+        if self.worker is None or module not in self.imported:
+            reloaded = self._import(module)
             if reloaded.status != "ok":  # the restarted worker failed its import this time
                 return reloaded, None
         arrays: list[np.ndarray] = []
@@ -203,7 +228,8 @@ class Session:
         except LookupError as error:
             return Reply("protocol", message=str(error)), None
         handle = Handle(next(self.keys), self.generation) if keep else None
-        header = {"op": "call", "function": function, "args": specs, "kwargs": keywords, "target": owner,
+        header = {"op": "call", "module": module, "function": function, "args": specs, "kwargs": keywords,
+                  "target": owner,
                   "get": get, "store": handle.key if handle else None, "writable": writable,
                   "report": [[index, list(keys)] for index, keys in report]}
         reply = self._request(header, arrays, reply_budget(expected_bytes))
@@ -243,6 +269,7 @@ class Session:
     def _drop_worker(self) -> None:
         with self._lock:
             worker, self.worker = self.worker, None
+            self.imported = set()
         if worker is not None:
             worker.kill()
 

@@ -53,21 +53,30 @@ class Stage:
 
 def stage_module(module_file: Path, package: str, module_path: str, own_helper: bool,
                  provided: tuple[str, ...] = ()) -> Stage:
-    """Copy the graded module and the rest of its package's .py files (regular files only) into a fresh stage.
+    """Copy one graded module and the rest of its package's .py files (regular files only) into a fresh stage.
 
     module_path is the graded file inside the package (layers.py, classifiers/fc_net.py); the
     package's root is that many folders above module_file.
     """
+    return stage_package({module_path: module_file}, package, own_helper, provided)
+
+
+def stage_package(files: dict[str, Path], package: str, own_helper: bool, provided: tuple[str, ...] = ()) -> Stage:
+    """Copy the graded modules (module path in the package -> the file found) and the rest of their package.
+
+    The package's root is found from the first module that sits at its path inside a package folder; a
+    graded file found elsewhere (or given by itself) is written at its path all the same. The stage's
+    module is the first one's.
+    """
     root = temporary_folder(STAGE_KIND)
     try:
-        return _fill(root, module_file, package, module_path, own_helper, provided)
+        return _fill(root, files, package, own_helper, provided)
     except BaseException:
         remove_tree(root)
         raise
 
 
-def _fill(root: Path, module_file: Path, package: str, module_path: str, own_helper: bool,
-          provided: tuple[str, ...]) -> Stage:
+def _fill(root: Path, files: dict[str, Path], package: str, own_helper: bool, provided: tuple[str, ...]) -> Stage:
     for folder in ("runtime", "pkg", "work", "logs"):
         (root / folder).mkdir()
     shutil.copyfile(worker.__file__, root / "runtime" / "worker.py")
@@ -75,21 +84,16 @@ def _fill(root: Path, module_file: Path, package: str, module_path: str, own_hel
     package_dir = root / "pkg" / package
     package_dir.mkdir()
     (package_dir / "__init__.py").write_text("")
-    parts = module_path.split("/")
-    if module_file.parts[-len(parts):] == tuple(parts):
-        package_root = module_file.parents[len(parts) - 1]
-    else:  # a file given by itself (a student checking fc_net.py alone): nothing else is copied
-        package_root = None
-    folder = os.open(module_file.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        module_bytes = _read_module(module_file, folder)
-    finally:
-        os.close(folder)
-    copied, skipped = _copy_package(package_root, package_dir, exclude=module_path) if package_root else (set(), [])
-    target = package_dir.joinpath(*parts)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _package_markers(package_dir, target.parent)
-    target.write_bytes(module_bytes)
+    graded = {module_path: _read_module(module_file) for module_path, module_file in files.items()}
+    package_root = next((_package_root(module_file, module_path) for module_path, module_file in files.items()
+                         if _package_root(module_file, module_path) is not None), None)
+    copied, skipped = (_copy_package(package_root, package_dir, exclude=set(files)) if package_root
+                       else (set(), []))
+    for module_path, module_bytes in graded.items():
+        target = package_dir.joinpath(*module_path.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _package_markers(package_dir, target.parent)
+        target.write_bytes(module_bytes)
     shipped = HELPER in copied
     note = None
     if shipped and own_helper:
@@ -101,8 +105,16 @@ def _fill(root: Path, module_file: Path, package: str, module_path: str, own_hel
     for name in provided:
         if name in ALWAYS_PROVIDED or name not in copied:
             shutil.copyfile(PROVIDED / name, package_dir / name)
-    return Stage(root=root, package=package, module=f"{package}.{'.'.join(parts)[:-3]}", helper_note=note,
+    first = next(iter(files))
+    return Stage(root=root, package=package, module=f"{package}.{first[:-3].replace('/', '.')}", helper_note=note,
                  skipped=tuple(skipped))
+
+
+def _package_root(module_file: Path, module_path: str) -> Path | None:
+    """The package folder holding module_file at module_path; None for a file given by itself (fc_net.py
+    checked alone): nothing beside it is copied."""
+    parts = tuple(module_path.split("/"))
+    return module_file.parents[len(parts) - 1] if module_file.parts[-len(parts):] == parts else None
 
 
 def _package_markers(package_dir: Path, folder: Path) -> None:
@@ -114,15 +126,18 @@ def _package_markers(package_dir: Path, folder: Path) -> None:
         folder = folder.parent
 
 
-def _read_module(module_file: Path, folder: int) -> bytes:
+def _read_module(module_file: Path) -> bytes:
     """The graded module's bytes; it must be a regular file."""
+    folder = os.open(module_file.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         return read_regular_file(module_file.name, MAX_COPIED_FILE_BYTES, dir_fd=folder)
     except NotRegularFile as error:
         raise SubmissionError(f"{module_file}: {module_file.name} is {error}; submit the file itself") from None
+    finally:
+        os.close(folder)
 
 
-def _copy_package(package_root: Path, package_dir: Path, exclude: str) -> tuple[set[str], list[str]]:
+def _copy_package(package_root: Path, package_dir: Path, exclude: set[str]) -> tuple[set[str], list[str]]:
     """Copy the regular .py files of the package, its subfolders MAX_DEPTH deep, never through a link.
 
     The package's own __init__.py files are not copied (the staged ones are empty: importing the
@@ -142,7 +157,7 @@ def _copy_package(package_root: Path, package_dir: Path, exclude: str) -> tuple[
                         pending.append((relative + "/", os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
                                                                 | os.O_NOFOLLOW, dir_fd=folder)))
                     continue
-                if not name.endswith(".py") or name == "__init__.py" or relative == exclude:
+                if not name.endswith(".py") or name == "__init__.py" or relative in exclude:
                     continue
                 if len(copied) >= MAX_FILES:
                     skipped.append(f"{relative} (more than {MAX_FILES} .py files)")
