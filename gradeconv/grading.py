@@ -3,7 +3,8 @@
 A plain function with picklable inputs and outputs and no global state, so any
 executor can run it (a local process pool today, a distributed one later).
 Data flows one way: rubric -> cases -> calls into the sandbox -> checks -> results.
-Each graded file gets its own session; gradeconv/runner.py runs the tests in it.
+The visible tests get one session and the hidden tests another, each serving every graded file of
+the submission; gradeconv/runner.py runs the tests in it.
 """
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def grade_submission(submission: Submission, rubric: Rubric, sandbox: str | None
     """Grade every test of the rubric on one submission.
 
     sandbox forces an isolation mode (bubblewrap, uid, none); by default the strongest available.
-    Each graded file (layers.py, rnn_layers.py) gets its own sandboxed session.
+    One sandboxed session serves every graded file (layers.py, optim.py, classifiers/fc_net.py) of the visible
+    tests, another those of the hidden tests.
 
     What the machine does wrong never costs the student: a sandbox that fails to start (MachineFailure)
     is retried after a pause, and so is a grade in which a worker died of a SIGKILL gradeconv did not
