@@ -81,7 +81,7 @@ def compare(name: str, got: np.ndarray, expected: np.ndarray, tolerance: Referen
     return CaseResult(
         outcomes.WRONG_VALUE,
         f"{name} is wrong: largest error {largest:.3g} at index {where} "
-        f"(got {got[where]:.6g}, expected {expected[where]:.6g})",
+        f"(got {_apart(got[where], expected[where])})",
         output=name, max_error=largest, where=where, difference=error,
     )
 
@@ -106,13 +106,22 @@ def _non_finite(name: str, got: np.ndarray) -> CaseResult:
                       output=name, where=where)
 
 
+def _apart(got: float, expected: float) -> str:
+    """'got, expected ...' with digits enough that the two differ where they do (6 at least)."""
+    for digits in range(6, 18):
+        shown, wanted = f"{got:.{digits}g}", f"{expected:.{digits}g}"
+        if shown != wanted:
+            break
+    return f"{shown}, expected {wanted}"
+
+
 def _compare_scalar(name: str, got: float, expected: float, tolerance: ReferenceCheck) -> CaseResult | None:
     if not np.isfinite(got):
         return CaseResult(outcomes.WRONG_VALUE, f"{name} is {got} (expected {expected:.6g})", output=name)
     error = abs(got - expected)
     if error <= tolerance.atol + tolerance.rtol * abs(expected):
         return None
-    return CaseResult(outcomes.WRONG_VALUE, f"{name} is wrong: got {got:.6g}, expected {expected:.6g} "
+    return CaseResult(outcomes.WRONG_VALUE, f"{name} is wrong: got {_apart(got, expected)} "
                                             f"(error {error:.3g})", output=name, max_error=error)
 
 

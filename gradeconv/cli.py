@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="check your own file (students): visible tests only")
     check.add_argument("path", type=Path, metavar="FILE_OR_DIR")
     _rubric_option(check)
-    check.add_argument("--function", metavar="NAME", help="check only this function's tests, e.g. conv_forward_naive")
+    check.add_argument("--function", metavar="NAME", help="check only this function's tests, e.g. "
+                                                          "conv_forward_naive; a model's name: all its tests")
     check.add_argument("--brief", action="store_true", help="one line per failing test")
     check.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
@@ -364,7 +365,7 @@ def check(args: argparse.Namespace) -> int:
     full = load_rubric(args.rubric)
     rubric = _visible_tests(full, args.function)
     hidden_points = sum(test.points for test in full.tests if test.visibility != "visible"
-                        and args.function in (None, test.function))
+                        and args.function in (None, test.function, test.function.split(".")[0]))
     problem = submission_problem(args.path, rubric)  # README.md, a notebook...: one line, not 15 failures
     if problem:
         raise UserError(problem)
@@ -391,7 +392,7 @@ def _visible_tests(rubric: rubrics.Rubric, function: str | None) -> rubrics.Rubr
         raise UserError(f"{rubric.path}: the rubric has no visible tests to check")
     if function is not None:
         names = list(dict.fromkeys(test.function for test in visible))
-        visible = tuple(test for test in visible if test.function == function)
+        visible = tuple(test for test in visible if function in (test.function, test.function.split(".")[0]))
         if not visible:
             raise UserError(f"--function {function}: no visible test of this rubric grades it; "
                             f"its functions: {', '.join(names)}")
