@@ -97,7 +97,7 @@ tests:
 """
 
 
-def test_tests_of_several_files_are_graded_each_in_its_own_session(tmp_path):
+def test_tests_of_several_files_are_graded_in_one_session_each_file_failing_alone(tmp_path):
     rubric_path = tmp_path / "rubric.yaml"
     rubric_path.write_text(TWO_FILES)
     rubric = rubrics.load(rubric_path)
@@ -111,7 +111,12 @@ def test_tests_of_several_files_are_graded_each_in_its_own_session(tmp_path):
     assert outcomes == [("relu forward in layers.py", "passed"), ("relu forward in extra_layers.py", "wrong_value"),
                         ("relu backward in layers.py", "passed")]
     assert result.score == 3
-    assert "layers.py: sandbox:" in result.output and "extra_layers.py: sandbox:" in result.output
+    assert result.output.count("sandbox:") == 1  # one worker imported both files
+    assert set(result.files_sha256) == {"layers.py", "extra_layers.py"}
+
+    (package / "extra_layers.py").write_text("def relu_forward(x):\n    return x, x\n\nraise SystemExit('broken')\n")
+    result = grade_submission(Submission("student", tmp_path / "student"), rubric)
+    assert [test.outcome for test in result.tests] == ["passed", "error", "passed"]
 
     (package / "extra_layers.py").unlink()  # a missing file fails its own tests only
     result = grade_submission(Submission("student", tmp_path / "student"), rubric)

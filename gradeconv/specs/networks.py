@@ -58,8 +58,10 @@ def _phases(cls: str, test_mode: tuple[Call, ...]) -> dict[str, tuple[Call, ...]
 
 
 def _functions(cls: str, reference, mistakes: tuple[Mistake, ...] = ()) -> tuple[Function, ...]:
-    return (Function(f"{cls}.loss", ("loss", "grads"), reference, loss=True, mistakes=mistakes),
-            Function(f"{cls}.scores", ("scores",), reference, mistakes=mistakes),
+    return (Function(f"{cls}.loss", ("loss", "grads"), reference, loss=True,
+                     mistakes=tuple(mistake for mistake in mistakes if mistake.output in ("loss", "grads"))),
+            Function(f"{cls}.scores", ("scores",), reference,
+                     mistakes=tuple(mistake for mistake in mistakes if mistake.output == "scores")),
             Function(f"{cls}.__init__", ("params",), reference))
 
 
