@@ -362,3 +362,45 @@ def test_a_correct_whole_assignment_beside_the_attacks_still_gets_every_point(tm
     rubric = rubric_of({AFFINE, "sgd_momentum", "adam", FC_LOSS, FC_INIT, "ThreeLayerConvNet: scores"})
     result = grade(folder, rubric)
     assert {test.outcome for test in result.tests} == {outcomes.PASSED} and result.score == rubric.max_score
+
+
+# --- the provided helpers ----------------------------------------------------------------------------------------
+
+DELEGATING_LAYERS = '''
+
+
+from cs231n import fast_layers as _fast
+
+
+def conv_forward_naive(x, w, b, conv_param):
+    out, _ = _fast.conv_forward_strides(x, w, b, conv_param)
+    return out, (x, w, b, conv_param)
+
+
+def conv_backward_naive(dout, cache):
+    x, w, b, conv_param = cache
+    return _fast.conv_backward_strides(dout, _fast.conv_forward_strides(x, w, b, conv_param)[1])
+
+
+def max_pool_forward_naive(x, pool_param):
+    return _fast.max_pool_forward_fast(x, pool_param)[0], (x, pool_param)
+
+
+def max_pool_backward_naive(dout, cache):
+    x, pool_param = cache
+    return _fast.max_pool_backward_fast(dout, _fast.max_pool_forward_fast(x, pool_param)[1])
+'''
+NAIVE = {"conv forward", "conv forward: no padding (pad = 0)", "conv backward", "conv backward: no padding (pad = 0)",
+         "max-pool forward", "max-pool backward", "max-pool backward: overlapping windows (stride < pool size)"}
+
+
+@pytest.mark.xfail(strict=True, reason="the whole-assignment rubric stages the provided fast_layers.py (correct numpy "
+                                       "conv and pool) beside layers.py, and nothing keeps the naive layers from "
+                                       "calling it: a policy for the instructor (a source check, or fast_layers "
+                                       "staged only for the models), not a sandbox fault")
+def test_naive_layers_that_only_call_the_provided_fast_layers_earn_nothing(tmp_path):
+    folder = student(tmp_path)
+    layers = folder / "cs231n" / "layers.py"
+    layers.write_text(layers.read_text() + DELEGATING_LAYERS)
+    result = grade(folder, rubric_of(NAIVE))
+    assert result.score == 0, by_name(result)
