@@ -404,3 +404,16 @@ def test_naive_layers_that_only_call_the_provided_fast_layers_earn_nothing(tmp_p
     layers.write_text(layers.read_text() + DELEGATING_LAYERS)
     result = grade(folder, rubric_of(NAIVE))
     assert result.score == 0, by_name(result)
+
+
+def test_a_folder_named_like_a_graded_file_or_a_helper_does_not_hide_it(tmp_path):
+    """A package wins over a module of the same name: classifiers/fc_net/, optim/ or fast_layers/ staged beside
+    fc_net.py, optim.py or the provided fast_layers.py made the worker import an empty package instead, failing
+    correct files (and running code the graded file's source checks never read)."""
+    folder = student(tmp_path, files=("layers.py", "optim.py", "classifiers/fc_net.py", "classifiers/cnn.py"))
+    package = folder / "cs231n"
+    for shadow in ("classifiers/fc_net", "optim", "fast_layers", "im2col"):
+        (package / shadow).mkdir()
+        (package / shadow / "notes.py").write_text("")
+    result = grade(folder, rubric_of({AFFINE, "sgd_momentum", FC_LOSS, "ThreeLayerConvNet: scores"}))
+    assert {test.outcome for test in result.tests} == {outcomes.PASSED}, by_name(result)
