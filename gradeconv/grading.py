@@ -309,9 +309,26 @@ def _session_lines(report, stage) -> tuple[str, ...]:
         lines.append(UNCONFINED_NOTE)
     if report.helper_note:
         lines.append(f"im2col helper: {report.helper_note}")
-    for skipped in stage.skipped:
-        lines.append(f"not copied from your submission: {skipped}")
+    for skipped in stage.skipped[:SKIPPED_SHOWN]:
+        lines.append(f"not copied from your submission: {file_name(skipped)}")
+    if len(stage.skipped) > SKIPPED_SHOWN:
+        lines.append(f"not copied from your submission: {len(stage.skipped) - SKIPPED_SHOWN} more files")
     return tuple(lines)
+
+
+#: files left out of the stage named one per line before the rest are counted
+SKIPPED_SHOWN = 10
+
+
+def file_name(text: str) -> str:
+    """A name from the student's file system on one line of valid text: a line break in it cannot pose as a
+    line of the grader's, and bytes that are not UTF-8 (kept by Python as lone surrogates) cannot stop
+    a report from being written."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return outcomes.one_line(raw.decode("utf-8", "backslashreplace"))
 
 
 def _printed(report) -> tuple[str, ...]:

@@ -87,8 +87,8 @@ def _fill(root: Path, files: dict[str, Path], package: str, own_helper: bool, pr
     graded = {module_path: _read_module(module_file) for module_path, module_file in files.items()}
     package_root = next((_package_root(module_file, module_path) for module_path, module_file in files.items()
                          if _package_root(module_file, module_path) is not None), None)
-    copied, skipped = (_copy_package(package_root, package_dir, exclude=set(files)) if package_root
-                       else (set(), []))
+    copied, skipped = (_copy_package(package_root, package_dir, exclude=set(files),
+                                     modules={*files, HELPER, *provided}) if package_root else (set(), []))
     for module_path, module_bytes in graded.items():
         target = package_dir.joinpath(*module_path.split("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -137,44 +137,63 @@ def _read_module(module_file: Path) -> bytes:
         os.close(folder)
 
 
-def _copy_package(package_root: Path, package_dir: Path, exclude: set[str]) -> tuple[set[str], list[str]]:
+def _copy_package(package_root: Path, package_dir: Path, exclude: set[str],
+                  modules: set[str] = frozenset()) -> tuple[set[str], list[str]]:
     """Copy the regular .py files of the package, its subfolders MAX_DEPTH deep, never through a link.
 
     The package's own __init__.py files are not copied (the staged ones are empty: importing the
     package runs nothing of the student's). Returns (relative paths copied, "path (why)" of those skipped).
+    Depth first, a folder's files before its subfolders: at most MAX_DEPTH folders are open at once, however
+    many subfolders a submission has (thousands of them must not exhaust the grader's file descriptors).
+    A folder named like a module the stage holds (a file beside it, or `modules`: the graded files and the
+    helpers, by path in the package) is left out: a package wins over a module, and would hide it.
     """
     copied: set[str] = set()
     skipped: list[str] = []
-    pending = [("", os.open(package_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))]
-    while pending:
-        prefix, folder = pending.pop()
-        try:
-            for name in sorted(os.listdir(folder)):
-                relative = prefix + name
-                info = os.stat(name, dir_fd=folder, follow_symlinks=False)
-                if stat.S_ISDIR(info.st_mode):
-                    if relative.count("/") + 1 < MAX_DEPTH and name.isidentifier():
-                        pending.append((relative + "/", os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-                                                                | os.O_NOFOLLOW, dir_fd=folder)))
-                    continue
-                if not name.endswith(".py") or name == "__init__.py" or relative in exclude:
-                    continue
-                if len(copied) >= MAX_FILES:
-                    skipped.append(f"{relative} (more than {MAX_FILES} .py files)")
-                    continue
-                try:
-                    data = read_regular_file(name, MAX_COPIED_FILE_BYTES, dir_fd=folder)
-                except NotRegularFile as reason:
-                    skipped.append(f"{relative} ({reason})")
-                    continue
-                target = package_dir / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _package_markers(package_dir, target.parent)
-                target.write_bytes(data)
-                copied.add(relative)
-        finally:
-            os.close(folder)
+    root = os.open(package_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _copy_folder(root, "", package_dir, exclude, copied, skipped, modules)
+    finally:
+        os.close(root)
     return copied, skipped
+
+
+def _copy_folder(folder: int, prefix: str, package_dir: Path, exclude: set[str], copied: set[str],
+                 skipped: list[str], modules: set[str]) -> None:
+    """The .py files of one open folder (relative path `prefix`), then its subfolders, each opened in turn."""
+    subfolders = []
+    names = sorted(os.listdir(folder))
+    for name in names:
+        relative = prefix + name
+        info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        if stat.S_ISDIR(info.st_mode):
+            if relative.count("/") + 1 < MAX_DEPTH and name.isidentifier():
+                if f"{relative}.py" in modules or f"{name}.py" in names:
+                    skipped.append(f"{relative}/ (a folder named like the module {name}.py, which it would hide)")
+                else:
+                    subfolders.append(name)
+            continue
+        if not name.endswith(".py") or name == "__init__.py" or relative in exclude:
+            continue
+        if len(copied) >= MAX_FILES:
+            skipped.append(f"{relative} (more than {MAX_FILES} .py files)")
+            continue
+        try:
+            data = read_regular_file(name, MAX_COPIED_FILE_BYTES, dir_fd=folder)
+        except NotRegularFile as reason:
+            skipped.append(f"{relative} ({reason})")
+            continue
+        target = package_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _package_markers(package_dir, target.parent)
+        target.write_bytes(data)
+        copied.add(relative)
+    for name in subfolders:
+        inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=folder)
+        try:
+            _copy_folder(inner, prefix + name + "/", package_dir, exclude, copied, skipped, modules)
+        finally:
+            os.close(inner)
 
 
 def remove(stage: Stage) -> None:
