@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from gradeconv import rubric as rubrics
-from gradeconv.grading import grade_submission
+from gradeconv.judging.grading import grade_submission
 from gradeconv.private import private_folder
 from gradeconv.submissions import Submission
 

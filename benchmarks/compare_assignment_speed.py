@@ -27,7 +27,7 @@ SCRIPT = """
 import sys, time
 from pathlib import Path
 from gradeconv import rubric as rubrics
-from gradeconv.grading import grade_submission
+from gradeconv.judging.grading import grade_submission
 from gradeconv.submissions import Submission
 name, path, repeats = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 bundled = rubrics.bundled()

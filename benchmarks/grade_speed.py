@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from gradeconv import rubric as rubrics
-from gradeconv.grading import called_functions, grade_submission, sandbox_limits
+from gradeconv.judging.grading import called_functions, grade_submission, sandbox_limits
 from gradeconv.sandbox import Session, stage_module
 from gradeconv.submissions import Submission, Unpacked
 

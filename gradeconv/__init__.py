@@ -13,7 +13,7 @@ def grade(path, rubric=None, sandbox: str | None = None):
     mode (bubblewrap, uid or none); by default the strongest the machine offers.
     """
     from gradeconv import rubric as rubrics
-    from gradeconv.grading import grade_submission
+    from gradeconv.judging.grading import grade_submission
     from gradeconv.submissions import discover
 
     if not isinstance(rubric, rubrics.Rubric):

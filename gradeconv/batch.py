@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Callable, Iterator
 
-from gradeconv.grading import grade_submission, not_graded
+from gradeconv.judging.grading import grade_submission, not_graded
 from gradeconv.rubric import Rubric
 from gradeconv.submissions import Submission
 

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gradeconv import __version__, batch, output_paths, similarity
 from gradeconv import rubric as rubrics
-from gradeconv.grading import grade_submission, protect_class
+from gradeconv.judging.grading import grade_submission, protect_class
 from gradeconv.notebook import submission_problem
 from gradeconv.platforms import canvas, gradescope_zip, prairielearn
 from gradeconv.reports import csv_report, feedback, gradescope, html_report, json_report, similarity_report, terminal

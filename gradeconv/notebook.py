@@ -86,7 +86,7 @@ def check(path, rubric=None, sandbox: str | None = None) -> "CheckResult":
     file, or a Rubric. sandbox forces an isolation mode (bubblewrap, uid or none).
     Raises NotASubmission (a ValueError) for a path that cannot be a submission.
     """
-    from gradeconv.grading import grade_submission
+    from gradeconv.judging.grading import grade_submission
     from gradeconv.submissions import Submission
 
     target = _path_of(path)

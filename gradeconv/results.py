@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradeconv.cases import Case
+from gradeconv.judging.cases import Case
 from gradeconv.outcomes import FATAL
 
 

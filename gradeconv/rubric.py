@@ -18,7 +18,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
                       model_validator)
 
 from gradeconv import specs
-from gradeconv.cases import Space, space_of, validate_explicit, validate_space
+from gradeconv.judging.cases import Space, space_of, validate_explicit, validate_space
 
 BUNDLED = Path(__file__).with_name("rubrics")
 DEFAULT_RUBRIC = BUNDLED / "default.yaml"

@@ -1408,7 +1408,7 @@ def _attack():
     _try("udp", _udp)
     _jsys.meta_path[:] = [f for f in _jsys.meta_path if type(f).__name__ != "ForbiddenImports"]
     _jsys.path += [__SITE__, __ROOT__]
-    for name in ("pydantic", "hypothesis", "gradeconv.grading", "reference.layers"):
+    for name in ("pydantic", "hypothesis", "gradeconv.judging.grading", "reference.layers"):
         _try("import " + name, lambda: _import(name))
     deadline = _jtime.monotonic() + 1.2  # meanwhile the honest classmate is being graded: hit its live stage
     while _jtime.monotonic() < deadline:

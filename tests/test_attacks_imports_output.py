@@ -17,8 +17,8 @@ import pytest
 
 from gradeconv import outcomes
 from gradeconv import rubric as rubrics
-from gradeconv.grading import grade_submission
-from gradeconv.source_check import forbidden_imports
+from gradeconv.judging.grading import grade_submission
+from gradeconv.judging.source_check import forbidden_imports
 from gradeconv.sandbox import landlock
 from gradeconv.sandbox import session as session_module
 from gradeconv.submissions import Submission
@@ -398,7 +398,7 @@ DEEP = "\n\ndef _unrolled(x):\n    return " + " + ".join(["x"] * 600) + "\n"
 
 
 def test_a_long_expression_is_graded_and_leaves_no_stage(rubric, tmp_path, monkeypatch):
-    from gradeconv import grading
+    from gradeconv.judging import grading
     stages = []
     real = grading.stage_package
 

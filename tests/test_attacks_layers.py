@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from gradeconv import rubric as rubrics
-from gradeconv.grading import grade_submission
+from gradeconv.judging.grading import grade_submission
 from gradeconv.submissions import Submission
 from tests.conftest import skip_unless_available
 from tests.test_attacks import FIND_WORKER
@@ -514,7 +514,7 @@ def _digest(value, hasher) -> None:
 
 def plan_digest(rubric, keys=None) -> tuple[list, str]:
     """The plan's case keys (or the given ones) and a digest of their values and of the drawn cases."""
-    from gradeconv.plan import plan_for
+    from gradeconv.judging.plan import plan_for
     plan = plan_for(rubric)
     keys = list(plan._values) if keys is None else keys
     hasher = hashlib.sha256()
@@ -607,7 +607,7 @@ def test_f_no_submission_changes_the_plan_or_a_classmates_grade(grade):
     assert graded(again) == graded(first), summary(again)
     # shrinking adds cases; the ones there before are bit for bit unchanged (caches and param dicts included)
     assert plan_digest(rubric, keys)[1] == before
-    from gradeconv.plan import plan_for
+    from gradeconv.judging.plan import plan_for
     for key, values in plan_for(rubric)._values.items():
         for part in (values.inputs, values.reference_outputs, values.reference_updates, values.upstream):
             for array in part.values():

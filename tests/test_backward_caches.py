@@ -14,8 +14,8 @@ import pytest
 
 from gradeconv import outcomes
 from gradeconv import rubric as rubrics
-from gradeconv.grading import grade_submission
-from gradeconv.runner import FORWARD_WRONG
+from gradeconv.judging.grading import grade_submission
+from gradeconv.judging.runner import FORWARD_WRONG
 from gradeconv.submissions import Submission
 
 NOTE = FORWARD_WRONG.strip(" ()")

@@ -15,7 +15,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from gradeconv import cli, dask_pool  # noqa: E402
-from gradeconv.grading import grade_submission  # noqa: E402
+from gradeconv.judging.grading import grade_submission  # noqa: E402
 from gradeconv import rubric as rubrics  # noqa: E402
 from gradeconv.submissions import discover  # noqa: E402
 from tests.conftest import CORRECT, ROOT  # noqa: E402

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from gradeconv.specs import dropout, randomness
-from gradeconv.reproduce import HEADING
+from gradeconv.judging.reproduce import HEADING
 from tests.dropout_attacks import BODIES, mask_of, source
 from tests.test_attacks_layers import A2, DROPOUT, grade, scores, small, summary, with_functions  # noqa: F401
 

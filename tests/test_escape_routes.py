@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import gradeconv
-from gradeconv import outcomes, search
+from gradeconv import outcomes
+from gradeconv.judging import search
 from gradeconv import rubric as rubrics
 from gradeconv.sandbox import accounts, bubblewrap, reaper
 from tests.conftest import CORRECT, skip_unless_available

@@ -14,10 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gradeconv
-from gradeconv import checks, gradients, outcomes, search
+from gradeconv import outcomes
+from gradeconv.judging import checks, gradients, search
 from gradeconv import rubric as rubrics
 from gradeconv.results import CaseResult
-from gradeconv.cases import space_of
+from gradeconv.judging.cases import space_of
 from gradeconv.specs import dropout, layer_of
 from gradeconv.sandbox import replies, wire
 from tests.conftest import CORRECT, ROOT, skip_unless_available

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from gradeconv import outcomes
-from gradeconv.grading import grade_submission
-from gradeconv.source_check import MODULE_LEVEL, forbidden_imports
+from gradeconv.judging.grading import grade_submission
+from gradeconv.judging.source_check import MODULE_LEVEL, forbidden_imports
 from gradeconv.submissions import Submission
 from tests.conftest import CORRECT
 

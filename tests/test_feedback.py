@@ -9,7 +9,7 @@ import sys
 import pytest
 from rich.console import Console
 
-from gradeconv import problems
+from gradeconv.judging import problems
 from gradeconv.platforms import canvas, prairielearn
 from gradeconv.reports import feedback, html_report, terminal
 from tests.conftest import CORRECT, ROOT

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 import reference.layers
-from gradeconv import grading, rubric as rubrics
+from gradeconv import rubric as rubrics
+from gradeconv.judging import grading
 from gradeconv.platforms import prairielearn
 from gradeconv.reports import feedback, gradescope
 from gradeconv.reports.student_view import HIDDEN_NOTE, student_view

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gradeconv import rubric as rubrics
-from gradeconv.grading import grade_submission
+from gradeconv.judging.grading import grade_submission
 from gradeconv.sandbox import landlock
 from gradeconv.sandbox import runtime as runtimes
 from gradeconv.sandbox.session import UNCONFINED_NOTE

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from gradeconv import rubric as rubrics
-from gradeconv.grading import grade_submission
+from gradeconv.judging.grading import grade_submission
 from gradeconv.submissions import Submission
 from tests.conftest import ROOT, checkout_env
 

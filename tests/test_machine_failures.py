@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from gradeconv import cli, grading
+from gradeconv import cli
+from gradeconv.judging import grading
 from gradeconv.platforms import prairielearn
 from gradeconv.reports import gradescope
 from gradeconv.sandbox import accounts, landlock, runtime

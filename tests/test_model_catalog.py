@@ -16,7 +16,7 @@ import pytest
 
 from gradeconv import rubric as rubrics
 from gradeconv import specs
-from gradeconv.grading import grade_submission
+from gradeconv.judging.grading import grade_submission
 from gradeconv.specs import networks as spec
 from gradeconv.submissions import Submission
 from tests.conftest import ROOT

@@ -45,7 +45,7 @@ def test_no_sandbox_warning_is_shown_not_written_to_stderr(capfd):
 def test_warnings_and_stray_messages_while_grading_go_to_the_notes(capfd, monkeypatch):
     import warnings
 
-    from gradeconv import grading
+    from gradeconv.judging import grading
 
     real = grading.grade_submission
 

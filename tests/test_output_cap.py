@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from gradeconv import outcomes
-from gradeconv.grading import grade_submission
+from gradeconv.judging.grading import grade_submission
 from gradeconv.sandbox import process, session, worker
 from gradeconv.submissions import Submission
 from tests.conftest import CORRECT

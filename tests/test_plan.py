@@ -7,13 +7,13 @@ from hypothesis import given, settings
 
 import numpy as np
 
-from gradeconv import gradients
-from gradeconv import plan as plans
+from gradeconv.judging import gradients
+from gradeconv.judging import plan as plans
 from gradeconv import rubric as rubrics
-from gradeconv.cases import build, cases, space_of
-from gradeconv.grading import grade_submission
-from gradeconv.runner import CaseRunner
-from gradeconv.search import smallest_failure
+from gradeconv.judging.cases import build, cases, space_of
+from gradeconv.judging.grading import grade_submission
+from gradeconv.judging.runner import CaseRunner
+from gradeconv.judging.search import smallest_failure
 from gradeconv.specs import function, layer_of
 from gradeconv.submissions import Submission
 from tests.conftest import CORRECT, ROOT, mutate

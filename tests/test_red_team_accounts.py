@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gradeconv import grading
+from gradeconv.judging import grading
 from gradeconv.submissions import Submission
 from tests.conftest import ROOT, skip_unless_available
 

@@ -19,7 +19,7 @@ import pytest
 
 from gradeconv import outcomes
 from gradeconv import rubric as rubrics
-from gradeconv.grading import grade_submission
+from gradeconv.judging.grading import grade_submission
 from gradeconv.reports import feedback, html_report
 from gradeconv.submissions import Submission
 from tests.conftest import ROOT, checkout_env, skip_unless_available

@@ -2,9 +2,9 @@
 import json
 
 from gradeconv import rubric as rubrics
-from gradeconv.grading import grade_submission
+from gradeconv.judging.grading import grade_submission
 from gradeconv.reports import feedback
-from gradeconv.reproduce import HEADING
+from gradeconv.judging.reproduce import HEADING
 from gradeconv.submissions import Submission
 from tests.conftest import ROOT, checkout_env, mutate
 from tests.reproductions import assert_reproductions, correct_copy

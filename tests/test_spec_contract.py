@@ -15,8 +15,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from gradeconv import checks, outcomes, specs
-from gradeconv.cases import Case, CaseValues, Space
+from gradeconv import outcomes, specs
+from gradeconv.judging import checks
+from gradeconv.judging.cases import Case, CaseValues, Space
 from gradeconv.results import CaseResult
 from gradeconv.specs import model
 from gradeconv.specs.model import Array, Equal, Function, Layer, Param, Properties, Var, Violation
@@ -66,14 +67,15 @@ def test_every_spec_module_is_read():
 
 
 @pytest.mark.parametrize("source, found", [
-    ("def f():\n    from gradeconv import checks, outcomes\n", ["gradeconv.checks", "gradeconv.outcomes"]),
+    ("def f():\n    from gradeconv.judging import checks\n    from gradeconv import outcomes\n",
+     ["gradeconv.judging.checks", "gradeconv.outcomes"]),
     ("def f():\n    from gradeconv.results import CaseResult\n", ["gradeconv.results"]),
     ("import gradeconv.rubric as rubric\n", ["gradeconv.rubric"]),
-    ("from .. import runner\n", ["gradeconv.runner"]),
-    ("from ..cases import Case\n", ["gradeconv.cases"]),
-    ("import importlib\nimportlib.import_module('gradeconv.checks')\n", ["gradeconv.checks"]),
+    ("from ..judging import runner\n", ["gradeconv.judging"]),
+    ("from ..judging.cases import Case\n", ["gradeconv.judging.cases"]),
+    ("import importlib\nimportlib.import_module('gradeconv.judging.checks')\n", ["gradeconv.judging.checks"]),
     ("from gradeconv.specs import randomness\nfrom . import model\nfrom .domains import Normal\n", []),
-    ("lines = ['from gradeconv.checks import compare']  # a reproduction's text, not an import\n", []),
+    ("lines = ['from gradeconv.judging.checks import compare']  # a reproduction's text, not an import\n", []),
 ])
 def test_the_import_check_sees_imports_anywhere(source, found):
     assert engine_imports(source, "gradeconv.specs.some_layer") == found
@@ -91,7 +93,7 @@ def layer_names_in(source: str, names) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("module", ENGINE)
 def test_the_engine_holds_no_layer_function_name(module):
-    source = (ROOT / "gradeconv" / f"{module}.py").read_text()
+    source = (ROOT / "gradeconv" / "judging" / f"{module}.py").read_text()
     assert layer_names_in(source, specs.FUNCTIONS) == []
 
 
@@ -129,7 +131,7 @@ def test_the_model_docstring_names_every_declaration():
         assert f"``{name}``" in doc, name
 
 
-# --- the engine judges what a spec declares (gradeconv/checks.py properties) ---------------------------------------
+# --- the engine judges what a spec declares (gradeconv/judging/checks.py properties) ---------------------------------------
 
 X = np.arange(1.0, 13.0).reshape(3, 4)
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gradeconv import rubric as rubrics
 from gradeconv import specs
-from gradeconv.cases import build, cases, from_explicit, space_of
+from gradeconv.judging.cases import build, cases, from_explicit, space_of
 
 FUNCTIONS = sorted(specs.FUNCTIONS)
 #: layers whose functions are called more than once per case (update rules, models): checked in their own tests

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gradeconv import rubric as rubrics
-from gradeconv.grading import grade_submission
+from gradeconv.judging.grading import grade_submission
 from gradeconv.submissions import Submission
 from tests.conftest import ROOT, mutate
 from tests.reproductions import assert_snippets, correct_copy, snippets_of

@@ -10,7 +10,7 @@ import pytest
 
 from gradeconv import rubric as rubrics
 from gradeconv import specs
-from gradeconv.grading import grade_submission
+from gradeconv.judging.grading import grade_submission
 from gradeconv.specs import optim as optim_spec
 from gradeconv.submissions import Submission
 from tests.conftest import ROOT

@@ -2,8 +2,9 @@
 whether the error comes when the file is imported or inside a graded function."""
 import pytest
 
-from gradeconv import diagnosis, outcomes
-from gradeconv.grading import grade_submission
+from gradeconv import outcomes
+from gradeconv.judging import diagnosis
+from gradeconv.judging.grading import grade_submission
 from gradeconv.results import CaseResult
 from gradeconv.submissions import Submission
 from tests.conftest import CORRECT

@@ -13,7 +13,7 @@ import pytest
 
 from gradeconv import outcomes
 from gradeconv import rubric as rubrics
-from gradeconv.grading import grade_submission
+from gradeconv.judging.grading import grade_submission
 from gradeconv.sandbox import replies
 from gradeconv.sandbox.staging import remove, stage_module
 from gradeconv.submissions import Submission, find_module

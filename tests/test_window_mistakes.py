@@ -11,7 +11,8 @@ import types
 import numpy as np
 import pytest
 
-from gradeconv import diagnosis, outcomes
+from gradeconv import outcomes
+from gradeconv.judging import diagnosis
 from gradeconv.results import CaseResult
 from gradeconv.specs import function, windows
 from tests.diagnosis_catalog import MUTANTS, mutant_source

@@ -13,7 +13,7 @@ from gradeconv.results import is_graded
 from gradeconv.reports import names
 from gradeconv.reports.files import write_atomically
 from gradeconv.reports.student_view import student_view
-from gradeconv.reproduce import HEADING
+from gradeconv.judging.reproduce import HEADING
 
 
 def fence_for(text: str) -> str:

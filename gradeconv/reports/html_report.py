@@ -29,7 +29,7 @@ from gradeconv import __version__
 from gradeconv.reports import names
 from gradeconv.reports.clusters import cluster_key
 from gradeconv.reports.files import write_atomically
-from gradeconv.reproduce import HEADING
+from gradeconv.judging.reproduce import HEADING
 from gradeconv.rubric import Rubric
 
 #: channels drawn side by side for one 4-D difference (the rest are counted, not drawn)

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gradeconv.reports.clusters import cluster_key
-from gradeconv.reproduce import HEADING
+from gradeconv.judging.reproduce import HEADING
 from gradeconv.results import is_graded
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

@@ -138,7 +138,7 @@ class Mistake:
 
     output: str  # an output name, or an updated parameter entry such as running_mean
     hint: str
-    compute: Callable[[Any], np.ndarray]  # compute(values: gradeconv.cases.CaseValues)
+    compute: Callable[[Any], np.ndarray]  # compute(values: gradeconv.judging.cases.CaseValues)
     note: str = ""  # appended to the failure message when it matches
     #: the trigger of a layer restriction this mistake cannot fail without (stride ignored needs
     #: "stride > 1"): a failing test that still fails within that restriction rules the mistake out,

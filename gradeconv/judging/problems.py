@@ -11,7 +11,7 @@ import ast
 from dataclasses import dataclass
 
 from gradeconv import outcomes
-from gradeconv.diagnosis import VERSION_HINTS
+from gradeconv.judging.diagnosis import VERSION_HINTS
 
 #: functions named in a wrong-module message before "..."
 NAMED = 3

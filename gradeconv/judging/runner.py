@@ -1,6 +1,6 @@
 """Running a rubric's tests against one submission's session: calls, checks, gradients, diagnosis.
 
-For each test: explicit cases first, then the planned cases (gradeconv/plan.py),
+For each test: explicit cases first, then the planned cases (gradeconv/judging/plan.py),
 and only after a failure the Hypothesis search that shrinks it. A backward gets
 the student's own cache when their forward was right for the case, and always
 where the cache's layout is the student's choice (see _choose_cache). Every verdict
@@ -12,13 +12,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gradeconv import checks, diagnosis, gradients, networks, outcomes, reproduce, specs, stateful
-from gradeconv.cases import Case, CaseValues, Space, from_explicit
-from gradeconv.plan import plan_for
+from gradeconv import outcomes, specs
+from gradeconv.judging import checks, diagnosis, gradients, networks, reproduce, stateful
+from gradeconv.judging.cases import Case, CaseValues, Space, from_explicit
+from gradeconv.judging.plan import plan_for
 from gradeconv.results import CaseResult, TestResult
 from gradeconv.rubric import ReferenceCheck, Rubric, Test, dotted
 from gradeconv.sandbox import Handle, Session, Writable
-from gradeconv.search import smallest_failure
+from gradeconv.judging.search import smallest_failure
 from gradeconv.specs.model import Function, Param
 
 DIAGNOSIS_EXAMPLES = 8

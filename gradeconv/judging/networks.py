@@ -14,8 +14,9 @@ from typing import Callable
 
 import numpy as np
 
-from gradeconv import checks, gradients, outcomes
-from gradeconv.cases import CaseValues
+from gradeconv import outcomes
+from gradeconv.judging import checks, gradients
+from gradeconv.judging.cases import CaseValues
 from gradeconv.results import CaseResult
 from gradeconv.rubric import GradientCheck, ReferenceCheck
 from gradeconv.sandbox import Handle, Session

@@ -228,7 +228,7 @@ class CaseValues:
     upstream: dict[str, np.ndarray] = field(default_factory=dict)  # "d" + output name, for backwards
     own_outputs: dict[str, np.ndarray] | None = None  # the student's forward outputs when a backward got their cache
     #: answers that depend on the case alone, worked out once for every submission of a batch:
-    #: reference backward outputs, directional gradient probes (gradeconv/runner.py)
+    #: reference backward outputs, directional gradient probes (gradeconv/judging/runner.py)
     shared: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -310,7 +310,7 @@ def build(case: Case) -> CaseValues:
         inputs.update(layer.network.draw_parameters(variables, rng))
     values = CaseValues(case, inputs, variables)
     if layer.steps is not None or layer.network is not None:  # their answers take several calls: worked
-        return _frozen(values)  # out by gradeconv/stateful.py and gradeconv/networks.py when first needed
+        return _frozen(values)  # out by gradeconv/judging/stateful.py and gradeconv/judging/networks.py when first needed
     arguments = values.arguments()
     returned = layer.forward.reference(*arguments)
     values.reference_outputs = outputs_of(layer.forward, returned)
@@ -325,7 +325,7 @@ def build(case: Case) -> CaseValues:
 
 
 def _frozen(values: CaseValues) -> CaseValues:
-    """The values, their arrays made read-only: they are shared by every submission of a batch (gradeconv/plan.py)."""
+    """The values, their arrays made read-only: they are shared by every submission of a batch (gradeconv/judging/plan.py)."""
     for array in (*values.inputs.values(), *values.reference_outputs.values(), *values.upstream.values(),
                   *values.reference_updates.values()):
         array.setflags(write=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradeconv.cases import CaseValues
+from gradeconv.judging.cases import CaseValues
 from gradeconv.results import CaseResult
 from gradeconv.rubric import ReferenceCheck
 from gradeconv.specs.model import Array, Function, Param, Var
@@ -76,7 +76,7 @@ def snippet(function: Function, values: CaseValues, failure: CaseResult, package
 def _steps_snippet(function: Function, values: CaseValues, failure: CaseResult, package: str, module: str,
                    tolerance: ReferenceCheck, test_name: str) -> str:
     """An update rule's failing case: its steps, carrying the config, each checked against the reference's."""
-    from gradeconv.stateful import reference_trajectories  # the trajectory the rule is judged against
+    from gradeconv.judging.stateful import reference_trajectories  # the trajectory the rule is judged against
 
     layer, steps = values.layer, values.layer.steps
     expected = reference_trajectories(layer, values)[0]

@@ -21,7 +21,7 @@ from hypothesis.errors import HypothesisDeprecationWarning
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from gradeconv import outcomes
-from gradeconv.cases import Case, Space, cases
+from gradeconv.judging.cases import Case, Space, cases
 from gradeconv.private import private_folder
 from gradeconv.results import CaseResult
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from gradeconv import outcomes
-from gradeconv.cases import Space, restricted
+from gradeconv.judging.cases import Space, restricted
 from gradeconv.results import CaseResult
 from gradeconv.specs import FUNCTIONS
 

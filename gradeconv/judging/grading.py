@@ -4,7 +4,7 @@ A plain function with picklable inputs and outputs and no global state, so any
 executor can run it (a local process pool today, a distributed one later).
 Data flows one way: rubric -> cases -> calls into the sandbox -> checks -> results.
 The visible tests get one session and the hidden tests another, each serving every graded file of
-the submission; gradeconv/runner.py runs the tests in it.
+the submission; gradeconv/judging/runner.py runs the tests in it.
 """
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from pathlib import Path
 import gradeconv
 import reference
 from gradeconv import outcomes
-from gradeconv.problems import Problem, module_problem
+from gradeconv.judging.problems import Problem, module_problem
 from gradeconv.results import SubmissionResult, TestResult
 from gradeconv.rubric import Rubric, dotted
-from gradeconv.runner import CaseRunner
-from gradeconv.source_check import MODULE_LEVEL, forbidden_imports
+from gradeconv.judging.runner import CaseRunner
+from gradeconv.judging.source_check import MODULE_LEVEL, forbidden_imports
 from gradeconv.sandbox import Limits, Session, accounts, landlock, runtime, stage_package
 from gradeconv.sandbox.failures import MachineFailure
 from gradeconv.sandbox.session import NONE_WARNING, UNCONFINED_NOTE, best_mode

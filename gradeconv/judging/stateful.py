@@ -16,8 +16,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gradeconv import checks, outcomes
-from gradeconv.cases import CaseValues
+from gradeconv import outcomes
+from gradeconv.judging import checks
+from gradeconv.judging.cases import CaseValues
 from gradeconv.results import CaseResult
 from gradeconv.rubric import ReferenceCheck
 from gradeconv.sandbox import Writable
