@@ -241,18 +241,31 @@ def _weights(values) -> list[np.ndarray]:
                                                     and name[1:].isdigit()), key=lambda name: int(name[1:]))]
 
 
-def _reference_loss(values) -> tuple[float, dict]:
-    args, kwargs = _fc_constructor(values.variables)
-    model = _fc_reference(*args, **kwargs)
-    for name in _fc_parameters(values.variables):
-        model.params[name] = values.inputs[name].copy()
-    return model.loss(values.inputs["X"].copy(), values.inputs["y"].copy())
+def _loss_of(factory, constructor, parameters):
+    """reference_loss(values) -> the reference model's (loss, grads) on a case, with the case's parameters."""
+
+    def reference_loss(values) -> tuple[float, dict]:
+        args, kwargs = constructor(values.variables)
+        model = factory(*args, **kwargs)
+        for name in parameters(values.variables):
+            model.params[name] = values.inputs[name].copy()
+        return model.loss(values.inputs["X"].copy(), values.inputs["y"].copy())
+
+    return reference_loss
 
 
-def _without_half(values) -> dict:
-    loss, _ = _reference_loss(values)
-    reg = float(values.variables["reg"])
-    return {"loss": np.asarray(loss + 0.5 * reg * sum(float(np.sum(w * w)) for w in _weights(values)))}
+def _without_half(reference_loss):
+    """The loss with the L2 term counted twice over: reg * sum(W**2), the 0.5 left out."""
+
+    def compute(values) -> dict:
+        loss, _ = reference_loss(values)
+        reg = float(values.variables["reg"])
+        return {"loss": np.asarray(loss + 0.5 * reg * sum(float(np.sum(w * w)) for w in _weights(values)))}
+
+    return compute
+
+
+_reference_loss = _loss_of(_fc_reference, _fc_constructor, _fc_parameters)
 
 
 def _last_not_regularised(values) -> dict:
@@ -274,7 +287,7 @@ def _first_gradient_not_regularised(reference_loss):
 
 
 FC_MISTAKES = (
-    Mistake("loss", HALF, _without_half),
+    Mistake("loss", HALF, _without_half(_reference_loss)),
     Mistake("loss", LAST, _last_not_regularised),
     Mistake("grads", LAST, _last_not_regularised),
     Mistake("grads", FIRST, _first_gradient_not_regularised(_reference_loss)),
@@ -390,19 +403,7 @@ def _cnn_constructor(variables: dict) -> tuple[list, dict]:
                 "dtype": DTYPES[variables["dtype"]]}
 
 
-def _cnn_reference_loss(values) -> tuple[float, dict]:
-    args, kwargs = _cnn_constructor(values.variables)
-    model = cnn.ThreeLayerConvNet(*args, **kwargs)
-    for name in _cnn_parameters(values.variables):
-        model.params[name] = values.inputs[name].copy()
-    return model.loss(values.inputs["X"].copy(), values.inputs["y"].copy())
-
-
-def _cnn_without_half(values) -> dict:
-    loss, _ = _cnn_reference_loss(values)
-    reg = float(values.variables["reg"])
-    return {"loss": np.asarray(loss + 0.5 * reg * sum(float(np.sum(values.inputs[name] ** 2))
-                                                      for name in ("W1", "W2", "W3")))}
+_cnn_reference_loss = _loss_of(cnn.ThreeLayerConvNet, _cnn_constructor, _cnn_parameters)
 
 
 def _cnn_last_not_regularised(values) -> dict:
@@ -412,7 +413,7 @@ def _cnn_last_not_regularised(values) -> dict:
 
 
 CNN_FUNCTIONS = _functions("ThreeLayerConvNet", cnn.ThreeLayerConvNet, (
-    Mistake("loss", HALF, _cnn_without_half),
+    Mistake("loss", HALF, _without_half(_cnn_reference_loss)),
     Mistake("loss", LAST, _cnn_last_not_regularised),
     Mistake("grads", LAST, _cnn_last_not_regularised),
     Mistake("grads", FIRST, _first_gradient_not_regularised(_cnn_reference_loss)),
