@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from gradeconv.judging import grading
+from gradeconv.sandbox import accounts
 from gradeconv.submissions import Submission
 from tests.conftest import ROOT, skip_unless_available
 
@@ -62,7 +63,9 @@ def sessions_as_pid1(tmp_path: Path, source: str, crashes: int = 0) -> list[int]
     """Zombies of the account after each of four bubblewrap sessions run by a PID 1 that never reaps."""
     module = tmp_path / "layers.py"
     module.write_text(source)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADECONV_SANDBOX": "bubblewrap"}
+    # accounts of this test alone: a grader in another PID namespace (another test process) sees no keeper here
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADECONV_SANDBOX": "bubblewrap",
+           "GRADECONV_UID_BASE": str(1_000_000 + os.getpid() * accounts.SLOTS)}
     done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", PID1_SESSIONS,
                            str(module), str(crashes)], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
