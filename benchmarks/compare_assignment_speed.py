@@ -27,7 +27,10 @@ SCRIPT = """
 import sys, time
 from pathlib import Path
 from gradeconv import rubric as rubrics
-from gradeconv.judging.grading import grade_submission
+try:
+    from gradeconv.judging.grading import grade_submission
+except ImportError:  # a checkout from before the judging package
+    from gradeconv.grading import grade_submission
 from gradeconv.submissions import Submission
 name, path, repeats = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 bundled = rubrics.bundled()
