@@ -187,30 +187,19 @@ def test_a_reply_mapping_is_held_to_the_schema():
 
 
 def test_a_model_loss_test_checks_the_grads_against_numeric_slopes_of_the_loss():
-    """What the comparison is judged against must itself be the loss's gradient: a reference whose W1 gradient
-    were doubled fails the directional check, the true one passes."""
-    import dataclasses
-
+    """Grads that match the reference pass the directional check of the loss's numeric slopes; a W1 gradient
+    twice too large fails it."""
     from gradeconv import specs
     from gradeconv.judging import networks
     from gradeconv.judging.cases import build, from_explicit
     from gradeconv.rubric import GradientCheck
-    from reference.classifiers import fc_net
 
     layer, function = specs.FUNCTIONS["FullyConnectedNet.loss"]
     values = build(from_explicit(function.name, {"n": 3, "d": 4, "depth": 2, "h": 3, "c": 3, "n_test": 1,
                                                  "model_seed": 1, "reg": 0.7, "seed": 5}))
     settings = GradientCheck()
-    assert networks._numeric_check(layer.network, function, values, settings) is None
-
-    class Doubled(fc_net.FullyConnectedNet):
-        def loss(self, X, y=None):
-            loss, grads = super().loss(X, y)
-            return loss, {**grads, "W1": 2 * grads["W1"]}
-
-    def doubled(hidden_dims, dropout=None, **kwargs):
-        return Doubled(hidden_dims, **kwargs)
-
-    wrong = dataclasses.replace(layer.network, reference=doubled)
-    failure = networks._numeric_check(wrong, function, build(values.case), settings)
+    right = networks.reference_answers(layer.network, function, values)
+    assert networks._numeric_check(layer.network, function, values, settings, right) is None
+    wrong = {**right, "grads['W1']": 2 * right["grads['W1']"]}
+    failure = networks._numeric_check(layer.network, function, values, settings, wrong)
     assert failure is not None and failure.output == "grads['W1']" and "numeric gradient" in failure.message

@@ -106,6 +106,16 @@ def _non_finite(name: str, got: np.ndarray) -> CaseResult:
                       output=name, where=where)
 
 
+def same(got: np.ndarray, wrong: np.ndarray, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
+    """Whether got is what a known buggy formula gives: equal shapes, non-finite values in the same places (an
+    overflow is an overflow, whichever: inf - inf is NaN), and equal within rtol and atol elsewhere."""
+    if got.shape != wrong.shape:
+        return False
+    finite = np.isfinite(wrong)
+    return bool(np.array_equal(np.isfinite(got), finite) and np.allclose(got[finite], wrong[finite], rtol=rtol,
+                                                                         atol=atol))
+
+
 def _apart(got: float, expected: float) -> str:
     """'got, expected ...' with digits enough that the two differ where they do (6 at least)."""
     for digits in range(6, 18):

@@ -18,10 +18,10 @@ import gradeconv
 import reference
 from gradeconv import outcomes
 from gradeconv.judging.problems import Problem, module_problem
-from gradeconv.results import SubmissionResult, TestResult
-from gradeconv.rubric import Rubric, dotted
 from gradeconv.judging.runner import CaseRunner
 from gradeconv.judging.source_check import MODULE_LEVEL, forbidden_imports
+from gradeconv.results import SubmissionResult, TestResult
+from gradeconv.rubric import Rubric, dotted
 from gradeconv.sandbox import Limits, Session, accounts, landlock, runtime, stage_package
 from gradeconv.sandbox.failures import MachineFailure
 from gradeconv.sandbox.session import NONE_WARNING, UNCONFINED_NOTE, best_mode

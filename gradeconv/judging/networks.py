@@ -35,20 +35,20 @@ def judge(session: Session, call: Callable, function: Function, values: CaseValu
     try:
         if function.name == network.initial:
             return _judge_initial(call, network, values, model)
-        failure = _judge_calls(session, call, network, function, values, model, tolerance, scored)
+        failure, got = _judge_calls(session, call, network, function, values, model, tolerance, scored)
         if failure.outcome == outcomes.PASSED and gradient is not None and function.loss:
-            return _numeric_check(network, function, values, gradient) or failure
+            return _numeric_check(network, function, values, gradient, got) or failure
         return failure
     finally:
         session.forget(model)
 
 
-def _numeric_check(network: Network, function: Function, values: CaseValues,
-                   settings: GradientCheck) -> CaseResult | None:
-    """The grads that passed the comparison, against directional numeric slopes of the reference model's loss
-    (the slopes depend on the case alone: worked out once and shared by every submission)."""
-    expected = values.shared_answer(("network", function.name),
-                                    lambda: reference_answers(network, function, values))
+def _numeric_check(network: Network, function: Function, values: CaseValues, settings: GradientCheck,
+                   got: dict) -> CaseResult | None:
+    """The student's grads (got, by flattened name, after they passed the comparison) against directional
+    numeric slopes of the reference model's loss (the slopes depend on the case alone: worked out once and
+    shared by every submission)."""
+    expected = _expected(network, function, values)
     step = network.phases[function.name][-1]
     loss, grads = step.outputs[0], step.outputs[1]
     names = [name for name in expected if name.startswith(f"{grads}[")]
@@ -61,9 +61,14 @@ def _numeric_check(network: Network, function: Function, values: CaseValues,
     parameters = {gradient_of[name]: values.inputs[gradient_of[name]] for name in names}
     probed = values.shared_answer(("network probes", function.name, settings.model_dump_json()), lambda: tuple(
         gradients.probes(forward, parameters, names, gradient_of, {loss: np.ones(())}, settings, values.case.seed)))
-    failure, _ = gradients.check(forward, parameters, {name: expected[name] for name in names}, gradient_of,
+    failure, _ = gradients.check(forward, parameters, {name: got[name] for name in names}, gradient_of,
                                  {loss: np.ones(())}, settings, values.case.seed, probed)
     return failure
+
+
+def _expected(network: Network, function: Function, values: CaseValues) -> dict[str, np.ndarray]:
+    """The reference's answers for this phase and case, worked out once for every submission of a class."""
+    return values.shared_answer(("network", function.name), lambda: reference_answers(network, function, values))
 
 
 def reference_answers(network: Network, function: Function, values: CaseValues) -> dict[str, np.ndarray]:
@@ -91,27 +96,28 @@ def _flattened(name: str, item) -> dict[str, np.ndarray]:
 
 
 def _judge_calls(session: Session, call: Callable, network: Network, function: Function, values: CaseValues,
-                 model: Handle, tolerance: ReferenceCheck, scored: tuple[str, ...]) -> CaseResult:
-    expected = values.shared_answer(("network", function.name),
-                                    lambda: reference_answers(network, function, values))
+                 model: Handle, tolerance: ReferenceCheck, scored: tuple[str, ...]) -> tuple[CaseResult, dict]:
+    """The first wrong output of the phase's calls (or a pass), and the last call's outputs by name."""
+    expected = _expected(network, function, values)
     parameters = {name: values.inputs[name] for name in network.parameters(values.variables)}
     reply = session.set_items(model, network.attribute, parameters,
                               expected_bytes=sum(array.nbytes for array in parameters.values()))
     if reply.status != "ok":
-        return CaseResult(*outcomes.failed_reply(reply, f"setting {network.cls}.{network.attribute}", ()))
+        return CaseResult(*outcomes.failed_reply(reply, f"setting {network.cls}.{network.attribute}", ())), {}
+    got: dict = {}
     for step in network.phases[function.name]:
         failure, reply, _ = call(step.method, [values.inputs[name] for name in step.arguments],
                                  [array for name, array in expected.items()], list(step.arguments), target=model)
         if failure:
-            return replace(failure, message=f"{network.cls}.{step.method}{_signature(step)}: {failure.message}")
+            return replace(failure, message=f"{network.cls}.{step.method}{_signature(step)}: {failure.message}"), {}
         got = _unpack(reply, network, step)
         if isinstance(got, CaseResult):
-            return got
+            return got, {}
         for name in _compared(step, expected, scored):
             failure = _compare(name, got, expected[name], tolerance, network, step)
             if failure:
-                return _explained(failure, function, got, values)
-    return CaseResult(outcomes.PASSED)
+                return _explained(failure, function, got, values), got
+    return CaseResult(outcomes.PASSED), got
 
 
 def _explained(failure: CaseResult, function: Function, got: dict, values: CaseValues) -> CaseResult:
@@ -124,8 +130,7 @@ def _explained(failure: CaseResult, function: Function, got: dict, values: CaseV
             continue
         try:
             wrong = mistake.compute(values).get(name)
-            matches = wrong is not None and got[name].shape == np.shape(wrong) and \
-                bool(np.allclose(got[name], wrong, rtol=1e-6, atol=1e-8))
+            matches = wrong is not None and checks.same(got[name], np.asarray(wrong, dtype=float), rtol=1e-6)
         except Exception:  # a buggy formula that does not apply to this case is no evidence
             matches = False
         if matches and mistake.hint not in failure.hints:

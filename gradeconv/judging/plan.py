@@ -27,14 +27,13 @@ from pathlib import Path
 import hypothesis
 
 import gradeconv
-
 from gradeconv import outcomes
 from gradeconv.judging.cases import Case, CaseValues, build
+from gradeconv.judging.search import smallest_failure
 from gradeconv.private import private_folder
 from gradeconv.reports.files import write_json
 from gradeconv.results import CaseResult
 from gradeconv.rubric import Rubric, Test
-from gradeconv.judging.search import smallest_failure
 
 #: built cases kept per plan; a class's submissions share them (shrinking adds more)
 MAX_VALUES = 4096

@@ -108,7 +108,7 @@ def _steps_snippet(function: Function, values: CaseValues, failure: CaseResult, 
                         for name in (argument.name for argument in layer.arguments))
     lines += [f"for step in range({len(expected)}):",
               f"    {first}, {param.name} = {function.name}({varying})",
-              f"    for name, value in expected[step].items():",
+              "    for name, value in expected[step].items():",
               f"        got = {first} if name == {first!r} else {param.name}.get(name)",
               "        assert got is not None, f'after step {step + 1} the config has no {name!r}'",
               f"        np.testing.assert_allclose(got, value, rtol={tolerance.rtol!r}, atol={tolerance.atol!r}, "

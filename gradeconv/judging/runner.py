@@ -16,10 +16,10 @@ from gradeconv import outcomes, specs
 from gradeconv.judging import checks, diagnosis, gradients, networks, reproduce, stateful
 from gradeconv.judging.cases import Case, CaseValues, Space, from_explicit
 from gradeconv.judging.plan import plan_for
+from gradeconv.judging.search import smallest_failure
 from gradeconv.results import CaseResult, TestResult
 from gradeconv.rubric import ReferenceCheck, Rubric, Test, dotted
 from gradeconv.sandbox import Handle, Session, Writable
-from gradeconv.judging.search import smallest_failure
 from gradeconv.specs.model import Function, Param
 
 DIAGNOSIS_EXAMPLES = 8
@@ -395,20 +395,12 @@ def _matched_mistakes(failure: CaseResult, function: Function, got: dict, values
         try:
             wrong = np.asarray(mistake.compute(values), dtype=float)
             output = got[mistake.output]
-            matches = _same(output, wrong)
+            matches = checks.same(output, wrong)
         except Exception:  # a formula that does not apply to this case is no evidence
             matches = False
         if matches:
             failure = replace(failure, message=failure.message + mistake.note, hints=failure.hints + (mistake.hint,))
     return failure
-
-
-def _same(got: np.ndarray, wrong: np.ndarray) -> bool:
-    """Equal shapes, non-finite in the same places (an overflow is an overflow), equal elsewhere."""
-    if got.shape != wrong.shape:
-        return False
-    finite = np.isfinite(wrong)
-    return bool(np.array_equal(np.isfinite(got), finite) and np.allclose(got[finite], wrong[finite], atol=1e-8))
 
 
 def _failure_text(failure: CaseResult, explanation: str) -> str:

@@ -38,7 +38,7 @@ def judge(call: Callable, function: Function, values: CaseValues, tolerance: Ref
     failures = [_first_difference(function, got, trajectory, tolerance) for trajectory in expected]
     if any(failure is None for failure in failures):
         return CaseResult(outcomes.PASSED)
-    return _explained(failures[0], got, function, layer, values, tolerance)
+    return _explained(failures[0], got, function, values)
 
 
 def reference_trajectories(layer: Layer, values: CaseValues) -> list[list[Step]]:
@@ -47,13 +47,9 @@ def reference_trajectories(layer: Layer, values: CaseValues) -> list[list[Step]]
     param = _carried(layer)
     left_out = set(param.entries) - set(param.given(values.variables))
     conventions = [{}] + [convention for convention in steps.conventions if set(convention) & left_out]
-    return [trajectory(function_of(layer), values, {key: value for key, value in convention.items()
-                                                    if key in left_out})
+    return [trajectory(layer.forward.reference, values, {key: value for key, value in convention.items()
+                                                         if key in left_out})
             for convention in conventions]
-
-
-def function_of(layer: Layer) -> Callable:
-    return layer.forward.reference
 
 
 def trajectory(rule: Callable, values: CaseValues, defaults: dict[str, Any] | None = None) -> list[Step]:
@@ -62,7 +58,7 @@ def trajectory(rule: Callable, values: CaseValues, defaults: dict[str, Any] | No
     param = _carried(layer)
     arguments = _step_arguments(values, 0)
     index = _index(layer, steps.carried)
-    arguments[index] = {**arguments[index], **(defaults or {})}
+    arguments[index] = carried = {**arguments[index], **(defaults or {})}
     found = []
     for step in range(int(values.variables[steps.count])):
         if step:
@@ -76,7 +72,7 @@ def trajectory(rule: Callable, values: CaseValues, defaults: dict[str, Any] | No
 
 def _student_trajectory(call: Callable, function: Function, values: CaseValues, count: int) -> list | CaseResult:
     """The student's steps, each with the config they returned; the failure of a call that went wrong."""
-    layer, steps = values.layer, values.layer.steps
+    layer = values.layer
     param = _carried(layer)
     first, found = layer.forward.outputs[0], []
     arguments = _step_arguments(values, 0)
@@ -119,8 +115,7 @@ def _first_difference(function: Function, got: list, expected: list[Step],
     return None
 
 
-def _explained(failure: CaseResult, got: list, function: Function, layer: Layer, values: CaseValues,
-               tolerance: ReferenceCheck) -> CaseResult:
+def _explained(failure: CaseResult, got: list, function: Function, values: CaseValues) -> CaseResult:
     """The failure with the hint of each buggy rule of the spec whose trajectory the student's follows."""
     for mistake in function.mistakes:
         try:

@@ -94,7 +94,7 @@ def _signal_name(number: int) -> str:
 class WorkerProcess:
     """One running worker for a staged submission."""
 
-    def __init__(self, stage: Stage, limits: Limits, functions: list[str], isolation: Isolation):
+    def __init__(self, stage: Stage, limits: Limits, isolation: Isolation):
         self.stage, self.limits, self.isolation = stage, limits, isolation
         self.marker = uuid.uuid4().hex
         self.kill_reason: str | None = None
@@ -114,7 +114,7 @@ class WorkerProcess:
         self._stderr_start = _size(self._stderr)
         try:
             rules = self._rules()
-            argv, env, options = self._launch(request_read, reply_write, functions, info_write, filter_read, rules)
+            argv, env, options = self._launch(request_read, reply_write, info_write, filter_read, rules)
             with open(stage.root / "logs" / "stdout", "ab") as stdout, open(self._stderr, "ab") as stderr:
                 self.process = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=stage.root / "work",
@@ -153,8 +153,8 @@ class WorkerProcess:
             return None
         return landlock.worker_ruleset(self.isolation.runtime, self.stage.root)
 
-    def _launch(self, request_read: int, reply_write: int, functions: list[str],
-                info_write: int, filter_read: int, rules: int | None) -> tuple[list[str], dict, dict]:
+    def _launch(self, request_read: int, reply_write: int, info_write: int, filter_read: int,
+                rules: int | None) -> tuple[list[str], dict, dict]:
         """argv, environment and Popen options for this isolation mode."""
         mode, runtime = self.isolation.mode, self.isolation.runtime
         jailed = mode == "bubblewrap"
@@ -171,8 +171,6 @@ class WorkerProcess:
             "paths": [f"{root}/runtime", site_dir, f"{root}/pkg"],
             "package": self.stage.package,
             "package_dir": f"{root}/pkg/{self.stage.package}/",
-            "module": self.stage.module,
-            "functions": functions,
             "forbidden": list(self.limits.forbidden),
             "memory_bytes": self.limits.memory_mb << 20,
             "file_bytes": self.limits.file_mb << 20,

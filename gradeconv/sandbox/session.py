@@ -180,9 +180,8 @@ class Session:
             return stopped
         if self.generation:
             self._clear_leftovers()
-        first = next(iter(self.functions), self.stage.module)
         try:
-            started = WorkerProcess(self.stage, self.limits, self.functions.get(first, []), self.isolation)
+            started = WorkerProcess(self.stage, self.limits, self.isolation)
         except MachineFailure as failure:  # every later call is not run; grading sees why (close's report)
             self.machine_failure = str(failure)
             return Reply("not_run", message=self.machine_failure)

@@ -316,7 +316,6 @@ class Channel:
 class Worker:
     def __init__(self, config, channel, np):
         self.config, self.channel, self.np = config, channel, np
-        self.module = None  # the first module imported: calls naming no module go to it
         self.modules = {}  # every graded module imported, by dotted name
         self.stored = {}
         self.logs = []  # CappedLogs of fds 1 and 2, flushed before each reply
@@ -358,8 +357,8 @@ class Worker:
             log.flush()
 
     def load(self, header):
-        """Import a graded module (by default the configured one) and say which of its functions exist."""
-        name = header.get("module") or self.config["module"]
+        """Import a graded module and say which of the functions asked for it has."""
+        name = header["module"]
         try:
             helper = importlib.import_module(self.config["package"] + ".im2col")
             sys.modules.setdefault("im2col", helper)
@@ -367,10 +366,8 @@ class Worker:
         except BaseException as error:  # the student's import may raise anything, even SystemExit
             return self.describe_error(error)
         self.modules[name] = module
-        if self.module is None:
-            self.module = module
         functions = {}
-        for name in header.get("functions", self.config["functions"]):
+        for name in header["functions"]:
             value = module
             for part in name.split("."):  # a model's method: FullyConnectedNet.loss
                 value = getattr(value, part, None) if value is not None else None
@@ -384,8 +381,7 @@ class Worker:
         try:
             args = [self.build(spec, arrays) for spec in header["args"]]
             kwargs = {key: self.build(spec, arrays) for key, spec in (header.get("kwargs") or {}).items()}
-            module = self.modules[header["module"]] if header.get("module") else self.module
-            owner = module if header.get("target") is None else self.stored[header["target"]]
+            owner = self.modules[header["module"]] if header.get("target") is None else self.stored[header["target"]]
             name = header["function"]
         except Exception as error:
             return {"status": "protocol", "message": f"cannot build the call: {error!r}"[:2000]}, []

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from gradeconv.specs.domains import Captions, Integers, Normal
+from gradeconv.specs.domains import Captions, Integers
 from gradeconv.specs.model import (ERROR, WRONG_SHAPE, WRONG_TYPE, WRONG_VALUE, Array, Call, Function, Layer, Mistake,
                                     Network, Option, Restriction)
 from reference.classifiers import cnn, fc_net, rnn
