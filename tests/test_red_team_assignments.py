@@ -12,10 +12,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gradeconv import outcomes
 from gradeconv import rubric as rubrics
@@ -23,7 +23,8 @@ from gradeconv.judging.grading import grade_submission
 from gradeconv.reports import feedback, html_report
 from gradeconv.submissions import Submission
 from tests.conftest import ROOT, checkout_env, skip_unless_available
-from tests.test_attacks import leftover_processes, marked_files
+from tests.test_attacks import (ATTACK_MODES, FORGER, FORGERIES, assert_honest, assert_nothing_left, grade_batch,
+                                leftover_processes, marked_files, marker, ws)
 
 SOLUTIONS = ROOT / "tests" / "solutions"
 A2 = SOLUTIONS / "a2" / "cs231n"
@@ -192,15 +193,17 @@ _importlib.import_module = lambda name, package=None: _fake if name.endswith("op
 '''
 
 
-def test_a_first_module_that_installs_lying_update_rules_for_the_next_earns_nothing_there(tmp_path):
+@pytest.mark.parametrize("mode", ATTACK_MODES)
+def test_a_first_module_that_installs_lying_update_rules_for_the_next_earns_nothing_there(tmp_path, mode):
     """layers.py, imported first, puts its own cs231n.optim in place of the file: rules returning an ndarray
     subclass that equals everything and a config of objects that claim to be arrays score nothing."""
+    skip_unless_available(mode)
     folder = student(tmp_path)
     layers = folder / "cs231n" / "layers.py"
     layers.write_text(layers.read_text() + LYING_FIRST_MODULE)
     (folder / "cs231n" / "optim.py").write_text("".join(  # stubs: the rules used are those layers.py installs
         f"def {name}(w, dw, config=None):\n    raise NotImplementedError\n" for name in sorted(UPDATE_RULES)))
-    result = grade(folder, rubric_of({AFFINE} | UPDATE_RULES))
+    result = grade(folder, rubric_of({AFFINE} | UPDATE_RULES), mode)
     assert by_name(result) == {AFFINE: outcomes.PASSED, **{name: outcomes.WRONG_TYPE for name in UPDATE_RULES}}
 
 
@@ -231,12 +234,14 @@ def adam(w, dw, config=None):
 '''
 
 
-def test_update_rules_whose_config_cannot_be_carried_back_fail_closed(tmp_path):
+@pytest.mark.parametrize("mode", ATTACK_MODES)
+def test_update_rules_whose_config_cannot_be_carried_back_fail_closed(tmp_path, mode):
     """Right steps, but a config the next step cannot get: never a pass, never a traceback."""
+    skip_unless_available(mode)
     folder = student(tmp_path, files=())
     shutil.copyfile(A2 / "optim.py", folder / "cs231n" / "_solution_optim.py")
     (folder / "cs231n" / "optim.py").write_text(LYING_CONFIGS)
-    result = grade(folder, rubric_of(UPDATE_RULES, examples=6))
+    result = grade(folder, rubric_of(UPDATE_RULES, examples=6), mode)
     assert by_name(result) == {"sgd_momentum": outcomes.ERROR, "rmsprop": outcomes.WRONG_TYPE,
                                "adam": outcomes.WRONG_TYPE}
     assert "could not judge the reply" in result.tests[0].output
@@ -281,13 +286,12 @@ class ThreeLayerConvNet:
 
 
 @pytest.mark.parametrize("mode", ["bubblewrap", "uid"])
-def test_imports_that_fail_once_hang_or_kill_the_worker_cost_only_their_own_files_and_leave_nothing(tmp_path,
-                                                                                                    mode):
+def test_imports_that_fail_once_hang_or_kill_the_worker_cost_only_their_own_files_and_leave_nothing(tmp_path, mode,
+                                                                                                    marker):
     """One worker imports every graded file: an import that fails the first time fails its file's tests
     (never a pass on a retry), one that hangs or kills the worker costs its file alone, and nothing the
     hanging import started or wrote outlives grading."""
     skip_unless_available(mode)
-    marker = f"gcvredteam{uuid.uuid4().hex[:12]}"
     folder = student(tmp_path)
     package = folder / "cs231n"
     shutil.copyfile(A2 / "optim.py", package / "_solution_optim.py")
@@ -344,13 +348,15 @@ class FullyConnectedNet(_solution.FullyConnectedNet):
 '''
 
 
-def test_models_with_a_params_mapping_that_ignores_the_grader_and_subclassed_returns_earn_nothing(tmp_path):
+@pytest.mark.parametrize("mode", ATTACK_MODES)
+def test_models_with_a_params_mapping_that_ignores_the_grader_and_subclassed_returns_earn_nothing(tmp_path, mode):
+    skip_unless_available(mode)
     folder = student(tmp_path)
     classifiers = folder / "cs231n" / "classifiers"
     classifiers.mkdir()
     shutil.copyfile(A2 / "classifiers" / "fc_net.py", classifiers / "_solution_fc_net.py")
     (classifiers / "fc_net.py").write_text(LYING_MODELS)
-    result = grade(folder, rubric_of({FC_LOSS, FC_INIT, "FullyConnectedNet: test-mode scores after a training step"}))
+    result = grade(folder, rubric_of({FC_LOSS, FC_INIT, "FullyConnectedNet: test-mode scores after a training step"}), mode)
     assert result.score == 0 and len(result.tests) == 3
     assert {test.outcome for test in result.tests} <= {outcomes.WRONG_TYPE, outcomes.WRONG_VALUE}
 
@@ -417,3 +423,63 @@ def test_a_folder_named_like_a_graded_file_or_a_helper_does_not_hide_it(tmp_path
         (package / shadow / "notes.py").write_text("")
     result = grade(folder, rubric_of({AFFINE, "sgd_momentum", FC_LOSS, "ThreeLayerConvNet: scores"}))
     assert {test.outcome for test in result.tests} == {outcomes.PASSED}, by_name(result)
+
+
+# --- forged replies to the new requests (a model's construction, its params, its dict returns) ------------------
+
+
+#: the generic forgeries of tests/test_attacks.py, and two aimed at the dicts a model returns
+MODEL_FORGERIES = {
+    **{name: FORGERIES[name] for name in ("status_passed", "index_out_of_range", "extra_array", "shape_mismatch",
+                                          "value_not_schema")},
+    "mapping_key_not_a_name": 'header["value"] = _json.loads(_json.dumps(header["value"]).replace(\'"W1"\', \'"W 1"\'))',
+    "mapping_nested": 'header["value"] = _json.loads(_json.dumps(header["value"]).replace(\'"mapping": {\', '
+                      '\'"mapping": {"inner": {"mapping": {}}, \'))',
+}
+FORGED_TESTS = ("relu forward", "sgd_momentum", "FullyConnectedNet: loss and gradients",
+                "FullyConnectedNet: initialisation")
+
+
+def whole_files() -> dict[str, str]:
+    """The correct assignment-2 files (layers.py, optim.py, classifiers/) by their path in the package."""
+    package = ROOT / "tests" / "solutions" / "a2" / "cs231n"
+    return {path.relative_to(package).as_posix(): path.read_text() for path in sorted(package.rglob("*.py"))}
+
+
+@pytest.mark.parametrize("mode", ATTACK_MODES)
+def test_forged_replies_to_a_models_or_an_update_rules_calls_fail_its_tests_and_nothing_else(mode, ws, marker):
+    """A file that, once imported, rewrites every later reply of the worker (which serves the whole submission)
+    into a forgery: every test of that file fails (an error, never a pass); the other files keep their points,
+    those graded before it and those after it (a refused reply ends the worker, and the next one never imports
+    the forger again: fc_net.py does not import optim.py); an honest classmate keeps every point."""
+    skip_unless_available(mode)
+    honest = whole_files()
+    attackers, forged_from = {}, {}
+    for file, forgeries in (("classifiers/fc_net.py", MODEL_FORGERIES),
+                            ("optim.py", {name: MODEL_FORGERIES[name] for name in ("value_not_schema",
+                                                                                   "mapping_nested")})):
+        for name, forgery in forgeries.items():
+            sid = f"forged_{file.split('/')[-1][:-3]}_{name}"
+            body = textwrap.indent(forgery, " " * 8)
+            attackers[sid] = {**honest, file: honest[file] + "\n" + FORGER.replace("__FORGERY__", body)}
+            forged_from[sid] = file
+    class_dir = ws / "class"
+    for sid, files in {**attackers, "whole": honest}.items():
+        for path, source in files.items():
+            target = class_dir / sid / "cs231n" / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(source)
+    bundled = rubrics.load(rubrics.bundled()["assignment2"]).model_dump(exclude_none=True)
+    bundled["tests"] = [dict(test, examples=min(test["examples"], 3)) for test in bundled["tests"]
+                        if test["name"] in FORGED_TESTS]
+    rubric = ws / "rubric.yaml"
+    rubric.write_text(yaml.safe_dump(bundled, sort_keys=False))
+    batch = grade_batch(ws, mode, class_dir, rubric)
+    assert_honest(batch, "whole")
+    for sid, file in forged_from.items():
+        outcomes_of = batch.outcomes(sid)
+        forged = FORGED_TESTS[1:2] if file == "optim.py" else FORGED_TESTS[2:]
+        assert all(outcomes_of[name] == "passed" for name in FORGED_TESTS if name not in forged), batch.summary(sid)
+        assert all(outcomes_of[name] in ("error", "wrong_type", "wrong_value") for name in forged), \
+            batch.summary(sid)
+    assert_nothing_left(marker, batch, mode, [ws])
