@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import gradeconv
 from gradeconv import outcomes
-from gradeconv.judging import checks, gradients, search
+from gradeconv.judging import checks, gradients, networks, search, stateful
 from gradeconv import rubric as rubrics
 from gradeconv.results import CaseResult
 from gradeconv.judging.cases import space_of
@@ -321,6 +321,39 @@ def test_an_exception_in_the_layer_judging_paths_is_a_failure(broken, mode, monk
     judged = {"entries": "batchnorm running averages: momentum and eps from bn_param",
               "_compare_scalar": "svm loss and gradient", "kept_bound": "dropout forward",
               "_disagree": "svm loss and gradient"}[name]
+    test = next(test for test in result.tests if test.name == judged)
+    assert test.outcome == outcomes.ERROR and test.score == 0
+    assert "could not judge the reply" in test.output
+
+
+#: the judging paths of update rules and models: a rule's reply and the config it gives back, a model's reply,
+#: its grads against the numeric slopes, the parameters its constructor made
+WHOLE_TESTS = {"sgd_momentum", "FullyConnectedNet: loss and gradients", "FullyConnectedNet: initialisation"}
+
+
+@pytest.mark.parametrize("mode", ["bubblewrap", "uid"])
+@pytest.mark.parametrize("broken, judged", [
+    ((stateful, "_unpack"), "sgd_momentum"), ((stateful, "_given_back"), "sgd_momentum"),
+    ((networks, "_unpack"), "FullyConnectedNet: loss and gradients"),
+    ((networks, "_numeric_check"), "FullyConnectedNet: loss and gradients"),
+    ((networks, "_judge_initial"), "FullyConnectedNet: initialisation")],
+    ids=["rule_reply", "rule_config_given_back", "model_reply", "model_numeric_slopes", "model_parameters"])
+def test_an_exception_in_the_rule_and_model_judging_paths_is_a_failure(broken, judged, mode, monkeypatch):
+    """Whatever the parent trips over while judging an update rule's steps or a model's phases fails the test."""
+    skip_unless_available(mode)
+    data = rubrics.load(rubrics.bundled()["assignment2"]).model_dump()
+    data["tests"] = [dict(test, examples=min(test["examples"], 4)) for test in data["tests"]
+                     if test["name"] in WHOLE_TESTS]
+    rubric = rubrics.Rubric.model_validate(data)
+    honest = gradeconv.grade(A2_SOLUTION, rubric, sandbox=mode)[0]
+    assert honest.score == rubric.max_score
+
+    def explode(*args, **kwargs):
+        raise IndexError("the parent tripped over this reply")
+
+    target, name = broken
+    monkeypatch.setattr(target, name, explode)
+    result = gradeconv.grade(A2_SOLUTION, rubric, sandbox=mode)[0]
     test = next(test for test in result.tests if test.name == judged)
     assert test.outcome == outcomes.ERROR and test.score == 0
     assert "could not judge the reply" in test.output
