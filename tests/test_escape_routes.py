@@ -131,6 +131,7 @@ def test_memory_held_in_a_memfd_counts_against_the_limit(mode, tight_rubric, tmp
     # a call limit a busy machine cannot reach while writing the memory: the watchdog decides, not a race
     rubric = tight_rubric.model_copy(update={"limits": tight_rubric.limits.model_copy(update={"call_seconds": 20.0})})
     result = gradeconv.grade(folder / "layers.py", rubric, sandbox=mode)[0]
+    assert result.tests, f"not graded: {result.machine_failure}"  # says why, should the machine fail it
     forward = next(t for t in result.tests if t.name == FORWARD)
     assert forward.outcome == outcomes.CRASHED, forward.output
     assert "MB of memory (the limit is 256 MB)" in forward.output
